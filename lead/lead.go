@@ -1,0 +1,184 @@
+// Package lead holds the lead record shared by capture, the queue and the CRM
+// destinations, and the small contract between the queue and a destination.
+//
+// The JSON form of Lead is the one the admin API returns and the webhook
+// destination sends (SPEC section 5): UTF-8, absent values omitted.
+package lead
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Mechanisms: how a lead was seen.
+const (
+	MechSubmit = "submit" // classic <form> submit, marked by the capture script
+	MechClick  = "click"  // AJAX form triggered by a button, marked by the script
+	MechPost   = "post"   // server-side rule: a POST to a path carrying required fields
+	MechAuto   = "auto"   // any form with an email or phone field (auto on)
+	MechAPI    = "api"    // the Roistat-compatible manual API
+)
+
+// Delivery statuses.
+const (
+	StatusPending   = "pending"   // not tried yet
+	StatusRetrying  = "retrying"  // tried, failed, will be tried again
+	StatusDelivered = "delivered" // the CRM accepted it
+	StatusFailed    = "failed"    // permanent error or retry_for exhausted; re-sendable
+	StatusSkipped   = "skipped"   // nothing to send (is_skip_sending, no destination)
+)
+
+// Lead is one captured submission.
+type Lead struct {
+	ID           string            `json:"id"`
+	CreatedAt    time.Time         `json:"created_at"`
+	Site         string            `json:"site,omitempty"`
+	Form         string            `json:"form,omitempty"`
+	Title        string            `json:"title,omitempty"`
+	Mechanism    string            `json:"mechanism,omitempty"`
+	SubmissionID string            `json:"submission_id,omitempty"`
+	Name         string            `json:"name,omitempty"`
+	Phone        string            `json:"phone,omitempty"`
+	Email        string            `json:"email,omitempty"`
+	Comment      string            `json:"comment,omitempty"`
+	Extra        map[string]string `json:"extra,omitempty"`
+	CRM          map[string]string `json:"crm,omitempty"`
+	Fields       map[string]string `json:"fields,omitempty"`
+	Visit        *Visit            `json:"visit,omitempty"`
+	// DuplicateOf names the first lead when this one was seen again inside
+	// dedup_window; such a lead is kept for the record but not delivered.
+	DuplicateOf string `json:"duplicate_of,omitempty"`
+	// Callback is set by the Roistat API's is_need_callback / callback_phone.
+	Callback   *Callback  `json:"callback,omitempty"`
+	Deliveries []Delivery `json:"deliveries,omitempty"`
+	// Traceparent links delivery spans to the capture's trace (W3C format).
+	Traceparent string `json:"traceparent,omitempty"`
+}
+
+// Visit is the attribution the capture script keeps for the visitor.
+type Visit struct {
+	ID        string            `json:"id,omitempty"`
+	Page      string            `json:"page,omitempty"`
+	Landing   string            `json:"landing,omitempty"`
+	Referrer  string            `json:"referrer,omitempty"`
+	UTM       map[string]string `json:"utm,omitempty"`
+	IP        string            `json:"ip,omitempty"`
+	UserAgent string            `json:"user_agent,omitempty"`
+}
+
+// Callback is a request to call the visitor back (Roistat API).
+type Callback struct {
+	Phone string `json:"phone,omitempty"`
+}
+
+// Delivery is the state of a lead for one destination.
+type Delivery struct {
+	Destination string     `json:"destination"`
+	Status      string     `json:"status"`
+	Attempts    int        `json:"attempts"`
+	NextAt      *time.Time `json:"next_at,omitempty"`
+	LastError   string     `json:"last_error,omitempty"`
+	CRMID       string     `json:"crm_id,omitempty"`
+	DeliveredAt *time.Time `json:"delivered_at,omitempty"`
+}
+
+// Delivery returns the delivery for dest, or nil.
+func (l *Lead) Delivery(dest string) *Delivery {
+	for i := range l.Deliveries {
+		if l.Deliveries[i].Destination == dest {
+			return &l.Deliveries[i]
+		}
+	}
+	return nil
+}
+
+// Status summarises the deliveries: the least advanced one wins, so a lead
+// is "delivered" only when every destination has it.
+func (l *Lead) Status() string {
+	if len(l.Deliveries) == 0 {
+		return StatusSkipped
+	}
+	rank := map[string]int{StatusFailed: 0, StatusRetrying: 1, StatusPending: 2, StatusDelivered: 3, StatusSkipped: 4}
+	best := StatusSkipped
+	for _, d := range l.Deliveries {
+		if rank[d.Status] < rank[best] {
+			best = d.Status
+		}
+	}
+	return best
+}
+
+// Contact is the lead's phone, else its email: what dedup and lists key on.
+func (l *Lead) Contact() string {
+	if l.Phone != "" {
+		return l.Phone
+	}
+	return strings.ToLower(l.Email)
+}
+
+// SortedKeys returns m's keys in order, for stable comments and tests.
+func SortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Summary renders the lead's comment, extra fields and attribution as the
+// plain text that CRMs without structured fields take as a note.
+func (l *Lead) Summary() string {
+	var b strings.Builder
+	line := func(k, v string) {
+		if v != "" {
+			b.WriteString(k)
+			b.WriteString(": ")
+			b.WriteString(v)
+			b.WriteByte('\n')
+		}
+	}
+	if l.Comment != "" {
+		b.WriteString(l.Comment)
+		b.WriteByte('\n')
+	}
+	for _, k := range SortedKeys(l.Extra) {
+		line(k, l.Extra[k])
+	}
+	line("Форма", l.Form)
+	if v := l.Visit; v != nil {
+		line("Страница", v.Page)
+		line("Первая страница", v.Landing)
+		line("Источник", v.Referrer)
+		for _, k := range SortedKeys(v.UTM) {
+			line("utm_"+k, v.UTM[k])
+		}
+		line("Визит", v.ID)
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+var idMu sync.Mutex
+var idLast uint64
+
+// NewID returns a time-ordered unique id: 12 hex digits of Unix milliseconds
+// (strictly increasing within the process) and 8 random hex digits.
+// Lexical order is creation order, which the store's keys rely on.
+func NewID(now time.Time) string {
+	ms := uint64(now.UnixMilli())
+	idMu.Lock()
+	if ms <= idLast {
+		ms = idLast + 1
+	}
+	idLast = ms
+	idMu.Unlock()
+	var b [10]byte
+	binary.BigEndian.PutUint64(b[:8], ms<<16)
+	rand.Read(b[6:])
+	return hex.EncodeToString(b[2:])
+}

@@ -306,3 +306,18 @@ func Excerpt(body []byte) string {
 func Unparsable(r *Response, err error) error {
 	return &lead.SendError{Status: r.Status, Msg: "unreadable answer: " + Excerpt(r.Body), Err: err}
 }
+
+// TokenStore keeps OAuth tokens that a destination refreshes (Salesforce,
+// Megaplan), so a restart does not lose a rotated refresh token. The app
+// hands its durable store to every destination that implements TokenKeeper.
+type TokenStore interface {
+	LoadToken(key string) (string, error) // "" with nil error when absent
+	SaveToken(key, value string) error
+}
+
+// TokenKeeper is implemented by destinations that want a TokenStore. The
+// app calls SetTokenStore after Provision, before the first Send; until then
+// (and in tests without a store) tokens live in memory.
+type TokenKeeper interface {
+	SetTokenStore(name string, ts TokenStore)
+}

@@ -7,12 +7,12 @@ package lead
 
 import (
 	"crypto/rand"
-	"encoding/binary"
-	"encoding/hex"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/oklog/ulid/v2"
 )
 
 // Mechanisms: how a lead was seen.
@@ -163,22 +163,16 @@ func (l *Lead) Summary() string {
 	return strings.TrimRight(b.String(), "\n")
 }
 
-var idMu sync.Mutex
-var idLast uint64
+var (
+	idMu      sync.Mutex
+	idEntropy = ulid.Monotonic(rand.Reader, 0)
+)
 
-// NewID returns a time-ordered unique id: 12 hex digits of Unix milliseconds
-// (strictly increasing within the process) and 8 random hex digits.
-// Lexical order is creation order, which the store's keys rely on.
+// NewID returns a ULID: 26 Crockford base32 characters, 48 bits of Unix
+// milliseconds then 80 random bits, monotonic within one millisecond of this
+// process. Lexical order is creation order, which the store's keys rely on.
 func NewID(now time.Time) string {
-	ms := uint64(now.UnixMilli())
 	idMu.Lock()
-	if ms <= idLast {
-		ms = idLast + 1
-	}
-	idLast = ms
-	idMu.Unlock()
-	var b [10]byte
-	binary.BigEndian.PutUint64(b[:8], ms<<16)
-	rand.Read(b[6:])
-	return hex.EncodeToString(b[2:])
+	defer idMu.Unlock()
+	return ulid.MustNew(ulid.Timestamp(now), idEntropy).String()
 }

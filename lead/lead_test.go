@@ -41,7 +41,7 @@ func TestNewIDOrdered(t *testing.T) {
 	prev := ""
 	for i := 0; i < 1000; i++ {
 		id := NewID(now)
-		if id <= prev || len(id) != 16 {
+		if id <= prev || len(id) != 26 {
 			t.Fatalf("id %q not after %q", id, prev)
 		}
 		prev = id

@@ -1,0 +1,433 @@
+package intercept
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/text/encoding/htmlindex"
+)
+
+// Limits on what is parsed out of a body.
+const (
+	MaxFields   = 200 // fields kept per submission
+	MaxFieldLen = 8192
+	MaxJSONDept = 32
+)
+
+// Field is one submitted name and value.
+type Field struct {
+	Name, Value string
+}
+
+// Fields are a submission's fields in the order they came, excluded ones
+// (passwords, card data, CSRF tokens, files) never added.
+type Fields []Field
+
+// Add appends a field unless it is excluded, empty-named, or over the limits.
+// A repeated name (checkboxes) joins its values with ", ".
+func (f *Fields) Add(name, value string) {
+	name = strings.TrimSpace(clamp(name, 256))
+	if name == "" || Excluded(name) || SensitiveValue(value) {
+		return
+	}
+	value = clamp(value, MaxFieldLen)
+	for i := range *f {
+		if (*f)[i].Name == name {
+			if value != "" {
+				if (*f)[i].Value != "" {
+					(*f)[i].Value += ", "
+				}
+				(*f)[i].Value += value
+			}
+			return
+		}
+	}
+	if len(*f) >= MaxFields {
+		return
+	}
+	*f = append(*f, Field{name, value})
+}
+
+// Get returns the value of the first field named name (case-insensitive).
+func (f Fields) Get(name string) (string, bool) {
+	for _, x := range f {
+		if strings.EqualFold(x.Name, name) {
+			return x.Value, true
+		}
+	}
+	return "", false
+}
+
+// Map returns the fields as a map.
+func (f Fields) Map() map[string]string {
+	if len(f) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(f))
+	for _, x := range f {
+		m[x.Name] = x.Value
+	}
+	return m
+}
+
+var excludedName = regexp.MustCompile(`(?i)(^|[^a-z])(pass(word|wd)?|pwd|csrf|xsrf|_token|authenticity_token|__requestverificationtoken|_wpnonce|nonce|cvv2?|cvc2?|card.?(number|num|no)|cc.?(num|number|csc|exp)|credit.?card|security.?code|exp(iry|iration)?.?(date|month|year))($|[^a-z])`)
+
+// Excluded reports whether a field name is one that is never captured:
+// passwords, card data, CSRF tokens.
+func Excluded(name string) bool {
+	return excludedName.MatchString(name)
+}
+
+var cardLike = regexp.MustCompile(`^[0-9][0-9 -]{11,22}[0-9]$`)
+
+// SensitiveValue reports a value that looks like a payment card number
+// (13–19 digits passing Luhn), whatever the field is called.
+func SensitiveValue(v string) bool {
+	if len(v) < 13 || len(v) > 25 || !cardLike.MatchString(v) {
+		return false
+	}
+	digits := make([]int, 0, 19)
+	for _, c := range v {
+		if c >= '0' && c <= '9' {
+			digits = append(digits, int(c-'0'))
+		}
+	}
+	if len(digits) < 13 || len(digits) > 19 {
+		return false
+	}
+	sum := 0
+	for i := range digits {
+		d := digits[len(digits)-1-i]
+		if i%2 == 1 {
+			if d *= 2; d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+	}
+	return sum%10 == 0
+}
+
+// ErrUnsupportedBody is returned for content types that carry no form.
+var ErrUnsupportedBody = errors.New("unsupported content type")
+
+// ParseBody extracts the fields of a form post: urlencoded, multipart (file
+// parts skipped, read as a stream) or JSON (nested keys joined with dots).
+// charset is the page's charset from the marker cookie, if known; values
+// that are not valid UTF-8 are decoded with it, else with fallback.
+func ParseBody(contentType string, body io.Reader, charset, fallback string) (Fields, error) {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		if contentType == "" {
+			return nil, ErrUnsupportedBody
+		}
+		return nil, fmt.Errorf("content type %q: %w", contentType, err)
+	}
+	if cs := params["charset"]; cs != "" && charset == "" {
+		charset = cs
+	}
+	dec := newDecoder(charset, fallback)
+	var f Fields
+	switch {
+	case mt == "application/x-www-form-urlencoded":
+		raw, err := io.ReadAll(body)
+		if err != nil {
+			return nil, err
+		}
+		vals, err := url.ParseQuery(string(raw))
+		if err != nil && len(vals) == 0 {
+			return nil, fmt.Errorf("urlencoded: %w", err)
+		}
+		// url.ParseQuery loses order; keep the order of first appearance.
+		for _, name := range orderedKeys(string(raw), vals) {
+			for _, v := range vals[name] {
+				f.Add(dec(name), dec(v))
+			}
+		}
+		return f, nil
+	case mt == "multipart/form-data":
+		boundary := params["boundary"]
+		if boundary == "" {
+			return nil, errors.New("multipart: no boundary")
+		}
+		mr := multipart.NewReader(body, boundary)
+		for {
+			p, err := mr.NextPart()
+			if err == io.EOF {
+				return f, nil
+			}
+			if err != nil {
+				return f, fmt.Errorf("multipart: %w", err)
+			}
+			if p.FileName() != "" || p.FormName() == "" {
+				io.Copy(io.Discard, p)
+				continue
+			}
+			v, err := io.ReadAll(io.LimitReader(p, MaxFieldLen+1))
+			if err != nil {
+				return f, fmt.Errorf("multipart: %w", err)
+			}
+			io.Copy(io.Discard, p)
+			f.Add(dec(p.FormName()), dec(string(v)))
+		}
+	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+		d := json.NewDecoder(body)
+		d.UseNumber()
+		var v any
+		if err := d.Decode(&v); err != nil {
+			return nil, fmt.Errorf("json: %w", err)
+		}
+		if err := flattenJSON(&f, "", v, 0); err != nil {
+			return f, err
+		}
+		return f, nil
+	case mt == "text/plain":
+		// A form with enctype=text/plain: name=value lines.
+		raw, err := io.ReadAll(body)
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			if k, v, ok := strings.Cut(strings.TrimRight(line, "\r"), "="); ok {
+				f.Add(dec(k), dec(v))
+			}
+		}
+		return f, nil
+	}
+	return nil, ErrUnsupportedBody
+}
+
+func orderedKeys(raw string, vals url.Values) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, pair := range strings.Split(raw, "&") {
+		k, _, _ := strings.Cut(pair, "=")
+		k, err := url.QueryUnescape(k)
+		if err != nil || seen[k] {
+			continue
+		}
+		if _, ok := vals[k]; ok {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	// Anything ParseQuery kept that the split missed, in stable order.
+	var rest []string
+	for k := range vals {
+		if !seen[k] {
+			rest = append(rest, k)
+		}
+	}
+	sort.Strings(rest)
+	return append(out, rest...)
+}
+
+func flattenJSON(f *Fields, prefix string, v any, depth int) error {
+	if depth > MaxJSONDept {
+		return fmt.Errorf("json: nested deeper than %d", MaxJSONDept)
+	}
+	join := func(k string) string {
+		if prefix == "" {
+			return k
+		}
+		return prefix + "." + k
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if err := flattenJSON(f, join(k), x[k], depth+1); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if len(*f) >= MaxFields {
+				return nil
+			}
+			if err := flattenJSON(f, join(strconv.Itoa(i)), e, depth+1); err != nil {
+				return err
+			}
+		}
+	case nil:
+		f.Add(prefix, "")
+	case string:
+		f.Add(prefix, x)
+	default:
+		f.Add(prefix, fmt.Sprint(x))
+	}
+	return nil
+}
+
+// newDecoder returns a function turning submitted bytes into UTF-8: valid
+// UTF-8 stays as it is unless the page's charset says otherwise; other
+// bytes are decoded with the page's charset or the fallback
+// (windows-1251 by default, the commonest legacy charset of our users).
+func newDecoder(charset, fallback string) func(string) string {
+	cs := strings.ToLower(strings.TrimSpace(charset))
+	if cs == "" || cs == "utf-8" || cs == "utf8" {
+		cs = ""
+	}
+	if fallback == "" {
+		fallback = "windows-1251"
+	}
+	decodeWith := func(name, s string) (string, bool) {
+		enc, err := htmlindex.Get(name)
+		if err != nil {
+			return "", false
+		}
+		out, err := enc.NewDecoder().String(s)
+		return out, err == nil
+	}
+	return func(s string) string {
+		if cs != "" && !isASCII(s) {
+			if out, ok := decodeWith(cs, s); ok {
+				return out
+			}
+		}
+		if utf8.ValidString(s) {
+			return s
+		}
+		if out, ok := decodeWith(fallback, s); ok {
+			return out
+		}
+		return strings.ToValidUTF8(s, "\uFFFD")
+	}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// BodyCopy is a request body read ahead so it can be parsed and then
+// replayed to the upstream byte for byte. Bodies up to memMax stay in
+// memory; larger ones (multipart uploads) go to a temporary file.
+type BodyCopy struct {
+	mem      []byte
+	file     *os.File
+	size     int64
+	complete bool      // the whole body was read (not over max)
+	rest     io.Reader // what was not read, when over max
+}
+
+// ReadBody reads body up to max bytes. When it is longer, Complete is false
+// and Replay streams what was read followed by the rest of body.
+func ReadBody(body io.Reader, memMax, max int64, tmpDir string) (*BodyCopy, error) {
+	b := &BodyCopy{}
+	buf := make([]byte, 0, 4096)
+	w := bytes.NewBuffer(buf)
+	n, err := io.Copy(w, io.LimitReader(body, min(memMax, max)+1))
+	b.size = n
+	if err != nil {
+		b.mem = w.Bytes()
+		b.rest = body
+		return b, err
+	}
+	if n <= min(memMax, max) {
+		b.mem = w.Bytes()
+		b.complete = true
+		return b, nil
+	}
+	if memMax >= max {
+		b.mem = w.Bytes()
+		b.rest = body
+		return b, nil
+	}
+	f, err := os.CreateTemp(tmpDir, "leadproxy-body-*")
+	if err != nil {
+		b.mem = w.Bytes()
+		b.rest = body
+		return b, err
+	}
+	os.Remove(f.Name()) // unlinked: gone with the last close, even on a crash
+	b.file = f
+	if _, err := f.Write(w.Bytes()); err != nil {
+		return b, b.failFile(w.Bytes(), body, err)
+	}
+	m, err := io.Copy(f, io.LimitReader(body, max+1-n))
+	b.size = n + m
+	if err != nil {
+		return b, b.failFile(nil, body, err)
+	}
+	if b.size > max {
+		// Too big to capture: replay from the file then the rest.
+		b.rest = body
+		return b, nil
+	}
+	b.complete = true
+	return b, nil
+}
+
+func (b *BodyCopy) failFile(mem []byte, rest io.Reader, err error) error {
+	b.rest = rest
+	return err
+}
+
+// Complete reports whether the whole body was read (and may be parsed).
+func (b *BodyCopy) Complete() bool { return b.complete }
+
+// Size is the number of bytes read ahead.
+func (b *BodyCopy) Size() int64 { return b.size }
+
+// Reader returns the read-ahead bytes from the start.
+func (b *BodyCopy) Reader() io.Reader {
+	if b.file != nil {
+		return io.NewSectionReader(b.file, 0, b.size)
+	}
+	return bytes.NewReader(b.mem)
+}
+
+// Replay returns the body for the upstream: the read-ahead bytes, then
+// whatever was not read. Closing it releases the temporary file.
+func (b *BodyCopy) Replay(orig io.Closer) io.ReadCloser {
+	r := b.Reader()
+	if b.rest != nil {
+		r = io.MultiReader(r, b.rest)
+	}
+	return &replay{Reader: r, b: b, orig: orig}
+}
+
+// Close releases the temporary file, if any.
+func (b *BodyCopy) Close() error {
+	if b.file != nil {
+		err := b.file.Close()
+		b.file = nil
+		return err
+	}
+	return nil
+}
+
+type replay struct {
+	io.Reader
+	b    *BodyCopy
+	orig io.Closer
+}
+
+func (r *replay) Close() error {
+	r.b.Close()
+	if r.orig != nil {
+		return r.orig.Close()
+	}
+	return nil
+}

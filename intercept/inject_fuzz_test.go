@@ -1,0 +1,75 @@
+package intercept
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+)
+
+// isTestTag accepts our tag, with or without a nonce.
+var isTestTag = regexp.MustCompile(`^<script src="/_leadproxy/c\.js" defer( nonce="[A-Za-z0-9+/_=-]+")?></script>$`).Match
+
+// FuzzInject: whatever the page and however it is cut into writes, the
+// output is the input, or the input with exactly one tag inserted, and the
+// cut does not change which.
+func FuzzInject(f *testing.F) {
+	seeds := []string{
+		"", "<html><head></head>", "<!DOCTYPE html><title>x</title>", "<div>frag</div>",
+		"<html><script>'<head>'</script><head>", "\ufeff<!--[if IE]><html><![endif]--><head/>",
+		"<html><head><script src=/_leadproxy/c.js></script>", "<html><![CDATA[<head>]]>",
+		"<html><head><meta http-equiv=content-security-policy content=\"script-src 'nonce-a'\"><script nonce=a>",
+		"<html><textarea><head>", "<html><plaintext><head>", "<html><head", "<!DOCTYPE html><!-- open",
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s), uint8(1))
+	}
+	if files, err := filepath.Glob("testdata/inject/*"); err == nil {
+		for _, name := range files {
+			if page, err := os.ReadFile(name); err == nil {
+				f.Add(page, uint8(7))
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, page []byte, cut uint8) {
+		whole, r1, err := run(t, getPage(), InjectConfig{}, htmlResponse(string(page)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := htmlResponse(string(page))
+		resp.chunk = int(cut%64) + 1
+		pieces, r2, err := run(t, getPage(), InjectConfig{}, resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r1 != r2 || !bytes.Equal(whole.body.Bytes(), pieces.body.Bytes()) {
+			t.Fatalf("writes of %d changed the outcome: %q vs %q", resp.chunk, r1, r2)
+		}
+		// The same page gzip-encoded, through the decoder and re-encoder.
+		resp.body = encode(t, "gzip", page)
+		resp.header["Content-Encoding"] = "gzip"
+		encoded, r3, err := run(t, getPage(), InjectConfig{}, resp)
+		if err != nil || r3 != r1 {
+			t.Fatalf("gzip: result %q, plain %q, err %v", r3, r1, err)
+		}
+		if r1 == "injected" {
+			if got, err := decode("gzip", encoded.body.Bytes()); err != nil || !bytes.Equal(got, whole.body.Bytes()) {
+				t.Fatalf("gzip: decoded output differs (err %v)", err)
+			}
+		} else if !bytes.Equal(encoded.body.Bytes(), resp.body) {
+			t.Fatalf("gzip: %s but the encoded bytes changed", r1)
+		}
+
+		out := whole.body.Bytes()
+		if r1 != "injected" {
+			if !bytes.Equal(out, page) {
+				t.Fatalf("%s: page changed", r1)
+			}
+			return
+		}
+		if insertedWhere(page, out, len(out)-len(page), isTestTag) < 0 {
+			t.Fatalf("output is not the page plus one tag:\n%q\n%q", page, out)
+		}
+	})
+}

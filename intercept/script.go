@@ -1,0 +1,246 @@
+package intercept
+
+import (
+	"crypto/sha256"
+	_ "embed"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// rawScript is the capture script with two placeholders: LP_CONFIG (the
+// config as JSON) and LP_JS (an array of the rules' js sources as functions).
+//
+//go:embed assets/c.js
+var rawScript string
+
+// scriptTemplate is rawScript compacted (see compactScript), which keeps the
+// served script within its budget of 2 KB gzipped.
+var scriptTemplate = compactScript(rawScript)
+
+const (
+	configPlaceholder = "LP_CONFIG"
+	jsPlaceholder     = "LP_JS"
+)
+
+// ScriptConfig is what the capture script needs to know about a site.
+type ScriptConfig struct {
+	// Prefix is where the module's endpoints live, e.g. "/_leadproxy": the
+	// script posts reports to Prefix+"/collect".
+	Prefix string
+	// Rules are the site's form rules; only submit and click rules reach the
+	// script, post rules are server-side only.
+	Rules []*Rule
+	// Auto captures every submitted form that has an email or tel input,
+	// under the rule id "auto".
+	Auto bool
+}
+
+// scriptRule is a rule as the script reads it; short keys keep it small.
+type scriptRule struct {
+	ID       string  `json:"i"`
+	Mech     string  `json:"m"` // "s" submit, "c" click
+	Selector string  `json:"q"`
+	Sources  [][]any `json:"s"` // [role, "selector", css] or [role, "js", index into LP_JS]
+	// ByType lists the roles (email, phone) with no source, which the
+	// script fills from type=email / type=tel inputs.
+	ByType []string `json:"d"`
+}
+
+type scriptJSON struct {
+	Prefix string       `json:"p"`
+	Rules  []scriptRule `json:"r"`
+}
+
+// autoRule is the pseudo-rule of `auto on`, last so that configured rules
+// win: every form with an email or tel input. Browsers without :has() (before
+// 2022–2023) reject the selector and skip only this rule.
+var autoRule = scriptRule{
+	ID:       "auto",
+	Mech:     "s",
+	Selector: "form:has(input[type=email],input[type=tel])",
+	Sources:  [][]any{},
+	ByType:   []string{RoleEmail, RolePhone},
+}
+
+// BuildScript returns the capture script with cfg baked in and a strong ETag
+// derived from its bytes. Call it once per config and serve the bytes.
+func BuildScript(cfg ScriptConfig) (body []byte, etag string, err error) {
+	if !strings.HasPrefix(cfg.Prefix, "/") || strings.HasSuffix(cfg.Prefix, "/") {
+		return nil, "", fmt.Errorf("script: prefix %q: want a path like /_leadproxy", cfg.Prefix)
+	}
+	conf := scriptJSON{Prefix: cfg.Prefix, Rules: []scriptRule{}}
+	var funcs []string
+	for _, r := range cfg.Rules {
+		if r == nil || r.Submit == "" && r.Click == "" {
+			continue // post rules are the server's alone
+		}
+		sr := scriptRule{ID: r.ID(), Sources: [][]any{}, ByType: []string{}}
+		srcs := r.Sources()
+		// Sorted, so the same config gives the same bytes and ETag.
+		for _, role := range slices.Sorted(maps.Keys(srcs)) {
+			switch s := srcs[role]; s.Kind {
+			case SourceSelector:
+				sr.Sources = append(sr.Sources, []any{role, s.Kind, s.Value})
+			case SourceJS:
+				sr.Sources = append(sr.Sources, []any{role, s.Kind, len(funcs)})
+				funcs = append(funcs, jsFunction(s.Value))
+			}
+		}
+		for _, role := range []string{RoleEmail, RolePhone} {
+			if _, ok := srcs[role]; !ok {
+				sr.ByType = append(sr.ByType, role)
+			}
+		}
+		// A rule may watch both a form's submit and a button's click.
+		for _, m := range [][2]string{{"s", r.Submit}, {"c", r.Click}} {
+			if m[1] != "" {
+				sr.Mech, sr.Selector = m[0], m[1]
+				conf.Rules = append(conf.Rules, sr)
+			}
+		}
+	}
+	if cfg.Auto {
+		conf.Rules = append(conf.Rules, autoRule)
+	}
+	// json.Marshal escapes <, > and & as \u003c..., so no config string can
+	// close a <script> element should the script ever be inlined.
+	cj, err := json.Marshal(conf)
+	if err != nil {
+		return nil, "", fmt.Errorf("script: config: %w", err)
+	}
+	// One pass, so a placeholder name inside a config string or js source
+	// is left alone.
+	r := strings.NewReplacer(configPlaceholder, string(cj), jsPlaceholder, "["+strings.Join(funcs, ",")+"]")
+	body = []byte(r.Replace(scriptTemplate))
+	sum := sha256.Sum256(body)
+	return body, `"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`, nil
+}
+
+var scriptClose = regexp.MustCompile(`(?i)</(script)`)
+
+// jsFunction wraps a js source's body as a function. The newlines keep a
+// trailing // comment in the code from swallowing the closing brace; "</script"
+// is written "<\/script", which means the same in JS strings, regexps and
+// comments.
+func jsFunction(code string) string {
+	return "function(){\n" + scriptClose.ReplaceAllString(code, `<\/$1`) + "\n}"
+}
+
+// compactScript makes the served script small with no JS toolchain: it drops
+// comments, indentation, line breaks where no semicolon hangs on them,
+// semicolons before "}", and every space that separates no two words. It
+// knows just enough JS for our own source: string and regexp literals are
+// copied as written, none of them spans a line, and there are no /* */
+// comments.
+func compactScript(src string) string {
+	var out []byte
+	for _, line := range strings.Split(src, "\n") {
+		line = compactLine(line)
+		if line == "" {
+			continue
+		}
+		if n := len(out); n > 0 {
+			switch {
+			case !canJoin(out[n-1], line[0]):
+				out = append(out, '\n')
+			case out[n-1] == ';' && line[0] == '}':
+				out = out[:n-1]
+			}
+		}
+		out = append(out, line...)
+	}
+	return string(append(out, '\n'))
+}
+
+// canJoin reports whether two lines can be joined with no newline: the first
+// ends a statement or opens a block or list, and the second cannot continue
+// an expression (the cases where a newline inserts a semicolon).
+func canJoin(last, first byte) bool {
+	return strings.IndexByte("{;,(}", last) >= 0 && strings.IndexByte("([+-/`", first) < 0
+}
+
+func compactLine(line string) string {
+	var out []byte
+	for i := 0; i < len(line); {
+		c := line[i]
+		switch {
+		case c == '"' || c == '\'':
+			j := literalEnd(line, i)
+			out, i = append(out, line[i:j]...), j
+		case c == '/' && strings.HasPrefix(line[i:], "//"):
+			i = len(line)
+		case c == '/' && regexpCanStart(out):
+			j := regexpEnd(line, i)
+			out, i = append(out, line[i:j]...), j
+		case c == ' ' || c == '\t':
+			for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+				i++
+			}
+			if len(out) > 0 && i < len(line) && needsSpace(out[len(out)-1], line[i]) {
+				out = append(out, ' ')
+			}
+		case c == '}' && len(out) > 0 && out[len(out)-1] == ';':
+			// A literal never ends in ";", so this one is code, and implied.
+			out[len(out)-1], i = c, i+1
+		default:
+			out, i = append(out, c), i+1
+		}
+	}
+	return string(out)
+}
+
+// literalEnd returns the index just after the string literal starting at i.
+func literalEnd(s string, i int) int {
+	for j := i + 1; j < len(s); j++ {
+		switch s[j] {
+		case '\\':
+			j++
+		case s[i]:
+			return j + 1
+		}
+	}
+	return len(s)
+}
+
+// regexpEnd returns the index just after the regexp literal (and its flags)
+// starting at i.
+func regexpEnd(s string, i int) int {
+	class := false
+	for j := i + 1; j < len(s); j++ {
+		switch c := s[j]; {
+		case c == '\\':
+			j++
+		case c == '[':
+			class = true
+		case c == ']':
+			class = false
+		case c == '/' && !class:
+			for j++; j < len(s) && isWordByte(s[j]); j++ {
+			}
+			return j
+		}
+	}
+	return len(s)
+}
+
+// regexpCanStart reports whether a "/" after out opens a regexp rather than
+// dividing: after an operator, an opening bracket or "return".
+func regexpCanStart(out []byte) bool {
+	if len(out) == 0 || strings.IndexByte("(,=:[!&|?{};", out[len(out)-1]) >= 0 {
+		return true
+	}
+	return strings.HasSuffix(string(out), "return")
+}
+
+func needsSpace(a, b byte) bool {
+	return isWordByte(a) && isWordByte(b) || a == b && (a == '+' || a == '-')
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || c == '$' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}

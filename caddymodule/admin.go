@@ -1,0 +1,172 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/leadproxy/leadproxy/queue"
+)
+
+func init() {
+	caddy.RegisterModule(adminAPI{})
+}
+
+// adminAPI serves /leadproxy/ on Caddy's admin endpoint (localhost:2019 by
+// default, under Caddy's own access rules).
+type adminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (adminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.leadproxy",
+		New: func() caddy.Module { return new(adminAPI) },
+	}
+}
+
+// Routes returns the admin routes.
+func (adminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{
+		{Pattern: "/leadproxy/leads", Handler: caddy.AdminHandlerFunc(handleLeads)},
+		{Pattern: "/leadproxy/leads/", Handler: caddy.AdminHandlerFunc(handleLead)},
+		{Pattern: "/leadproxy/stats", Handler: caddy.AdminHandlerFunc(handleStats)},
+		{Pattern: "/leadproxy/forms", Handler: caddy.AdminHandlerFunc(handleForms)},
+	}
+}
+
+// The store is looked up at request time: the admin module is provisioned
+// before the apps start.
+func currentStore() (*queue.Store, error) {
+	p := current.Load()
+	if p == nil {
+		return nil, caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: errStoreNotReady}
+	}
+	return p.store, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func methodErr(allowed ...string) error {
+	return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed; use %s", strings.Join(allowed, ", "))}
+}
+
+// GET /leadproxy/leads?status=&form=&q=&limit=&cursor=
+func handleLeads(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return methodErr("GET")
+	}
+	st, err := currentStore()
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	f := queue.Filter{Status: q.Get("status"), Form: q.Get("form"), Query: q.Get("q"), Cursor: q.Get("cursor")}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("limit %q: want a positive number", s)}
+		}
+		f.Limit = n
+	}
+	leads, next, err := st.List(f)
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
+	}
+	out := map[string]any{"leads": leads}
+	if next != "" {
+		out["next_cursor"] = next
+	}
+	if leads == nil {
+		out["leads"] = []any{}
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// GET|DELETE /leadproxy/leads/{id}, POST /leadproxy/leads/{id}/retry
+func handleLead(w http.ResponseWriter, r *http.Request) error {
+	rest := strings.TrimPrefix(r.URL.Path, "/leadproxy/leads/")
+	id, action, _ := strings.Cut(rest, "/")
+	if id == "" {
+		return handleLeads(w, r)
+	}
+	st, err := currentStore()
+	if err != nil {
+		return err
+	}
+	notFound := func(err error) error {
+		if errors.Is(err, queue.ErrNotFound) {
+			return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("lead %s not found", id)}
+		}
+		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
+	}
+	switch {
+	case action == "" && r.Method == http.MethodGet:
+		l, err := st.Get(id)
+		if err != nil {
+			return notFound(err)
+		}
+		return writeJSON(w, http.StatusOK, l)
+	case action == "" && r.Method == http.MethodDelete:
+		if err := st.Delete(id); err != nil {
+			return notFound(err)
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	case action == "retry" && r.Method == http.MethodPost:
+		if err := st.Retry(id); err != nil {
+			return notFound(err)
+		}
+		if p := current.Load(); p != nil {
+			p.engine.Notify()
+		}
+		l, err := st.Get(id)
+		if err != nil {
+			return notFound(err)
+		}
+		return writeJSON(w, http.StatusAccepted, l)
+	case action == "" || action == "retry":
+		if action == "retry" {
+			return methodErr("POST")
+		}
+		return methodErr("GET", "DELETE")
+	}
+	return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no such action %q", action)}
+}
+
+// GET /leadproxy/stats
+func handleStats(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return methodErr("GET")
+	}
+	st, err := currentStore()
+	if err != nil {
+		return err
+	}
+	s, err := st.Stats()
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
+	}
+	return writeJSON(w, http.StatusOK, s)
+}
+
+// GET /leadproxy/forms: the form audit (which rules matched served pages).
+func handleForms(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return methodErr("GET")
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"forms": formsReport()})
+}
+
+// Interface guards
+var _ caddy.AdminRouter = (*adminAPI)(nil)

@@ -1,0 +1,268 @@
+// Package caddymodule is the Caddy glue of leadproxy: the app that owns the
+// store and the delivery engine, the leadproxy handler, the Caddyfile and
+// JSON config, and the admin routes. HTTP logic lives in intercept, the
+// queue in queue, CRM destinations in crm.
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/leadproxy/leadproxy/crm"
+	"github.com/leadproxy/leadproxy/lead"
+	"github.com/leadproxy/leadproxy/queue"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// Defaults of the app's options.
+const (
+	DefaultRetryFor    = 72 * time.Hour
+	DefaultRetention   = 30 * 24 * time.Hour
+	DefaultDedupWindow = time.Hour
+)
+
+// App is the leadproxy app: one per Caddy process. It owns the lead store
+// (nutsdb) and the delivery engine, shared across config reloads through a
+// caddy.UsagePool keyed by the store's folder, and the CRM destinations of
+// the current config.
+type App struct {
+	// Storage is the nutsdb folder. Default: {caddy data dir}/leadproxy.
+	Storage string `json:"storage,omitempty"`
+	// RetryFor is how long a failing delivery is retried before it is
+	// shown as failed (and can be re-sent by hand). Default 72h: a CRM
+	// down over a weekend loses nothing.
+	RetryFor caddy.Duration `json:"retry_for,omitempty"`
+	// Retention is how long delivered and failed leads stay listed.
+	// Default 30 days.
+	Retention caddy.Duration `json:"retention,omitempty"`
+	// DedupWindow: the same (form, phone or email) inside it is one lead.
+	// Default 1h.
+	DedupWindow caddy.Duration `json:"dedup_window,omitempty"`
+	// Destinations are the CRM accounts, by name. Each is a module in the
+	// leadproxy.destinations namespace, its type named by "type".
+	DestinationsRaw map[string]json.RawMessage `json:"destinations,omitempty" caddy:"namespace=leadproxy.destinations inline_key=type"`
+
+	senders map[string]lead.Sender
+	dir     string
+	logger  *zap.Logger
+	pooled  *pooledStore
+	started bool
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "leadproxy",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision loads the destinations. It opens nothing: `caddy validate`
+// provisions too, beside a running server that holds the store's lock.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	if a.RetryFor <= 0 {
+		a.RetryFor = caddy.Duration(DefaultRetryFor)
+	}
+	if a.Retention <= 0 {
+		a.Retention = caddy.Duration(DefaultRetention)
+	}
+	if a.DedupWindow <= 0 {
+		a.DedupWindow = caddy.Duration(DefaultDedupWindow)
+	}
+	a.dir = a.Storage
+	if a.dir == "" {
+		a.dir = filepath.Join(caddy.AppDataDir(), "leadproxy")
+	}
+	abs, err := filepath.Abs(a.dir)
+	if err != nil {
+		return fmt.Errorf("storage %q: %v", a.dir, err)
+	}
+	a.dir = abs
+	a.senders = map[string]lead.Sender{}
+	if a.DestinationsRaw != nil {
+		mods, err := ctx.LoadModule(a, "DestinationsRaw")
+		if err != nil {
+			return fmt.Errorf("loading destinations: %v", err)
+		}
+		for name, m := range mods.(map[string]any) {
+			s, ok := m.(lead.Sender)
+			if !ok {
+				return fmt.Errorf("destination %q: module %T cannot send leads", name, m)
+			}
+			a.senders[name] = s
+		}
+	}
+	return nil
+}
+
+// Validate checks destination names.
+func (a *App) Validate() error {
+	for name := range a.senders {
+		if name == "" {
+			return fmt.Errorf("destination with an empty name")
+		}
+	}
+	return nil
+}
+
+// Destinations returns the configured destination names, sorted.
+func (a *App) Destinations() []string {
+	names := make([]string, 0, len(a.senders))
+	for n := range a.senders {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// HasDestination reports whether name is configured.
+func (a *App) HasDestination(name string) bool {
+	_, ok := a.senders[name]
+	return ok
+}
+
+// Start opens (or shares) the store and points the engine at this
+// config's destinations. On a reload the new config starts before the old
+// one stops, so the pooled store is already open and only reconfigured.
+func (a *App) Start() error {
+	val, loaded, err := stores.LoadOrNew(a.dir, func() (caddy.Destructor, error) {
+		st, err := queue.Open(queue.Options{
+			Dir:         a.dir,
+			DedupWindow: time.Duration(a.DedupWindow),
+			Retention:   time.Duration(a.Retention),
+			Logger:      a.logger.Named("queue"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("opening lead store %s: %w (if another Caddy process holds it, use 'caddy reload')", a.dir, err)
+		}
+		eng := queue.NewEngine(st, a.logger.Named("delivery"))
+		return &pooledStore{dir: a.dir, store: st, engine: eng}, nil
+	})
+	if err != nil {
+		return err
+	}
+	p := val.(*pooledStore)
+	a.pooled = p
+	a.started = true
+	for name, s := range a.senders {
+		if tk, ok := s.(crm.TokenKeeper); ok {
+			tk.SetTokenStore(name, p.store)
+		}
+	}
+	p.engine.Configure(a.engineConfig())
+	p.engine.Start()
+	current.Store(p)
+	a.logger.Info("lead store ready", zap.String("dir", a.dir), zap.Bool("shared", loaded),
+		zap.Strings("destinations", a.Destinations()))
+	return nil
+}
+
+// Stop releases this config's hold on the store; the last holder closes it.
+func (a *App) Stop() error {
+	if !a.started {
+		return nil
+	}
+	a.started = false
+	_, err := stores.Delete(a.dir)
+	return err
+}
+
+func (a *App) engineConfig() queue.EngineConfig {
+	cfg := queue.EngineConfig{
+		Senders:  a.senders,
+		Rates:    map[string]queue.Rate{},
+		RetryFor: time.Duration(a.RetryFor),
+	}
+	for name, s := range a.senders {
+		if r, ok := s.(lead.Rated); ok {
+			n, per := r.DefaultRate()
+			cfg.Rates[name] = queue.Rate{N: n, Per: per}
+		}
+	}
+	return cfg
+}
+
+// store returns the open store, or nil before Start (first boot: the http
+// app may serve a request a moment before this app has started).
+func (a *App) store() *queue.Store {
+	if a == nil || a.pooled == nil {
+		if p := current.Load(); p != nil {
+			return p.store
+		}
+		return nil
+	}
+	return a.pooled.store
+}
+
+// Capture stores a lead for dests, durably, and wakes the engine.
+func (a *App) Capture(ctx context.Context, l *lead.Lead, dests []string) (*lead.Lead, bool, error) {
+	st := a.store()
+	if st == nil {
+		return nil, false, errStoreNotReady
+	}
+	stored, dup, err := st.Add(ctx, l, dests)
+	if err == nil {
+		if p := a.pooledOrCurrent(); p != nil {
+			p.engine.Notify()
+		}
+	}
+	return stored, dup, err
+}
+
+func (a *App) pooledOrCurrent() *pooledStore {
+	if a != nil && a.pooled != nil {
+		return a.pooled
+	}
+	return current.Load()
+}
+
+var errStoreNotReady = fmt.Errorf("lead store not ready")
+
+// stores shares open stores across config generations, keyed by folder.
+var stores = caddy.NewUsagePool()
+
+// current is the most recently started store, for the admin API (which
+// is provisioned before the apps) and the rare first-boot request that
+// arrives before the app's Start.
+var current atomic.Pointer[pooledStore]
+
+type pooledStore struct {
+	dir    string
+	store  *queue.Store
+	engine *queue.Engine
+	once   sync.Once
+}
+
+// Destruct stops the engine (in-flight sends finish or are released) and
+// closes the store. Called when the last config using it stops.
+func (p *pooledStore) Destruct() error {
+	var err error
+	p.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		p.engine.Stop(ctx)
+		current.CompareAndSwap(p, nil)
+		err = p.store.Close()
+	})
+	return err
+}
+
+// Interface guards
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.Validator   = (*App)(nil)
+)

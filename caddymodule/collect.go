@@ -1,0 +1,173 @@
+package caddymodule
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/leadproxy/leadproxy/intercept"
+	"github.com/leadproxy/leadproxy/lead"
+)
+
+// Limits of {prefix}/collect.
+const (
+	maxReport      = 64 << 10 // a report with 200 fields of a form fits easily
+	collectBurst   = 20       // reports a client may send at once
+	collectPerMin  = 30       // and per minute after that
+	limiterMaxKeys = 100_000  // clients tracked before the oldest are dropped
+)
+
+// serveCollect takes the capture script's report of a submission.
+func (hd *Handler) serveCollect(w http.ResponseWriter, r *http.Request) {
+	reject := func(status int, reason string) {
+		countCollectRejected(reason)
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(status)
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		reject(http.StatusMethodNotAllowed, "method")
+		return
+	}
+	if !sameOrigin(r) {
+		reject(http.StatusForbidden, "origin")
+		return
+	}
+	ct := strings.ToLower(r.Header.Get("Content-Type"))
+	if ct != "" && !strings.HasPrefix(ct, "text/plain") && !strings.HasPrefix(ct, "application/json") {
+		reject(http.StatusUnsupportedMediaType, "content_type")
+		return
+	}
+	if !hd.collect.allow(intercept.ClientIP(r), time.Now()) {
+		reject(http.StatusTooManyRequests, "rate")
+		return
+	}
+	if r.ContentLength > maxReport {
+		reject(http.StatusRequestEntityTooLarge, "too_large")
+		return
+	}
+	body, ok := readLimited(r, maxReport)
+	if !ok {
+		reject(http.StatusRequestEntityTooLarge, "too_large")
+		return
+	}
+	rep, err := intercept.ParseReport(body)
+	if err != nil {
+		if errors.Is(err, intercept.ErrReportHoneypot) {
+			// Answer as if stored: a bot learns nothing.
+			countCollectRejected("honeypot")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		reject(http.StatusBadRequest, "malformed")
+		return
+	}
+	var rule *intercept.Rule
+	mech := lead.MechAuto
+	if rep.Rule != "auto" || !hd.Auto {
+		rule = hd.rules[rep.Rule]
+		if rule == nil {
+			reject(http.StatusBadRequest, "unknown_rule")
+			return
+		}
+		mech = rule.Mechanism()
+	}
+	in := intercept.Input{Values: rep.Values}
+	for _, k := range lead.SortedKeys(rep.Fields) {
+		in.Fields.Add(k, rep.Fields[k])
+	}
+	l := intercept.Extract(rule, in, hd.PhoneRegion)
+	l.Mechanism, l.SubmissionID = mech, rep.SID
+	if rule == nil {
+		l.Form, l.Title = "auto", "Заявка с сайта"
+	}
+	vis := rep.Visit
+	if vis == nil {
+		vis = intercept.ReadVisit(r)
+	}
+	page := rep.Page
+	if page == "" {
+		page = r.Referer()
+	}
+	l.Visit = intercept.Visit(r, vis, page)
+	if !intercept.HasContact(l) && (rule == nil || !rule.AllowNoContact) {
+		reject(http.StatusUnprocessableEntity, "no_contact")
+		return
+	}
+	if len(rep.Errors) > 0 {
+		hd.logger.Warn("capture script source errors", zap.String("form", l.Form), zap.Strings("errors", rep.Errors))
+	}
+	if _, _, err := hd.store(r.Context(), r, l, rule); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// sameOrigin accepts a report whose Origin (or, lacking it, Referer) is
+// this site. Browsers always send Origin with sendBeacon and fetch POSTs.
+func sameOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		o = r.Referer()
+	}
+	if o == "" {
+		return false
+	}
+	u, err := url.Parse(o)
+	if err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Host, r.Host)
+}
+
+// collectLimiter is a per-client token bucket for collect reports.
+type collectLimiter struct {
+	mu      sync.Mutex
+	buckets map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newCollectLimiter() *collectLimiter {
+	return &collectLimiter{buckets: map[string]*bucket{}}
+}
+
+func (c *collectLimiter) allow(key string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.buckets[key]
+	if b == nil {
+		if len(c.buckets) >= limiterMaxKeys {
+			for k, v := range c.buckets {
+				if now.Sub(v.last) > time.Minute {
+					delete(c.buckets, k)
+				}
+			}
+			if len(c.buckets) >= limiterMaxKeys {
+				return false
+			}
+		}
+		b = &bucket{tokens: collectBurst, last: now}
+		c.buckets[key] = b
+	}
+	b.tokens += now.Sub(b.last).Minutes() * collectPerMin
+	if b.tokens > collectBurst {
+		b.tokens = collectBurst
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

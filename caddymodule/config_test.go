@@ -1,0 +1,140 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden adapt files")
+
+func adapt(t *testing.T, body string) ([]byte, error) {
+	t.Helper()
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(body), map[string]any{"filename": "Caddyfile"})
+	return out, err
+}
+
+// TestAdaptGolden: each testdata/adapt/*.caddyfiletest holds a Caddyfile,
+// a line of dashes, and the JSON it adapts to (go test -update rewrites).
+func TestAdaptGolden(t *testing.T) {
+	// Placeholders stay in the JSON; provisioning resolves them.
+	for _, v := range []string{"AMOCRM_TOKEN", "RETAILCRM_KEY", "MOYSKLAD_TOKEN", "MEGAPLAN_PASSWORD",
+		"SF_CLIENT_ID", "SF_CLIENT_SECRET", "SF_REFRESH_TOKEN", "FRESHOFFICE_TOKEN", "UON_KEY",
+		"ROISTAT_KEY", "HOOK_TOKEN", "LEADPROXY_API_KEY"} {
+		t.Setenv(v, "test-"+strings.ToLower(v))
+	}
+	t.Setenv("HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	files, _ := filepath.Glob("testdata/adapt/*.caddyfiletest")
+	if len(files) == 0 {
+		t.Fatal("no golden files")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cf, want, ok := strings.Cut(string(raw), "\n----------\n")
+			if !ok {
+				t.Fatal("no ---------- separator")
+			}
+			out, err := adapt(t, cf)
+			if err != nil {
+				t.Fatalf("adapt: %v", err)
+			}
+			var pretty bytes.Buffer
+			json.Indent(&pretty, out, "", "\t")
+			got := pretty.String() + "\n"
+			if *update {
+				os.WriteFile(f, []byte(cf+"\n----------\n"+got), 0o644)
+				return
+			}
+			if strings.TrimSpace(got) != strings.TrimSpace(want) {
+				t.Errorf("adapted JSON differs from the golden file (go test -run TestAdaptGolden -update):\n%s", got)
+			}
+			// The JSON must also provision: every module and option known.
+			var cfg caddy.Config
+			if err := json.Unmarshal(out, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			cfg.Admin = &caddy.AdminConfig{Disabled: true}
+			if err := caddy.Validate(&cfg); err != nil {
+				t.Errorf("adapted config does not validate: %v", err)
+			}
+		})
+	}
+}
+
+// TestConfigErrors: what users see for bad config, with file and line.
+func TestConfigErrors(t *testing.T) {
+	wrap := func(global, site string) string {
+		return "{\n\tleadproxy {\n" + global + "\n\t}\n}\nexample.com {\n\tleadproxy {\n" + site + "\n\t}\n\trespond ok\n}\n"
+	}
+	// Caddy's dispenser appends ", at <file>:<line>" to a message; lines
+	// count from the "{" of the global block (site options start at line 8).
+	cases := []struct {
+		name, caddyfile, want string
+	}{
+		{"unknown handler option", wrap("", "\t\tinjekt on"), `leadproxy: unknown option "injekt" (want prefix, send_to, inject, api_key, auto, max_body, max_upload, phone_region, charset, form), at Caddyfile:8`},
+		{"unknown global option", wrap("\t\tstorrage /x", ""), `leadproxy: unknown global option "storrage" (want storage, retry_for, retention, dedup_window, destination), at Caddyfile:3`},
+		{"bad submit selector", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit \"#a[\"\n\t\t}"), `form "A": submit selector "#a[" does not compile: expected identifier, found EOF instead, at Caddyfile:9`},
+		{"unquoted # selector", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit #a\n\t\t}"), `form "A": submit needs a value; quote a selector that starts with # (submit "#contact-form"), a bare # starts a Caddyfile comment, at Caddyfile:9`},
+		{"bad selector source", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit .a\n\t\t\tphone selector \"input[\"\n\t\t}"), `form "A": phone: selector "input[" does not compile`},
+		{"unknown source keyword", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit .a\n\t\t\tphone feild Phone\n\t\t}"), `form "A": phone: unknown source "feild": want static, field, selector or js, at Caddyfile:10`},
+		{"form without mechanism", wrap("", "\t\tform \"A\" {\n\t\t\tphone field Phone\n\t\t}"), `form "A": needs submit, click or post, at Caddyfile:8`},
+		{"unknown destination in send_to", wrap("\t\tdestination hook webhook {\n\t\t\turl http://127.0.0.1:9/x\n\t\t}", "\t\tsend_to hook crm"), `send_to: unknown destination "crm" (defined: hook), at Caddyfile:10`},
+		{"unknown destination in form", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit .a\n\t\t\tsend_to amo\n\t\t}"), `send_to: unknown destination "amo": the global leadproxy block defines none, at Caddyfile:10`},
+		{"unknown destination type", wrap("\t\tdestination x zoho {\n\t\t}", ""), `destination x: unknown type "zoho" (one of amocrm, bitrix24, freshoffice, megaplan, moysklad, retailcrm, roistat, salesforce, uon, webhook), at Caddyfile:3`},
+		{"bad duration", wrap("\t\tretry_for soon", ""), `retry_for: "soon" is not a positive duration (like 72h or 30d), at Caddyfile:3`},
+		{"duplicate form title", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit .a\n\t\t}\n\t\tform \"A\" {\n\t\t\tclick .b\n\t\t}"), `form "A" defined twice`},
+		{"require without post", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit .a\n\t\t\trequire phone\n\t\t}"), `form "A": require goes with post, at Caddyfile:8`},
+		{"bad inject value", wrap("", "\t\tinject yes"), `inject: want on or off, got "yes", at Caddyfile:8`},
+		{"webhook unknown option", wrap("\t\tdestination h webhook {\n\t\t\tsecrett x\n\t\t}", ""), `webhook: unknown option "secrett" (want url, secret, header, base_url, rate, timeout), at Caddyfile:4`},
+		{"bad rate", wrap("\t\tdestination h webhook {\n\t\t\turl http://x/\n\t\t\trate fast\n\t\t}", ""), `rate "fast": want <n>/<duration>, like 7/1s, at Caddyfile:5`},
+		{"bad max_body", wrap("", "\t\tmax_body lots"), `max_body`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := adapt(t, c.caddyfile)
+			if err == nil {
+				t.Fatalf("no error for:\n%s", c.caddyfile)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error:\n  %v\nwant it to contain:\n  %s", err, c.want)
+			}
+		})
+	}
+}
+
+// TestProvisionErrors: JSON configs (no Caddyfile lines) are checked at
+// provision, with the field named.
+func TestProvisionErrors(t *testing.T) {
+	cases := []struct{ name, json, want string }{
+		{"send_to unknown", `{"apps":{"http":{"servers":{"s":{"listen":[":0"],"routes":[{"handle":[{"handler":"leadproxy","send_to":["nope"]}]}]}}}}}`, `send_to: unknown destination "nope"`},
+		{"bad selector", `{"apps":{"http":{"servers":{"s":{"listen":[":0"],"routes":[{"handle":[{"handler":"leadproxy","forms":[{"title":"A","submit":"#a["}]}]}]}}}}}`, `submit selector "#a[" does not compile`},
+		{"webhook without url", `{"apps":{"leadproxy":{"destinations":{"h":{"type":"webhook"}}}}}`, `webhook: url is required`},
+		{"webhook bad secret", `{"apps":{"leadproxy":{"destinations":{"h":{"type":"webhook","url":"http://x/","secret":"abc"}}}}}`, `webhook: secret: want "whsec_"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var cfg caddy.Config
+			if err := json.Unmarshal([]byte(c.json), &cfg); err != nil {
+				t.Fatal(err)
+			}
+			cfg.Admin = &caddy.AdminConfig{Disabled: true}
+			err := caddy.Validate(&cfg)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want %q", err, c.want)
+			}
+		})
+	}
+}

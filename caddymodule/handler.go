@@ -1,0 +1,396 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/leadproxy/leadproxy/intercept"
+	"github.com/leadproxy/leadproxy/lead"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Defaults of the handler's options.
+const (
+	DefaultPrefix    = "/_leadproxy"
+	DefaultMaxBody   = 1 << 20  // 1 MiB: far above any contact form
+	DefaultMaxUpload = 32 << 20 // multipart with attachments, spooled to disk
+	memBody          = 256 << 10
+)
+
+// Handler captures the site's form submissions as leads, injects the
+// capture script into HTML pages, and serves the script and endpoints
+// under Prefix. The visitor's request reaches the upstream unchanged.
+type Handler struct {
+	// Prefix is where the script and endpoints live. Default /_leadproxy.
+	Prefix string `json:"prefix,omitempty"`
+	// SendTo names the destinations of this site's leads. Default: every
+	// destination of the app.
+	SendTo []string `json:"send_to,omitempty"`
+	// Inject turns the script tag injection on or off. Default on.
+	Inject *bool `json:"inject,omitempty"`
+	// APIKey enables the Roistat-compatible API for this site. Use a
+	// placeholder ({env.LEADPROXY_API_KEY}).
+	APIKey string `json:"api_key,omitempty"`
+	// Auto captures every form with an email or phone field, with no rule.
+	Auto bool `json:"auto,omitempty"`
+	// Forms are the capture rules, one per form.
+	Forms []*intercept.Rule `json:"forms,omitempty"`
+	// MaxBody is the largest urlencoded/JSON body captured; larger ones
+	// pass through uncaptured, bytes intact. Default 1 MiB.
+	MaxBody int64 `json:"max_body,omitempty"`
+	// MaxUpload is the largest multipart body captured (file parts are
+	// skipped; the body is spooled to a temporary file). Default 32 MiB.
+	MaxUpload int64 `json:"max_upload,omitempty"`
+	// PhoneRegion is the country assumed for phone numbers without a
+	// country code. Default RU.
+	PhoneRegion string `json:"phone_region,omitempty"`
+	// Charset decodes form bodies that are not UTF-8 when the page's
+	// charset is unknown. Default windows-1251.
+	Charset string `json:"charset,omitempty"`
+
+	app        *App
+	logger     *zap.Logger
+	rules      map[string]*intercept.Rule
+	inject     *intercept.InjectConfig
+	script     []byte
+	scriptETag string
+	apiKey     string
+	collect    *collectLimiter
+	auditor    *intercept.Auditor
+	knownDests map[string]bool // Caddyfile parsing only
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.leadproxy",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision compiles the rules and builds the script.
+func (hd *Handler) Provision(ctx caddy.Context) error {
+	hd.logger = ctx.Logger()
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+	appIface, err := ctx.App("leadproxy")
+	if err != nil {
+		return fmt.Errorf("leadproxy app: %v", err)
+	}
+	hd.app = appIface.(*App)
+	if hd.Prefix == "" {
+		hd.Prefix = DefaultPrefix
+	}
+	if hd.MaxBody <= 0 {
+		hd.MaxBody = DefaultMaxBody
+	}
+	if hd.MaxUpload <= 0 {
+		hd.MaxUpload = DefaultMaxUpload
+	}
+	if hd.PhoneRegion == "" {
+		hd.PhoneRegion = lead.DefaultRegion
+	}
+	hd.apiKey = caddy.NewReplacer().ReplaceAll(hd.APIKey, "")
+	hd.rules = map[string]*intercept.Rule{}
+	for _, r := range hd.Forms {
+		if err := r.Validate(); err != nil {
+			return err
+		}
+		if prev, dup := hd.rules[r.ID()]; dup {
+			return fmt.Errorf("form %q and form %q share an id; titles must differ", prev.Title, r.Title)
+		}
+		hd.rules[r.ID()] = r
+	}
+	hd.script, hd.scriptETag, err = intercept.BuildScript(intercept.ScriptConfig{Prefix: hd.Prefix, Rules: hd.Forms, Auto: hd.Auto})
+	if err != nil {
+		return fmt.Errorf("building capture script: %v", err)
+	}
+	if hd.Inject == nil || *hd.Inject {
+		hd.inject = &intercept.InjectConfig{ScriptSrc: hd.Prefix + "/c.js", OnResult: countInject}
+	}
+	hd.collect = newCollectLimiter()
+	hd.auditor = newAuditor(hd.Forms, hd.logger)
+	registerAuditor(hd.auditor)
+	return nil
+}
+
+// Cleanup stops this config's form audit.
+func (hd *Handler) Cleanup() error {
+	if hd.auditor != nil {
+		unregisterAuditor(hd.auditor)
+	}
+	return nil
+}
+
+// Validate checks send_to names against the app's destinations.
+func (hd *Handler) Validate() error {
+	check := func(where string, names []string) error {
+		for _, n := range names {
+			if !hd.app.HasDestination(n) {
+				return fmt.Errorf("%ssend_to: unknown destination %q (defined: %s)", where, n, strings.Join(hd.app.Destinations(), ", "))
+			}
+		}
+		return nil
+	}
+	if err := check("", hd.SendTo); err != nil {
+		return err
+	}
+	for _, r := range hd.Forms {
+		if err := check(fmt.Sprintf("form %q: ", r.Title), r.SendTo); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ServeHTTP serves the endpoints under Prefix, captures form posts, and
+// injects the script into HTML responses.
+func (hd *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if rest, ok := strings.CutPrefix(r.URL.Path, hd.Prefix+"/"); ok {
+		if handled, err := hd.serveEndpoint(w, r, rest); handled {
+			return err
+		}
+	}
+	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+		hd.captureSafely(r)
+	}
+	if r.Method == http.MethodGet && hd.auditor.Want(r.URL.Path) {
+		s := &sampler{ResponseWriter: w, a: hd.auditor, path: r.Host + r.URL.Path}
+		defer s.finish()
+		w = s
+	}
+	if hd.inject == nil {
+		return next.ServeHTTP(w, r)
+	}
+	intercept.PrepareRequest(r)
+	ww, finish := intercept.Wrap(w, r, hd.inject)
+	err := next.ServeHTTP(ww, r)
+	if ferr := finish(); err == nil && ferr != nil {
+		hd.logger.Debug("injection finish", zap.Error(ferr))
+	}
+	return err
+}
+
+func (hd *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, rest string) (bool, error) {
+	switch rest {
+	case "c.js":
+		hd.serveScript(w, r)
+		return true, nil
+	case "collect":
+		hd.serveCollect(w, r)
+		return true, nil
+	case "api/proxy/1.0/leads/add":
+		if hd.apiKey == "" {
+			return false, nil
+		}
+		hd.serveRoistatAPI(w, r)
+		return true, nil
+	}
+	return false, nil
+}
+
+func (hd *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/javascript; charset=utf-8")
+	h.Set("Cache-Control", "public, max-age=300")
+	h.Set("ETag", hd.scriptETag)
+	h.Set("X-Content-Type-Options", "nosniff")
+	if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, hd.scriptETag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Length", fmt.Sprint(len(hd.script)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		w.Write(hd.script)
+	}
+}
+
+// captureSafely captures a lead from a form post if a rule says so. It
+// never fails the request: a panic or a store error is logged and counted
+// and the visitor's request goes on to the site.
+func (hd *Handler) captureSafely(r *http.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			hd.logger.Error("capture panicked; request passed on", zap.Any("panic", p))
+			countCaptureFailure("panic")
+		}
+	}()
+	hd.capture(r)
+}
+
+// match finds the rule a post belongs to: the script's marker first, then
+// the server-side post rules.
+func (hd *Handler) match(r *http.Request) (rule *intercept.Rule, mech string, m *intercept.Marker, candidates []*intercept.Rule) {
+	m, _ = intercept.ReadMarker(r)
+	if m != nil && (m.Action == "" || m.Action == r.URL.Path) {
+		if m.Rule == "auto" && hd.Auto {
+			return nil, lead.MechAuto, m, nil
+		}
+		if rule := hd.rules[m.Rule]; rule != nil {
+			return rule, rule.Mechanism(), m, nil
+		}
+	}
+	for _, rule := range hd.Forms {
+		if rule.Post != "" && rule.MatchPath(r.URL.Path) {
+			candidates = append(candidates, rule)
+		}
+	}
+	return nil, "", nil, candidates
+}
+
+func (hd *Handler) capture(r *http.Request) {
+	rule, mech, marker, candidates := hd.match(r)
+	if mech == "" && len(candidates) == 0 {
+		return
+	}
+	ct := r.Header.Get("Content-Type")
+	max := hd.MaxBody
+	if strings.HasPrefix(strings.ToLower(ct), "multipart/") {
+		max = hd.MaxUpload
+	}
+	if r.ContentLength > max {
+		countCaptureFailure("too_large")
+		return // streamed through untouched
+	}
+	body, err := intercept.ReadBody(r.Body, memBody, max, os.TempDir())
+	r.Body = body.Replay(r.Body)
+	if err != nil {
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) {
+			countCaptureFailure("too_large")
+		} else {
+			countCaptureFailure("read")
+		}
+		return
+	}
+	if !body.Complete() {
+		countCaptureFailure("too_large")
+		return
+	}
+	charset := ""
+	if marker != nil {
+		charset = marker.Charset
+	}
+	fields, err := intercept.ParseBody(ct, body.Reader(), charset, hd.Charset)
+	if err != nil && len(fields) == 0 {
+		if !errors.Is(err, intercept.ErrUnsupportedBody) {
+			countCaptureFailure("parse")
+			hd.logger.Debug("form body not parsed", zap.Error(err))
+		}
+		if mech == "" {
+			return
+		}
+	}
+	if mech == "" {
+		for _, c := range candidates {
+			if fields.HasAll(c.Require) {
+				rule, mech = c, lead.MechPost
+				break
+			}
+		}
+		if rule == nil {
+			return
+		}
+	}
+	in := intercept.Input{Fields: fields}
+	sid := ""
+	if marker != nil {
+		in.Values, sid = marker.Values, marker.SID
+	}
+	l := intercept.Extract(rule, in, hd.PhoneRegion)
+	l.Mechanism, l.SubmissionID = mech, sid
+	if rule == nil {
+		l.Form, l.Title = "auto", "Заявка с сайта"
+	}
+	l.Visit = intercept.Visit(r, intercept.ReadVisit(r), r.Referer())
+	if rule != nil && !rule.AllowNoContact && !intercept.HasContact(l) {
+		countCaptureFailure("no_contact")
+		return
+	}
+	if rule == nil && !intercept.HasContact(l) {
+		countCaptureFailure("no_contact")
+		return
+	}
+	hd.store(r.Context(), r, l, rule)
+}
+
+// store saves the lead; the request waits for the fsync.
+func (hd *Handler) store(ctx context.Context, r *http.Request, l *lead.Lead, rule *intercept.Rule) (*lead.Lead, bool, error) {
+	l.Site = siteOf(r)
+	dests := hd.destinationsFor(rule)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ctx, end := startCaptureSpan(ctx, r, l)
+	stored, dup, err := hd.app.Capture(ctx, l, dests)
+	end(err)
+	if err != nil {
+		countCaptureFailure("store")
+		hd.logger.Error("lead not stored; request passed on", zap.String("form", l.Form), zap.Error(err))
+		return nil, false, err
+	}
+	countCaptured(l.Form, l.Mechanism)
+	caddyhttp.SetVar(r.Context(), "leadproxy_lead_id", stored.ID)
+	hd.logger.Info("lead captured", zap.String("id", stored.ID), zap.String("form", l.Form),
+		zap.String("mechanism", l.Mechanism), zap.Bool("duplicate", dup), zap.Strings("destinations", dests))
+	if ce := hd.logger.Check(zap.DebugLevel, "lead fields"); ce != nil {
+		ce.Write(zap.String("id", stored.ID), zap.String("name", l.Name), zap.String("phone", l.Phone),
+			zap.String("email", l.Email), zap.Any("fields", l.Fields))
+	}
+	return stored, dup, nil
+}
+
+func (hd *Handler) destinationsFor(rule *intercept.Rule) []string {
+	if rule != nil && len(rule.SendTo) > 0 {
+		return rule.SendTo
+	}
+	if len(hd.SendTo) > 0 {
+		return hd.SendTo
+	}
+	return hd.app.Destinations()
+}
+
+func siteOf(r *http.Request) string {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return strings.ToLower(host)
+}
+
+// readLimited reads at most max bytes of a small endpoint body.
+func readLimited(r *http.Request, max int64) ([]byte, bool) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	if err != nil || int64(len(b)) > max {
+		return nil, false
+	}
+	return b, true
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

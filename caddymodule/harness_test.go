@@ -1,0 +1,241 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The end-to-end tests run the real binary (cmd/caddy, built once in
+// TestMain): real processes, real ports, real nutsdb folders, real
+// reloads and kill -9.
+
+var caddyBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "leadproxy-bin-")
+	if err != nil {
+		panic(err)
+	}
+	caddyBin = filepath.Join(dir, "caddy")
+	build := exec.Command("go", "build", "-o", caddyBin, "../cmd/caddy")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building cmd/caddy:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// caddyProc is one running Caddy.
+type caddyProc struct {
+	t       testing.TB
+	cmd     *exec.Cmd
+	dir     string // XDG dirs, config file
+	Admin   string // http://127.0.0.1:port
+	Ports   map[string]int
+	Storage string
+	logs    *syncBuffer
+	vars    map[string]string
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// expand replaces {{NAME}} in a Caddyfile template: ADMIN, STORAGE and
+// PORT_<x> for any x (a free port each), plus extra vars.
+func (c *caddyProc) expand(tmpl string) string {
+	out := tmpl
+	for {
+		i := strings.Index(out, "{{PORT_")
+		if i < 0 {
+			break
+		}
+		j := strings.Index(out[i:], "}}")
+		name := out[i+2 : i+j]
+		if _, ok := c.Ports[name]; !ok {
+			c.Ports[name] = freePort(c.t)
+		}
+		out = strings.ReplaceAll(out, "{{"+name+"}}", fmt.Sprint(c.Ports[name]))
+	}
+	out = strings.ReplaceAll(out, "{{ADMIN}}", strings.TrimPrefix(c.Admin, "http://"))
+	out = strings.ReplaceAll(out, "{{STORAGE}}", c.Storage)
+	for k, v := range c.vars {
+		out = strings.ReplaceAll(out, "{{"+k+"}}", v)
+	}
+	return out
+}
+
+// startCaddy runs the binary with a Caddyfile template; it is stopped
+// when the test ends.
+func startCaddy(t testing.TB, tmpl string, vars map[string]string) *caddyProc {
+	t.Helper()
+	dir := t.TempDir()
+	c := &caddyProc{t: t, dir: dir, Ports: map[string]int{}, Storage: filepath.Join(dir, "leads"), logs: &syncBuffer{}, vars: vars}
+	c.Admin = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	c.start(tmpl)
+	t.Cleanup(func() {
+		c.Stop()
+		if t.Failed() {
+			t.Logf("caddy log:\n%s", tail(c.logs.String(), 6000))
+		}
+	})
+	return c
+}
+
+func (c *caddyProc) start(tmpl string) {
+	c.t.Helper()
+	cfg := filepath.Join(c.dir, "Caddyfile")
+	if err := os.WriteFile(cfg, []byte(c.expand(tmpl)), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	c.cmd = exec.Command(caddyBin, "run", "--config", cfg, "--adapter", "caddyfile")
+	c.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(c.dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(c.dir, "config"), "HOME="+c.dir)
+	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
+	if err := c.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(c.Admin + "/leadproxy/stats")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("caddy did not come up: %v\n%s", err, tail(c.logs.String(), 4000))
+		}
+		if c.cmd.ProcessState != nil {
+			c.t.Fatalf("caddy exited:\n%s", tail(c.logs.String(), 4000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Restart starts the process again on the same folders and ports.
+func (c *caddyProc) Restart(tmpl string) { c.start(tmpl) }
+
+// Stop ends the process gracefully.
+func (c *caddyProc) Stop() {
+	if c.cmd == nil || c.cmd.Process == nil || c.cmd.ProcessState != nil {
+		return
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		c.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// Kill ends the process with SIGKILL: no cleanup runs.
+func (c *caddyProc) Kill() {
+	c.cmd.Process.Kill()
+	c.cmd.Wait()
+}
+
+// Reload loads a new Caddyfile through the admin API, as `caddy reload` does.
+func (c *caddyProc) Reload(tmpl string) error {
+	req, _ := http.NewRequest("POST", c.Admin+"/load", strings.NewReader(c.expand(tmpl)))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("reload: %d %s", resp.StatusCode, b)
+	}
+	return nil
+}
+
+// URL is the site URL on the named port.
+func (c *caddyProc) URL(port string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d", c.Ports[port])
+}
+
+// AdminJSON GETs an admin path and decodes it.
+func (c *caddyProc) AdminJSON(path string, v any) int {
+	c.t.Helper()
+	resp, err := http.Get(c.Admin + path)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if v != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(b, v); err != nil {
+			c.t.Fatalf("GET %s: %v: %s", path, err, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// noCompress is a client that sends exactly the headers a test sets.
+var noCompress = &http.Client{
+	Transport:     &http.Transport{DisableCompression: true},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	Timeout:       30 * time.Second,
+}

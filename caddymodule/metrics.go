@@ -1,0 +1,81 @@
+package caddymodule
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Collectors are created once per process and registered in every config's
+// registry, so counts survive reloads (the caddy-ratelimit pattern).
+var (
+	capturedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "leadproxy_leads_captured_total", Help: "Leads captured, by form and mechanism.",
+	}, []string{"form", "mechanism"})
+	captureFailedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "leadproxy_capture_failures_total", Help: "Form posts not captured, by reason (too_large, parse, no_contact, store, panic).",
+	}, []string{"reason"})
+	deliveriesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "leadproxy_deliveries_total", Help: "Delivery attempts, by destination and outcome (delivered, retry, failed).",
+	}, []string{"destination", "outcome"})
+	deliveryDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "leadproxy_delivery_duration_seconds", Help: "Time of one delivery attempt.",
+		Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"destination"})
+	injectTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "leadproxy_inject_total", Help: "HTML responses seen by the injector, by result.",
+	}, []string{"result"})
+	collectRejectedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "leadproxy_collect_rejected_total", Help: "Script reports rejected, by reason.",
+	}, []string{"reason"})
+	queueDepth = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "leadproxy_queue_depth", Help: "Deliveries not yet delivered or failed.",
+	}, func() float64 { return statValue(func(s statsView) float64 { return float64(s.QueueDepth) }) })
+	oldestPending = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "leadproxy_oldest_pending_seconds", Help: "Age of the oldest undelivered delivery.",
+	}, func() float64 { return statValue(func(s statsView) float64 { return s.OldestPendingSeconds }) })
+)
+
+type statsView struct {
+	QueueDepth           int
+	OldestPendingSeconds float64
+}
+
+// statValue reads the current store's stats for the gauges, at most once a
+// second however often /metrics is scraped.
+func statValue(f func(statsView) float64) float64 {
+	p := current.Load()
+	if p == nil {
+		return 0
+	}
+	statsCache.Lock()
+	defer statsCache.Unlock()
+	if time.Since(statsCache.at) > time.Second {
+		if s, err := p.store.Stats(); err == nil {
+			statsCache.v = statsView{QueueDepth: s.QueueDepth, OldestPendingSeconds: s.OldestPendingSeconds}
+			statsCache.at = time.Now()
+		}
+	}
+	return f(statsCache.v)
+}
+
+var statsCache struct {
+	sync.Mutex
+	at time.Time
+	v  statsView
+}
+
+func registerMetrics(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{capturedTotal, captureFailedTotal, deliveriesTotal, deliveryDuration,
+		injectTotal, collectRejectedTotal, queueDepth, oldestPending, formsFlagged} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -122,6 +122,7 @@ func TestProvisionErrors(t *testing.T) {
 		{"send_to unknown", `{"apps":{"http":{"servers":{"s":{"listen":[":0"],"routes":[{"handle":[{"handler":"leadproxy","send_to":["nope"]}]}]}}}}}`, `send_to: unknown destination "nope"`},
 		{"bad selector", `{"apps":{"http":{"servers":{"s":{"listen":[":0"],"routes":[{"handle":[{"handler":"leadproxy","forms":[{"title":"A","submit":"#a["}]}]}]}}}}}`, `submit selector "#a[" does not compile`},
 		{"webhook without url", `{"apps":{"leadproxy":{"destinations":{"h":{"type":"webhook"}}}}}`, `webhook: url is required`},
+		{"webhook without secret", `{"apps":{"leadproxy":{"destinations":{"h":{"type":"webhook","url":"http://x/"}}}}}`, `webhook: secret is required`},
 		{"webhook bad secret", `{"apps":{"leadproxy":{"destinations":{"h":{"type":"webhook","url":"http://x/","secret":"abc"}}}}}`, `webhook: secret: want "whsec_"`},
 	}
 	for _, c := range cases {

@@ -264,11 +264,12 @@ func TestWebhookReceivesSignedLead(t *testing.T) {
 		if len(list.Leads) != 1 {
 			return false
 		}
+		l = lead.Lead{} // decoding into a used struct would keep stale fields
 		c.AdminJSON("/leadproxy/leads/"+list.Leads[0].ID, &l)
 		return l.Status() == lead.StatusDelivered
 	})
 	d := l.Delivery("hook")
-	if d == nil || d.CRMID != "deal-1" || d.Attempts != 3 || d.DeliveredAt == nil {
+	if d == nil || d.CRMID != "deal-1" || d.Attempts != 3 || d.DeliveredAt == nil || d.LastError != "" {
 		t.Fatalf("delivery: %+v", d)
 	}
 	mu.Lock()

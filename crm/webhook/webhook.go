@@ -119,13 +119,14 @@ func (w *Webhook) Provision(caddy.Context) error {
 	if !strings.HasPrefix(w.url, "http://") && !strings.HasPrefix(w.url, "https://") {
 		return fmt.Errorf("webhook: url %q: want an http(s) URL", w.URL)
 	}
-	if w.Secret != "" {
-		key, err := DecodeSecret(crm.Secret(w.Secret))
-		if err != nil {
-			return fmt.Errorf("webhook: secret: %w", err)
-		}
-		w.key = key
+	if w.Secret == "" {
+		return errors.New(`webhook: secret is required ("whsec_" + base64 key, as Standard Webhooks receivers verify it); use a placeholder: secret {env.HOOK_SECRET}`)
 	}
+	key, err := DecodeSecret(crm.Secret(w.Secret))
+	if err != nil {
+		return fmt.Errorf("webhook: secret: %w", err)
+	}
+	w.key = key
 	if w.now == nil {
 		w.now = time.Now
 	}

@@ -92,7 +92,7 @@ func TestSendClassifies(t *testing.T) {
 }
 
 func TestSendNetworkErrorHidesURL(t *testing.T) {
-	w := &Webhook{URL: "http://127.0.0.1:1/secret-path-token"}
+	w := &Webhook{URL: "http://127.0.0.1:1/secret-path-token", Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
 	if err := w.Provision(caddy.Context{}); err != nil {
 		t.Fatal(err)
 	}

@@ -227,13 +227,29 @@ func submissionKey(l *lead.Lead) []byte {
 // normalised (E.164 phone, lower-case email).
 func contactKey(l *lead.Lead) []byte {
 	c := strings.TrimSpace(l.Contact())
-	if l.Phone != "" {
+	if l.Phone != "" && !isE164(c) {
+		// Capture normalises phones already; parsing again (libphonenumber,
+		// inside the commit) is only for leads added in another form.
 		c = lead.NormalizePhone(c, "")
 	}
 	if c == "" {
 		return nil
 	}
 	return hashKey('c', l.Site, l.Form, c)
+}
+
+// isE164 reports whether s is "+" and 8 to 15 digits, the form
+// lead.NormalizePhone gives.
+func isE164(s string) bool {
+	if len(s) < 9 || len(s) > 16 || s[0] != '+' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // validID accepts what can be a key part: lead.NewID ids, or ids a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"sync"
@@ -95,6 +96,14 @@ func Open(opts Options) (*Store, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
+	}
+	// Leads are personal data: a new folder is the owner's alone (nutsdb
+	// would make it 0777 less the umask, its files 0644).
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("queue: storage folder: %w", err)
+	}
+	if err := repairTails(dir, opts.Logger); err != nil {
+		return nil, openError(dir, err)
 	}
 	db, err := nutsdb.Open(nutsdb.DefaultOptions,
 		nutsdb.WithDir(dir),

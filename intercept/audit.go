@@ -26,8 +26,11 @@ type AuditConfig struct {
 	// FlagAfter: a selector that matched nothing on any sampled page for
 	// this long (of traffic) is flagged. Default 24h.
 	FlagAfter time.Duration
-	// OnFlag is called once when a selector becomes flagged.
-	OnFlag func(a SelectorAudit)
+	// OnFlag is called once when a selector becomes flagged, and OnUnflag
+	// when a flagged selector matches again. Both run on the audit
+	// goroutine or the caller of Report, never with the auditor locked.
+	OnFlag   func(a SelectorAudit)
+	OnUnflag func(a SelectorAudit)
 	// Now is the clock (tests).
 	Now func() time.Time
 }
@@ -170,7 +173,7 @@ func (a *Auditor) check(s sample) {
 	}
 	now := a.cfg.Now()
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	var unflagged []SelectorAudit
 	for _, it := range a.items {
 		n := doc.FindMatcher(it.matcher).Length()
 		if it.firstSeen.IsZero() {
@@ -180,7 +183,45 @@ func (a *Auditor) check(s sample) {
 		it.LastChecked = now
 		if n > 0 {
 			it.LastMatch, it.LastPath, it.LastCount = now, s.path, n
+			if it.reported {
+				unflagged = append(unflagged, *it)
+			}
 			it.Flagged, it.reported = false, false
+		}
+	}
+	flagged := a.evaluate(now)
+	a.mu.Unlock()
+	a.notify(flagged, unflagged)
+}
+
+// evaluate updates the flags and returns the selectors newly flagged.
+// Flagging counts traffic: the selector must have been checked on pages
+// for FlagAfter since its last match (or since the audit began) without
+// one. Called with a.mu held.
+func (a *Auditor) evaluate(now time.Time) (flagged []SelectorAudit) {
+	for _, it := range a.items {
+		since := it.LastMatch
+		if since.IsZero() {
+			since = it.firstSeen
+		}
+		it.Flagged = it.Pages > 0 && !since.IsZero() && it.LastChecked.Sub(since) >= a.cfg.FlagAfter && now.Sub(since) >= a.cfg.FlagAfter
+		if it.Flagged && !it.reported {
+			it.reported = true
+			flagged = append(flagged, *it)
+		}
+	}
+	return flagged
+}
+
+func (a *Auditor) notify(flagged, unflagged []SelectorAudit) {
+	if a.cfg.OnFlag != nil {
+		for _, f := range flagged {
+			a.cfg.OnFlag(f)
+		}
+	}
+	if a.cfg.OnUnflag != nil {
+		for _, f := range unflagged {
+			a.cfg.OnUnflag(f)
 		}
 	}
 }
@@ -192,26 +233,13 @@ func (a *Auditor) Report() []SelectorAudit {
 	}
 	now := a.cfg.Now()
 	a.mu.Lock()
-	var flagged []SelectorAudit
+	flagged := a.evaluate(now)
 	out := make([]SelectorAudit, 0, len(a.items))
 	for _, it := range a.items {
-		since := it.LastMatch
-		if since.IsZero() {
-			since = it.firstSeen
-		}
-		it.Flagged = it.Pages > 0 && !since.IsZero() && it.LastChecked.Sub(since) >= a.cfg.FlagAfter && now.Sub(since) >= a.cfg.FlagAfter
-		if it.Flagged && !it.reported {
-			it.reported = true
-			flagged = append(flagged, *it)
-		}
 		out = append(out, *it)
 	}
 	a.mu.Unlock()
-	if a.cfg.OnFlag != nil {
-		for _, f := range flagged {
-			a.cfg.OnFlag(f)
-		}
-	}
+	a.notify(flagged, nil)
 	return out
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,25 +40,25 @@ type Fields []Field
 // A repeated name (checkboxes) joins its values with ", ".
 func (f *Fields) Add(name, value string) {
 	name = strings.TrimSpace(clamp(name, 256))
-	if name == "" || Excluded(name) || SensitiveValue(value) {
+	i := slices.IndexFunc(*f, func(x Field) bool { return x.Name == name })
+	// Full: only repeats of kept names join, and the costly checks below
+	// are skipped for a body of a hundred thousand new names.
+	if name == "" || (i < 0 && len(*f) >= MaxFields) || Excluded(name) || SensitiveValue(value) {
 		return
 	}
 	value = clamp(value, MaxFieldLen)
-	for i := range *f {
-		if (*f)[i].Name == name {
-			if value != "" {
-				if (*f)[i].Value != "" {
-					(*f)[i].Value += ", "
-				}
-				(*f)[i].Value += value
-			}
-			return
-		}
-	}
-	if len(*f) >= MaxFields {
+	if i < 0 {
+		*f = append(*f, Field{name, value})
 		return
 	}
-	*f = append(*f, Field{name, value})
+	// Joined values obey MaxFieldLen too: a body repeating one name must
+	// not grow one value (quadratically) to the size of the body.
+	if x := &(*f)[i]; value != "" && len(x.Value) < MaxFieldLen {
+		if x.Value != "" {
+			value = ", " + value
+		}
+		x.Value = clamp(x.Value+value, MaxFieldLen)
+	}
 }
 
 // Get returns the value of the first field named name (case-insensitive).
@@ -146,17 +147,7 @@ func ParseBody(contentType string, body io.Reader, charset, fallback string) (Fi
 		if err != nil {
 			return nil, err
 		}
-		vals, err := url.ParseQuery(string(raw))
-		if err != nil && len(vals) == 0 {
-			return nil, fmt.Errorf("urlencoded: %w", err)
-		}
-		// url.ParseQuery loses order; keep the order of first appearance.
-		for _, name := range orderedKeys(string(raw), vals) {
-			for _, v := range vals[name] {
-				f.Add(dec(name), dec(v))
-			}
-		}
-		return f, nil
+		return parseURLEncoded(string(raw), dec)
 	case mt == "multipart/form-data":
 		boundary := params["boundary"]
 		if boundary == "" {
@@ -209,29 +200,34 @@ func ParseBody(contentType string, body io.Reader, charset, fallback string) (Fi
 	return nil, ErrUnsupportedBody
 }
 
-func orderedKeys(raw string, vals url.Values) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, pair := range strings.Split(raw, "&") {
-		k, _, _ := strings.Cut(pair, "=")
-		k, err := url.QueryUnescape(k)
-		if err != nil || seen[k] {
+// parseURLEncoded reads name=value pairs in their order. Not url.ParseQuery:
+// it loses the order, and past 10000 pairs it returns nothing at all where
+// the first MaxFields fields are wanted. A pair with a bad escape is
+// skipped, as ParseQuery skips it.
+func parseURLEncoded(raw string, dec func(string) string) (Fields, error) {
+	var f Fields
+	var firstErr error
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" {
 			continue
 		}
-		if _, ok := vals[k]; ok {
-			seen[k] = true
-			out = append(out, k)
+		k, v, _ := strings.Cut(pair, "=")
+		k, err1 := url.QueryUnescape(k)
+		v, err2 := url.QueryUnescape(v)
+		if err := errors.Join(err1, err2); err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("urlencoded: %w", err)
+			}
+			continue
 		}
+		f.Add(dec(k), dec(v))
 	}
-	// Anything ParseQuery kept that the split missed, in stable order.
-	var rest []string
-	for k := range vals {
-		if !seen[k] {
-			rest = append(rest, k)
-		}
+	if len(f) == 0 && firstErr != nil {
+		return nil, firstErr
 	}
-	sort.Strings(rest)
-	return append(out, rest...)
+	return f, nil
 }
 
 func flattenJSON(f *Fields, prefix string, v any, depth int) error {
@@ -276,6 +272,15 @@ func flattenJSON(f *Fields, prefix string, v any, depth int) error {
 }
 
 // newDecoder returns a function turning submitted bytes into UTF-8: valid
+// CheckCharset reports whether name is a charset label browsers know
+// ("windows-1251", "koi8-r", "cp1251"), so a typo fails at config load.
+func CheckCharset(name string) error {
+	if _, err := htmlindex.Get(name); err != nil {
+		return fmt.Errorf("charset %q is not a known charset label (like windows-1251 or koi8-r)", name)
+	}
+	return nil
+}
+
 // UTF-8 stays as it is unless the page's charset says otherwise; other
 // bytes are decoded with the page's charset or the fallback
 // (windows-1251 by default, the commonest legacy charset of our users).
@@ -361,14 +366,20 @@ func ReadBody(body io.Reader, memMax, max int64, tmpDir string) (*BodyCopy, erro
 		return b, err
 	}
 	os.Remove(f.Name()) // unlinked: gone with the last close, even on a crash
-	b.file = f
 	if _, err := f.Write(w.Bytes()); err != nil {
-		return b, b.failFile(w.Bytes(), body, err)
+		// Disk full or read-only: what was read is still in memory.
+		f.Close()
+		b.mem = w.Bytes()
+		b.rest = body
+		return b, err
 	}
-	m, err := io.Copy(f, io.LimitReader(body, max+1-n))
-	b.size = n + m
+	b.file = f
+	unwritten, err := b.spool(io.LimitReader(body, max+1-n))
 	if err != nil {
-		return b, b.failFile(nil, body, err)
+		// Replay what the file holds, then what it refused, then the rest:
+		// the upstream loses no byte when the disk fills mid-body.
+		b.rest = io.MultiReader(bytes.NewReader(unwritten), body)
+		return b, err
 	}
 	if b.size > max {
 		// Too big to capture: replay from the file then the rest.
@@ -379,9 +390,26 @@ func ReadBody(body io.Reader, memMax, max int64, tmpDir string) (*BodyCopy, erro
 	return b, nil
 }
 
-func (b *BodyCopy) failFile(mem []byte, rest io.Reader, err error) error {
-	b.rest = rest
-	return err
+// spool appends src to the file, counting in size what the file holds. On
+// a write error it returns the bytes read but not written.
+func (b *BodyCopy) spool(src io.Reader) (unwritten []byte, err error) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			w, werr := b.file.Write(buf[:n])
+			b.size += int64(w)
+			if werr != nil {
+				return buf[w:n], werr
+			}
+		}
+		if rerr == io.EOF {
+			return nil, nil
+		}
+		if rerr != nil {
+			return nil, rerr
+		}
+	}
 }
 
 // Complete reports whether the whole body was read (and may be parsed).

@@ -144,4 +144,3 @@ func TestVisitFromCookie(t *testing.T) {
 		t.Fatalf("%+v", v)
 	}
 }
-

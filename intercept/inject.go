@@ -460,16 +460,22 @@ func (iw *injector) inject(data []byte, atEOF bool) error {
 	}
 	iw.result = InjectResultInjected
 	iw.state = injectStream
-	for _, part := range [][]byte{data[:ins], tag, data[ins:]} {
-		if len(part) == 0 {
-			continue
-		}
-		if _, err := iw.out.Write(part); err != nil {
-			return err
-		}
+	// One Write, not three: a writer outside us may decide from the first
+	// Write alone (Caddy's encode compresses only when that Write exceeds its
+	// minimum_length or a Content-Length says the body will, so a short
+	// "<html><head>" would leave a chunked page uncompressed).
+	bp := spliceBufs.Get().(*[]byte)
+	buf := append(append(append((*bp)[:0], data[:ins]...), tag...), data[ins:]...)
+	_, err := iw.out.Write(buf)
+	if cap(buf) <= 2*DefaultMaxPrefix {
+		*bp = buf[:0]
+		spliceBufs.Put(bp)
 	}
-	return nil
+	return err
 }
+
+// spliceBufs hold the held bytes with the tag spliced in, for one Write.
+var spliceBufs = sync.Pool{New: func() any { b := make([]byte, 0, DefaultMaxPrefix+256); return &b }}
 
 // writeEncoded takes body bytes of a response with a Content-Encoding.
 func (iw *injector) writeEncoded(p []byte) (int, error) {

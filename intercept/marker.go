@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/leadproxy/leadproxy/lead"
@@ -33,6 +34,34 @@ type Marker struct {
 	Action  string            `json:"a,omitempty"`
 	Charset string            `json:"c,omitempty"`
 	Values  map[string]string `json:"x,omitempty"`
+	// Omit names the container's fields the script held secret by what
+	// only the browser sees (type=password or file, autocomplete=cc-*, and
+	// its wider name pattern): the post body carries them, the lead must not.
+	Omit []string `json:"o,omitempty"`
+}
+
+// Drop removes the fields the marker names in Omit (names compared as
+// Fields.Get does, ignoring case).
+func (m *Marker) Drop(f Fields) Fields {
+	if m == nil || len(m.Omit) == 0 {
+		return f
+	}
+	out := f[:0:0]
+	for _, x := range f {
+		if !slices.ContainsFunc(m.Omit, func(n string) bool { return strings.EqualFold(strings.TrimSpace(n), x.Name) }) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// ExpireMarker answers a captured post with a Set-Cookie that deletes the
+// marker, so that it serves that one post: a click marker names no path,
+// and would otherwise mark every post of the next minute, unrelated ones
+// too. A second click or submit sets it again.
+func ExpireMarker(w http.ResponseWriter, r *http.Request) {
+	c := &http.Cookie{Name: MarkerCookie, Value: "", Path: "/", MaxAge: -1, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil}
+	w.Header().Add("Set-Cookie", c.String())
 }
 
 // VisitInfo is the content of the visit cookie.
@@ -87,6 +116,9 @@ func ParseMarker(value string) (*Marker, error) {
 		return nil, errors.New("marker: missing rule or bad submission id")
 	}
 	m.Values = clampValues(m.Values)
+	if len(m.Omit) > MaxValues {
+		m.Omit = m.Omit[:MaxValues]
+	}
 	return &m, nil
 }
 

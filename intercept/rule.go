@@ -191,6 +191,17 @@ func (r *Rule) Validate() error {
 			return fmt.Errorf("form %q: %s: %v", r.Title, role, err)
 		}
 	}
+	// An empty label would become a nameless CRM field or extra line.
+	for _, f := range r.Extra {
+		if strings.TrimSpace(f.Label) == "" {
+			return fmt.Errorf("form %q: extra: empty label", r.Title)
+		}
+	}
+	for _, f := range r.CRM {
+		if strings.TrimSpace(f.Label) == "" {
+			return fmt.Errorf("form %q: crm: empty key", r.Title)
+		}
+	}
 	return nil
 }
 

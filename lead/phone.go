@@ -1,6 +1,7 @@
 package lead
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/nyaruka/phonenumbers"
@@ -43,4 +44,14 @@ func SplitName(full string) (first, last string) {
 	default:
 		return strings.Join(parts[:len(parts)-1], " "), parts[len(parts)-1]
 	}
+}
+
+// CheckRegion reports whether region is a two-letter country code the phone
+// library knows ("RU", "KZ", "US"), so a typo in the config fails at load
+// instead of leaving every local number unnormalised.
+func CheckRegion(region string) error {
+	if !phonenumbers.GetSupportedRegions()[region] {
+		return fmt.Errorf("phone_region %q is not a known country code (two capital letters like RU, KZ, BY, US)", region)
+	}
+	return nil
 }

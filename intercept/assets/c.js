@@ -56,12 +56,17 @@
     function text(el) {
       return !el ? "" : el.matches("input,select,textarea") ? (secret(el) ? "" : el.value) : el.textContent.trim();
     }
-    // The container's named fields, as a form post would carry them.
-    function fields(c) {
+    // The container's named fields, as a form post would carry them; the
+    // names of secret ones go to o, for the server to drop from the post.
+    function fields(c, o) {
       var f = Object.create(null), l = c.elements || c.querySelectorAll("input,select,textarea"), i, el, k, v;
       for (i = 0; i < l.length; i++) {
         el = l[i], k = el.name, v = el.value;
-        if (!k || el.disabled || v == null || secret(el) || /^(submit|button|reset|image)$/.test(el.type) || /^(checkbox|radio)$/.test(el.type) && !el.checked) continue;
+        if (!k || el.disabled || v == null || /^(submit|button|reset|image)$/.test(el.type) || /^(checkbox|radio)$/.test(el.type) && !el.checked) continue;
+        if (secret(el)) {
+          o.push(k);
+          continue;
+        }
         v = v.slice(0, 8192);
         f[k] = k in f ? (f[k] && v ? f[k] + ", " + v : f[k] + v) : v;
       }
@@ -107,10 +112,10 @@
     // no marker (the request will not come to this origin).
     function fire(R, c, el, path) {
       if (el.closest("[data-leadproxy-ignore]")) return;
-      var err = [], x = computed(R, c, el, err), p = seen.get(c), now = Date.now(), j;
+      var err = [], o = [], f = fields(c, o), x = computed(R, c, el, err), p = seen.get(c), now = Date.now(), j;
       if (!p || p.r != R.i || now - p.t > 5000) seen.set(c, p = { s: rid(), r: R.i, t: now });
-      if (path != null) marker({ v: 1, r: R.i, s: p.s, a: path, c: d.characterSet, x: Object.assign({}, x) });
-      j = JSON.stringify({ v: 1, r: R.i, s: p.s, hp: "", page: L.href, c: d.characterSet, f: fields(c), x: x, vis: vis, err: err });
+      if (path != null) marker({ v: 1, r: R.i, s: p.s, a: path, c: d.characterSet, x: Object.assign({}, x), o: o });
+      j = JSON.stringify({ v: 1, r: R.i, s: p.s, hp: "", page: L.href, c: d.characterSet, f: f, x: x, vis: vis, err: err });
       if (j != p.j) send(p.j = j);
     }
     // The first rule of mechanism k ("s" submit, "c" click) around element t;

@@ -7,14 +7,18 @@ package caddymodule
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/nutsdb/nutsdb"
 	"go.uber.org/zap"
 
 	"github.com/leadproxy/leadproxy/crm"
@@ -59,6 +63,30 @@ type App struct {
 	logger  *zap.Logger
 	pooled  *pooledStore
 	started bool
+	openErr error         // why Start went on without a store
+	backoff queue.Backoff // zero: the engine's default; see TestBackoffEnv
+}
+
+// TestBackoffEnv names a test-only knob: "<min>,<max>" (Caddy durations,
+// like "50ms,500ms") replaces the delivery engine's retry backoff (5s up to
+// 1h), so end-to-end tests can watch a CRM go down and come back in
+// seconds. It is not a product option and is not in the Caddyfile; unset
+// in production.
+const TestBackoffEnv = "LEADPROXY_TEST_BACKOFF"
+
+// testBackoff parses TestBackoffEnv; zero when unset.
+func testBackoff() (queue.Backoff, error) {
+	v := os.Getenv(TestBackoffEnv)
+	if v == "" {
+		return queue.Backoff{}, nil
+	}
+	lo, hi, ok := strings.Cut(v, ",")
+	minD, err1 := caddy.ParseDuration(strings.TrimSpace(lo))
+	maxD, err2 := caddy.ParseDuration(strings.TrimSpace(hi))
+	if !ok || err1 != nil || err2 != nil || minD <= 0 || maxD < minD {
+		return queue.Backoff{}, fmt.Errorf("%s=%q: want <min>,<max> durations, like 50ms,500ms", TestBackoffEnv, v)
+	}
+	return queue.Backoff{Min: minD, Max: maxD}, nil
 }
 
 // CaddyModule returns the Caddy module information.
@@ -73,6 +101,9 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // provisions too, beside a running server that holds the store's lock.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	if a.RetryFor <= 0 {
 		a.RetryFor = caddy.Duration(DefaultRetryFor)
 	}
@@ -91,6 +122,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("storage %q: %v", a.dir, err)
 	}
 	a.dir = abs
+	if a.backoff, err = testBackoff(); err != nil {
+		return err
+	}
 	a.senders = map[string]lead.Sender{}
 	if a.DestinationsRaw != nil {
 		mods, err := ctx.LoadModule(a, "DestinationsRaw")
@@ -149,10 +183,22 @@ func (a *App) Start() error {
 			return nil, fmt.Errorf("opening lead store %s: %w (if another Caddy process holds it, use 'caddy reload')", a.dir, err)
 		}
 		eng := queue.NewEngine(st, a.logger.Named("delivery"))
-		return &pooledStore{dir: a.dir, store: st, engine: eng}, nil
+		return &pooledStore{dir: a.dir, store: st, engine: eng, logger: a.logger.Named("queue")}, nil
 	})
 	if err != nil {
-		return err
+		// The site must not go down with its lead store (SPEC §7): start
+		// without it, unless another process holds the folder (a second
+		// caddy, a config error) or an older config still captures into an
+		// open store (a reload: failing keeps that one working). Captures
+		// then fail, logged and counted, and requests go on; a reload
+		// tries the store again.
+		if errors.Is(err, nutsdb.ErrDirLocked) || current.Load() != nil {
+			return err
+		}
+		a.logger.Error("lead store unavailable: the site is served but form posts are NOT captured; fix the folder, then reload",
+			zap.String("dir", a.dir), zap.Error(err))
+		a.openErr = err
+		return nil
 	}
 	p := val.(*pooledStore)
 	a.pooled = p
@@ -162,6 +208,7 @@ func (a *App) Start() error {
 			tk.SetTokenStore(name, p.store)
 		}
 	}
+	initDeliveryMetrics(a.Destinations())
 	p.engine.Configure(a.engineConfig())
 	p.engine.Start()
 	current.Store(p)
@@ -185,6 +232,8 @@ func (a *App) engineConfig() queue.EngineConfig {
 		Senders:  a.senders,
 		Rates:    map[string]queue.Rate{},
 		RetryFor: time.Duration(a.RetryFor),
+		Observe:  observeDelivery, // metrics, spans, the dashboard's attempts
+		Backoff:  a.backoff,
 	}
 	for name, s := range a.senders {
 		if r, ok := s.(lead.Rated); ok {
@@ -211,15 +260,37 @@ func (a *App) store() *queue.Store {
 func (a *App) Capture(ctx context.Context, l *lead.Lead, dests []string) (*lead.Lead, bool, error) {
 	st := a.store()
 	if st == nil {
+		if a != nil && a.openErr != nil {
+			return nil, false, fmt.Errorf("%w: %v", errStoreNotReady, a.openErr)
+		}
 		return nil, false, errStoreNotReady
 	}
+	ctx, end := startStoreSpan(ctx, dests)
 	stored, dup, err := st.Add(ctx, l, dests)
-	if err == nil {
-		if p := a.pooledOrCurrent(); p != nil {
-			p.engine.Notify()
+	p := a.pooledOrCurrent()
+	if errors.Is(err, queue.ErrClosed) {
+		// This config's store closed under a request in flight (a reload
+		// moved the store to another folder): the newest store takes it.
+		if cur := current.Load(); cur != nil && cur.store != st {
+			p = cur
+			stored, dup, err = cur.store.Add(ctx, l, dests)
 		}
 	}
+	end(stored, dup, err)
+	if err == nil && p != nil {
+		p.engine.Notify()
+	}
 	return stored, dup, err
+}
+
+// holdCapture marks a form post on its way to this config's store, so the
+// store is not closed under it (pooledStore.hold); call the result when
+// done.
+func (a *App) holdCapture() (release func()) {
+	if p := a.pooledOrCurrent(); p != nil {
+		return p.hold()
+	}
+	return func() {}
 }
 
 func (a *App) pooledOrCurrent() *pooledStore {
@@ -243,14 +314,78 @@ type pooledStore struct {
 	dir    string
 	store  *queue.Store
 	engine *queue.Engine
+	logger *zap.Logger
 	once   sync.Once
+
+	// Form posts between the start of capture and their lead's store.
+	// Caddy stops its apps in no fixed order, so when it exits this store
+	// may close while the http server still finishes posts: Destruct waits
+	// for them, up to captureDrain.
+	mu       sync.Mutex
+	inflight int
+	closed   bool
+	idle     chan struct{} // signalled when inflight drops to 0
 }
 
-// Destruct stops the engine (in-flight sends finish or are released) and
-// closes the store. Called when the last config using it stops.
+// captureDrain bounds how long closing the store waits for form posts in
+// flight: as long as one capture may wait for its fsync.
+const captureDrain = 10 * time.Second
+
+// hold marks a capture in flight; release it once the lead is stored (or
+// not). Holds are refused once the store is closed.
+func (p *pooledStore) hold() (release func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return func() {}
+	}
+	p.inflight++
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.inflight--; p.inflight == 0 && p.idle != nil {
+			select {
+			case p.idle <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// drainCaptures waits until no capture holds the store, up to captureDrain,
+// then refuses new holds. After a reload that moved the store elsewhere it
+// does not wait: App.Capture sends such leads to the new store.
+func (p *pooledStore) drainCaptures() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.idle = make(chan struct{}, 1)
+	deadline := time.After(captureDrain)
+	for p.inflight > 0 {
+		if cur := current.Load(); cur != nil && cur != p {
+			break
+		}
+		p.logger.Info("lead store closing: waiting for form posts in flight", zap.Int("captures", p.inflight))
+		p.mu.Unlock()
+		select {
+		case <-p.idle:
+		case <-deadline:
+			p.mu.Lock()
+			p.logger.Warn("lead store closed with form posts in flight; their leads are not stored", zap.Int("captures", p.inflight))
+			p.closed = true
+			return
+		}
+		p.mu.Lock()
+	}
+	p.closed = true
+}
+
+// Destruct waits for captures in flight, stops the engine (in-flight sends
+// finish or are released) and closes the store. Called when the last
+// config using it stops.
 func (p *pooledStore) Destruct() error {
 	var err error
 	p.once.Do(func() {
+		p.drainCaptures()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		p.engine.Stop(ctx)

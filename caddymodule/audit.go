@@ -5,6 +5,11 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/dustin/go-humanize"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -54,13 +59,87 @@ func formsReport() []intercept.SelectorAudit {
 	return out
 }
 
-func newAuditor(rules []*intercept.Rule, logger *zap.Logger) *intercept.Auditor {
-	return intercept.NewAuditor(rules, intercept.AuditConfig{OnFlag: func(s intercept.SelectorAudit) {
-		formsFlagged.WithLabelValues(s.Form, s.Role).Set(1)
-		logger.Warn("form selector matched nothing on sampled pages; leads from this form may be lost",
-			zap.String("form", s.Form), zap.String("role", s.Role), zap.String("selector", s.Selector),
-			zap.Time("last_match", s.LastMatch), zap.Int("pages_checked", s.Pages))
-	}})
+// AuditOptions tune the form audit of one site.
+type AuditOptions struct {
+	// Off disables the audit.
+	Off bool `json:"off,omitempty"`
+	// Every is the least time between two samples of one path. Default 1m.
+	Every caddy.Duration `json:"every,omitempty"`
+	// FlagAfter: a selector that matched nothing on the pages sampled for
+	// this long is flagged (admin API, metric, one log line). Default 24h.
+	FlagAfter caddy.Duration `json:"flag_after,omitempty"`
+	// MaxPage is the most bytes of a page copied for the audit. Default 512 KiB.
+	MaxPage int `json:"max_page,omitempty"`
+}
+
+// newAuditor returns nil when the audit is off or there is nothing to audit.
+func newAuditor(rules []*intercept.Rule, o *AuditOptions, logger *zap.Logger) *intercept.Auditor {
+	if o == nil {
+		o = &AuditOptions{}
+	}
+	if o.Off {
+		return nil
+	}
+	return intercept.NewAuditor(rules, intercept.AuditConfig{
+		Every:     time.Duration(o.Every),
+		FlagAfter: time.Duration(o.FlagAfter),
+		MaxPage:   o.MaxPage,
+		OnFlag: func(s intercept.SelectorAudit) {
+			formsFlagged.WithLabelValues(s.Form, s.Role).Set(1)
+			logger.Warn("form selector matched nothing on sampled pages; leads from this form may be lost",
+				zap.String("form", s.Form), zap.String("role", s.Role), zap.String("selector", s.Selector),
+				zap.Time("last_match", s.LastMatch), zap.Int("pages_checked", s.Pages))
+		},
+		OnUnflag: func(s intercept.SelectorAudit) {
+			formsFlagged.WithLabelValues(s.Form, s.Role).Set(0)
+			logger.Info("form selector matches again", zap.String("form", s.Form), zap.String("role", s.Role),
+				zap.String("path", s.LastPath))
+		},
+	})
+}
+
+// parseAudit reads "audit off" or an audit block.
+func parseAudit(d *caddyfile.Dispenser) (*AuditOptions, error) {
+	o := &AuditOptions{}
+	if d.NextArg() {
+		if d.Val() != "off" || d.NextArg() {
+			return nil, d.Errf("audit: want \"audit off\" or a block with every, flag_after, max_page")
+		}
+		o.Off = true
+		return o, nil
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		var v string
+		if !d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		v = d.Val()
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		switch opt {
+		case "every", "flag_after":
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("audit: %s: %q is not a positive duration", opt, v)
+			}
+			if opt == "every" {
+				o.Every = caddy.Duration(dur)
+			} else {
+				o.FlagAfter = caddy.Duration(dur)
+			}
+		case "max_page":
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 || n > 64<<20 {
+				return nil, d.Errf("audit: max_page: %q is not a size up to 64MiB (like 512KB)", v)
+			}
+			o.MaxPage = int(n)
+		default:
+			return nil, d.Errf("audit: unknown option %q (want every, flag_after, max_page)", opt)
+		}
+	}
+	return o, nil
 }
 
 // sampler copies an HTML page (up to a limit) for the audit, off the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/leadproxy/leadproxy/crm"
 	"github.com/leadproxy/leadproxy/intercept"
+	"github.com/leadproxy/leadproxy/lead"
 )
 
 func init() {
@@ -195,10 +196,23 @@ func (hd *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := crm.SingleArg(d, &hd.PhoneRegion); err != nil {
 				return err
 			}
+			hd.PhoneRegion = strings.ToUpper(hd.PhoneRegion)
+			if err := lead.CheckRegion(hd.PhoneRegion); err != nil {
+				return d.Errf("%v", err)
+			}
 		case "charset":
 			if err := crm.SingleArg(d, &hd.Charset); err != nil {
 				return err
 			}
+			if err := intercept.CheckCharset(hd.Charset); err != nil {
+				return d.Errf("%v", err)
+			}
+		case "audit":
+			o, err := parseAudit(d)
+			if err != nil {
+				return err
+			}
+			hd.Audit = o
 		case "form":
 			rule, err := hd.parseForm(d)
 			if err != nil {
@@ -211,7 +225,7 @@ func (hd *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			hd.Forms = append(hd.Forms, rule)
 		default:
-			return d.Errf("leadproxy: unknown option %q (want prefix, send_to, inject, api_key, auto, max_body, max_upload, phone_region, charset, form)", opt)
+			return d.Errf("leadproxy: unknown option %q (want prefix, send_to, inject, api_key, auto, max_body, max_upload, phone_region, charset, audit, form)", opt)
 		}
 	}
 	return nil

@@ -100,7 +100,18 @@ func (hd *Handler) serveCollect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(rep.Errors) > 0 {
-		hd.logger.Warn("capture script source errors", zap.String("form", l.Form), zap.Strings("errors", rep.Errors))
+		// "js source extra:Город threw: <message>": the message can quote
+		// page data, so only the sources are named at the default level.
+		sources := make([]string, 0, len(rep.Errors))
+		for _, e := range rep.Errors {
+			src, _, _ := strings.Cut(e, " threw")
+			if len(src) > 120 {
+				src = src[:120]
+			}
+			sources = append(sources, strings.ToValidUTF8(src, ""))
+		}
+		hd.logger.Warn("capture script sources failed in the browser", zap.String("form", l.Form), zap.Strings("sources", sources))
+		hd.logger.Debug("capture script source errors", zap.String("form", l.Form), zap.Strings("errors", rep.Errors))
 	}
 	if _, _, err := hd.store(r.Context(), r, l, rule); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)

@@ -84,7 +84,11 @@ func TestConfigErrors(t *testing.T) {
 	cases := []struct {
 		name, caddyfile, want string
 	}{
-		{"unknown handler option", wrap("", "\t\tinjekt on"), `leadproxy: unknown option "injekt" (want prefix, send_to, inject, api_key, auto, max_body, max_upload, phone_region, charset, form), at Caddyfile:8`},
+		{"unknown handler option", wrap("", "\t\tinjekt on"), `leadproxy: unknown option "injekt" (want prefix, send_to, inject, api_key, auto, max_body, max_upload, phone_region, charset, audit, form), at Caddyfile:8`},
+		{"unknown phone region", wrap("", "\t\tphone_region RUS"), `phone_region "RUS" is not a known country code (two capital letters like RU, KZ, BY, US), at Caddyfile:8`},
+		{"unknown charset", wrap("", "\t\tcharset windows-1215"), `charset "windows-1215" is not a known charset label (like windows-1251 or koi8-r), at Caddyfile:8`},
+		{"bad audit option", wrap("", "\t\taudit {\n\t\t\tflag_afterr 1h\n\t\t}"), `audit: unknown option "flag_afterr" (want every, flag_after, max_page), at Caddyfile:9`},
+		{"bad audit duration", wrap("", "\t\taudit {\n\t\t\tevery often\n\t\t}"), `audit: every: "often" is not a positive duration, at Caddyfile:9`},
 		{"unknown global option", wrap("\t\tstorrage /x", ""), `leadproxy: unknown global option "storrage" (want storage, retry_for, retention, dedup_window, destination), at Caddyfile:3`},
 		{"bad submit selector", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit \"#a[\"\n\t\t}"), `form "A": submit selector "#a[" does not compile: expected identifier, found EOF instead, at Caddyfile:9`},
 		{"unquoted # selector", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit #a\n\t\t}"), `form "A": submit needs a value; quote a selector that starts with # (submit "#contact-form"), a bare # starts a Caddyfile comment, at Caddyfile:9`},

@@ -61,6 +61,10 @@ type Handler struct {
 	// Charset decodes form bodies that are not UTF-8 when the page's
 	// charset is unknown. Default windows-1251.
 	Charset string `json:"charset,omitempty"`
+	// Audit tunes the form audit: sampled pages are checked for every
+	// submit, click and selector of the rules. Default: on, one sample per
+	// path a minute, flagged after 24h of traffic without a match.
+	Audit *AuditOptions `json:"audit,omitempty"`
 
 	app        *App
 	logger     *zap.Logger
@@ -105,6 +109,15 @@ func (hd *Handler) Provision(ctx caddy.Context) error {
 	if hd.PhoneRegion == "" {
 		hd.PhoneRegion = lead.DefaultRegion
 	}
+	hd.PhoneRegion = strings.ToUpper(hd.PhoneRegion)
+	if err := lead.CheckRegion(hd.PhoneRegion); err != nil {
+		return err
+	}
+	if hd.Charset != "" {
+		if err := intercept.CheckCharset(hd.Charset); err != nil {
+			return err
+		}
+	}
 	hd.apiKey = caddy.NewReplacer().ReplaceAll(hd.APIKey, "")
 	hd.rules = map[string]*intercept.Rule{}
 	for _, r := range hd.Forms {
@@ -124,8 +137,9 @@ func (hd *Handler) Provision(ctx caddy.Context) error {
 		hd.inject = &intercept.InjectConfig{ScriptSrc: hd.Prefix + "/c.js", OnResult: countInject}
 	}
 	hd.collect = newCollectLimiter()
-	hd.auditor = newAuditor(hd.Forms, hd.logger)
-	registerAuditor(hd.auditor)
+	if hd.auditor = newAuditor(hd.Forms, hd.Audit, hd.logger); hd.auditor != nil {
+		registerAuditor(hd.auditor)
+	}
 	return nil
 }
 
@@ -167,7 +181,7 @@ func (hd *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		}
 	}
 	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
-		hd.captureSafely(r)
+		hd.captureSafely(w, r)
 	}
 	if r.Method == http.MethodGet && hd.auditor.Want(r.URL.Path) {
 		s := &sampler{ResponseWriter: w, a: hd.auditor, path: r.Host + r.URL.Path}
@@ -229,14 +243,14 @@ func (hd *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 // captureSafely captures a lead from a form post if a rule says so. It
 // never fails the request: a panic or a store error is logged and counted
 // and the visitor's request goes on to the site.
-func (hd *Handler) captureSafely(r *http.Request) {
+func (hd *Handler) captureSafely(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if p := recover(); p != nil {
 			hd.logger.Error("capture panicked; request passed on", zap.Any("panic", p))
 			countCaptureFailure("panic")
 		}
 	}()
-	hd.capture(r)
+	hd.capture(w, r)
 }
 
 // match finds the rule a post belongs to: the script's marker first, then
@@ -259,11 +273,15 @@ func (hd *Handler) match(r *http.Request) (rule *intercept.Rule, mech string, m 
 	return nil, "", nil, candidates
 }
 
-func (hd *Handler) capture(r *http.Request) {
+func (hd *Handler) capture(w http.ResponseWriter, r *http.Request) {
 	rule, mech, marker, candidates := hd.match(r)
+	if marker != nil {
+		intercept.ExpireMarker(w, r) // one marker, one post
+	}
 	if mech == "" && len(candidates) == 0 {
 		return
 	}
+	defer hd.app.holdCapture()() // the store stays open until this lead is in it
 	ct := r.Header.Get("Content-Type")
 	max := hd.MaxBody
 	if strings.HasPrefix(strings.ToLower(ct), "multipart/") {
@@ -277,9 +295,14 @@ func (hd *Handler) capture(r *http.Request) {
 	r.Body = body.Replay(r.Body)
 	if err != nil {
 		var he caddyhttp.HandlerError
-		if errors.As(err, &he) {
+		var disk *os.PathError // the temporary file: disk full, read-only, ...
+		switch {
+		case errors.As(err, &he):
 			countCaptureFailure("too_large")
-		} else {
+		case errors.As(err, &disk):
+			countCaptureFailure("spool")
+			hd.logger.Error("form post not captured: its body could not be spooled to disk; request passed on", zap.Error(err))
+		default:
 			countCaptureFailure("read")
 		}
 		return
@@ -293,6 +316,7 @@ func (hd *Handler) capture(r *http.Request) {
 		charset = marker.Charset
 	}
 	fields, err := intercept.ParseBody(ct, body.Reader(), charset, hd.Charset)
+	fields = marker.Drop(fields) // what the script saw was a password, card or file field
 	if err != nil && len(fields) == 0 {
 		if !errors.Is(err, intercept.ErrUnsupportedBody) {
 			countCaptureFailure("parse")
@@ -332,13 +356,18 @@ func (hd *Handler) capture(r *http.Request) {
 		countCaptureFailure("no_contact")
 		return
 	}
+	injectFault(r) // a no-op unless built with -tags leadproxy_faults (faults.go)
 	hd.store(r.Context(), r, l, rule)
 }
 
-// store saves the lead; the request waits for the fsync.
+// store saves the lead for its rule's destinations; the request waits for the fsync.
 func (hd *Handler) store(ctx context.Context, r *http.Request, l *lead.Lead, rule *intercept.Rule) (*lead.Lead, bool, error) {
+	return hd.storeFor(ctx, r, l, hd.destinationsFor(rule))
+}
+
+// storeFor saves the lead for dests (none: kept, not sent).
+func (hd *Handler) storeFor(ctx context.Context, r *http.Request, l *lead.Lead, dests []string) (*lead.Lead, bool, error) {
 	l.Site = siteOf(r)
-	dests := hd.destinationsFor(rule)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	ctx, end := startCaptureSpan(ctx, r, l)

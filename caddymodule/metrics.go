@@ -9,19 +9,22 @@ import (
 )
 
 // Collectors are created once per process and registered in every config's
-// registry, so counts survive reloads (the caddy-ratelimit pattern).
+// registry (Caddy makes a new one per config load and serves it on the
+// admin endpoint's /metrics), so counts survive reloads (the
+// caddy-ratelimit pattern). The app, the leadproxy handler and the
+// dashboard each register them: a config may hold any of them alone.
 var (
 	capturedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "leadproxy_leads_captured_total", Help: "Leads captured, by form and mechanism.",
 	}, []string{"form", "mechanism"})
 	captureFailedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "leadproxy_capture_failures_total", Help: "Form posts not captured, by reason (too_large, parse, no_contact, store, panic).",
+		Name: "leadproxy_capture_failures_total", Help: "Form posts not captured, by reason (too_large, read, spool, parse, no_contact, store, panic).",
 	}, []string{"reason"})
 	deliveriesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "leadproxy_deliveries_total", Help: "Delivery attempts, by destination and outcome (delivered, retry, failed).",
+		Name: "leadproxy_deliveries_total", Help: "Delivery attempts, by destination and outcome: delivered, retry (a retryable error), failed (a permanent error), cancelled (Caddy stopped mid-attempt).",
 	}, []string{"destination", "outcome"})
 	deliveryDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "leadproxy_delivery_duration_seconds", Help: "Time of one delivery attempt.",
+		Name: "leadproxy_delivery_duration_seconds", Help: "Time of one delivery attempt, by destination.",
 		Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	}, []string{"destination"})
 	injectTotal = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -1,21 +1,261 @@
 package caddymodule
 
+// Observability: Prometheus counters (the collectors are in metrics.go),
+// OpenTelemetry spans for capture, store and each delivery attempt, and the
+// recent attempts the dashboard shows.
+//
+// Tracer providers. Caddy installs no global one: its `tracing` directive
+// builds a provider (one per process, shared by every `tracing` handler and
+// kept across reloads while any config uses it) and puts the request's span
+// in the request context. Capture and store spans come from that span's
+// provider. A delivery attempt runs later, off any request, so it uses the
+// provider of the most recent traced capture, remembered here; its span is a
+// child of the capture span, whose W3C traceparent the lead stores
+// (lead.Traceparent), so a lead's attempts, however late, sit in the trace
+// of the request that captured it. After a restart, attempts made before
+// the first traced capture have metrics but no spans. No span carries field
+// values or a CRM's error text: those can quote the visitor's data.
+
 import (
 	"context"
+	"errors"
 	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/leadproxy/leadproxy/lead"
 )
-
-// The counters below are wired to Prometheus in metrics.go.
 
 func countInject(result string)            { injectTotal.WithLabelValues(result).Inc() }
 func countCaptured(form, mechanism string) { capturedTotal.WithLabelValues(form, mechanism).Inc() }
 func countCaptureFailure(reason string)    { captureFailedTotal.WithLabelValues(reason).Inc() }
 func countCollectRejected(reason string)   { collectRejectedTotal.WithLabelValues(reason).Inc() }
 
+// tracerName is the instrumentation scope of every leadproxy span.
+const tracerName = "github.com/leadproxy/leadproxy"
+
+// Span names.
+const (
+	spanCapture  = "leadproxy.capture"
+	spanStore    = "leadproxy.store"
+	spanDelivery = "leadproxy.delivery"
+)
+
+// Delivery outcomes, the outcome label of leadproxy_deliveries_total.
+const (
+	outcomeDelivered = "delivered" // the CRM took it
+	outcomeRetry     = "retry"     // a retryable error: tried again later
+	outcomeFailed    = "failed"    // a permanent error: not tried again unless retried by hand
+	outcomeCancelled = "cancelled" // Caddy stopped mid-attempt; the delivery went back to the queue
+)
+
+var deliveryOutcomes = []string{outcomeDelivered, outcomeRetry, outcomeFailed}
+
+// lastTracerProvider is the provider of the most recent traced capture.
+var lastTracerProvider atomic.Value // tracerProviderBox
+
+type tracerProviderBox struct{ tp trace.TracerProvider }
+
+func deliveryTracerProvider() trace.TracerProvider {
+	if b, ok := lastTracerProvider.Load().(tracerProviderBox); ok {
+		return b.tp
+	}
+	return nil
+}
+
 // startCaptureSpan starts the capture span from the request's tracer
-// provider (Caddy installs no global one); end records the outcome.
+// provider (Caddy installs no global one) and stores its traceparent on
+// the lead; end records the outcome. Without Caddy's `tracing` there is no
+// request span, and nothing is traced.
 func startCaptureSpan(ctx context.Context, r *http.Request, l *lead.Lead) (context.Context, func(error)) {
-	return ctx, func(error) {}
+	parent := trace.SpanFromContext(ctx) // ctx derives from r.Context()
+	if !parent.SpanContext().IsValid() {
+		return ctx, func(error) {}
+	}
+	tp := parent.TracerProvider()
+	lastTracerProvider.Store(tracerProviderBox{tp})
+	ctx, span := tp.Tracer(tracerName).Start(ctx, spanCapture, trace.WithAttributes(
+		attribute.String("leadproxy.form", l.Form),
+		attribute.String("leadproxy.mechanism", l.Mechanism),
+		attribute.String("leadproxy.site", l.Site),
+		attribute.String("url.path", r.URL.Path),
+	))
+	l.Traceparent = traceparent(ctx)
+	return ctx, func(err error) {
+		if l.ID != "" {
+			span.SetAttributes(attribute.String("leadproxy.lead_id", l.ID))
+		}
+		endSpan(span, err, "lead not stored")
+	}
+}
+
+// startStoreSpan wraps the durable write of a lead, under the capture span.
+func startStoreSpan(ctx context.Context, dests []string) (context.Context, func(stored *lead.Lead, dup bool, err error)) {
+	parent := trace.SpanFromContext(ctx)
+	if !parent.SpanContext().IsValid() {
+		return ctx, func(*lead.Lead, bool, error) {}
+	}
+	ctx, span := parent.TracerProvider().Tracer(tracerName).Start(ctx, spanStore,
+		trace.WithAttributes(attribute.StringSlice("leadproxy.destinations", dests)))
+	return ctx, func(stored *lead.Lead, dup bool, err error) {
+		if stored != nil {
+			span.SetAttributes(attribute.String("leadproxy.lead_id", stored.ID), attribute.Bool("leadproxy.duplicate", dup))
+		}
+		endSpan(span, err, "store failed")
+	}
+}
+
+// observeDelivery is the engine's hook around each delivery attempt
+// (queue.EngineConfig.Observe): metrics, the attempt's span, and the
+// dashboard's list of recent attempts.
+func observeDelivery(ctx context.Context, dest string, l *lead.Lead) (context.Context, func(string, error)) {
+	start := time.Now()
+	var span trace.Span
+	if tp := deliveryTracerProvider(); tp != nil {
+		parent := propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": l.Traceparent})
+		ctx, span = tp.Tracer(tracerName).Start(parent, spanDelivery, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String("leadproxy.destination", dest), attribute.String("leadproxy.lead_id", l.ID)))
+	}
+	attemptCtx := ctx
+	return ctx, func(crmID string, err error) {
+		took := time.Since(start)
+		outcome := deliveryOutcome(attemptCtx, err)
+		deliveriesTotal.WithLabelValues(dest, outcome).Inc()
+		if outcome != outcomeCancelled {
+			deliveryDuration.WithLabelValues(dest).Observe(took.Seconds())
+		}
+		status := httpStatusOf(err)
+		recentAttempts.add(l.ID, attemptRecord{Destination: dest, At: start, Took: took, Outcome: outcome, HTTPStatus: status, CRMID: crmID})
+		if span == nil {
+			return
+		}
+		span.SetAttributes(attribute.String("leadproxy.outcome", outcome))
+		if crmID != "" {
+			span.SetAttributes(attribute.String("leadproxy.crm_id", crmID))
+		}
+		if status != 0 {
+			span.SetAttributes(attribute.Int("http.response.status_code", status))
+		}
+		endSpan(span, err, "delivery "+outcome)
+	}
+}
+
+func deliveryOutcome(ctx context.Context, err error) string {
+	switch {
+	case err == nil:
+		return outcomeDelivered
+	case errors.Is(ctx.Err(), context.Canceled):
+		return outcomeCancelled
+	case lead.IsPermanent(err):
+		return outcomeFailed
+	}
+	return outcomeRetry
+}
+
+func httpStatusOf(err error) int {
+	var se *lead.SendError
+	if errors.As(err, &se) {
+		return se.Status
+	}
+	return 0
+}
+
+// endSpan ends a span with an error status whose description is generic:
+// error texts can quote the visitor's data.
+func endSpan(span trace.Span, err error, what string) {
+	if err != nil {
+		span.SetStatus(codes.Error, what)
+	}
+	span.End()
+}
+
+// traceparent is the W3C traceparent of ctx's span.
+func traceparent(ctx context.Context) string {
+	c := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, c)
+	return c.Get("traceparent")
+}
+
+// initDeliveryMetrics gives each destination its series at zero, so rates
+// and alerts work before the first attempt.
+func initDeliveryMetrics(dests []string) {
+	for _, d := range dests {
+		for _, o := range deliveryOutcomes {
+			deliveriesTotal.WithLabelValues(d, o)
+		}
+		deliveryDuration.WithLabelValues(d)
+	}
+}
+
+// attemptRecord is one delivery attempt as the dashboard lists it. It holds
+// no error text: a CRM's message can quote the visitor's data, and this
+// in-memory copy would outlive a Delete. The stored delivery keeps the last
+// error.
+type attemptRecord struct {
+	Destination string
+	At          time.Time
+	Took        time.Duration
+	Outcome     string
+	HTTPStatus  int
+	CRMID       string
+}
+
+// attemptLog keeps the attempts this process made, per lead, for the
+// dashboard: the store keeps only each delivery's count, last error and CRM
+// id. Bounded: the leads seen longest ago are forgotten first.
+type attemptLog struct {
+	mu    sync.Mutex
+	byID  map[string][]attemptRecord
+	order []string // lead ids, oldest first
+}
+
+const (
+	attemptLogLeads   = 2000
+	attemptLogPerLead = 50
+)
+
+var recentAttempts = &attemptLog{byID: map[string][]attemptRecord{}}
+
+func (a *attemptLog) add(id string, rec attemptRecord) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	list, seen := a.byID[id]
+	if !seen {
+		if len(a.order) >= attemptLogLeads {
+			delete(a.byID, a.order[0])
+			a.order = a.order[1:]
+		}
+		a.order = append(a.order, id)
+	}
+	if len(list) >= attemptLogPerLead {
+		list = list[1:]
+	}
+	a.byID[id] = append(list, rec)
+}
+
+func (a *attemptLog) get(id string) []attemptRecord {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]attemptRecord(nil), a.byID[id]...)
+}
+
+func (a *attemptLog) forget(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.byID[id]; !ok {
+		return
+	}
+	delete(a.byID, id)
+	for i, x := range a.order {
+		if x == id {
+			a.order = append(a.order[:i], a.order[i+1:]...)
+			break
+		}
+	}
 }

@@ -3,17 +3,23 @@ package caddymodule
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
-	"github.com/leadproxy/leadproxy/intercept"
+	"golang.org/x/text/encoding/htmlindex"
+
 	"github.com/leadproxy/leadproxy/lead"
 )
 
 // serveRoistatAPI is {prefix}/api/proxy/1.0/leads/add: Roistat's proxy
 // lead API, so a site that called Roistat from its backend switches by
-// changing the host. GET query or POST form; answers Roistat's JSON.
+// changing the host. GET query or POST form (urlencoded or multipart);
+// answers {"status":"success","data":{"id":"..."}} or
+// {"status":"error","error":"..."}.
 func (hd *Handler) serveRoistatAPI(w http.ResponseWriter, r *http.Request) {
 	answer := func(status int, v any) {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
@@ -25,129 +31,122 @@ func (hd *Handler) serveRoistatAPI(w http.ResponseWriter, r *http.Request) {
 		answer(status, map[string]string{"status": "error", "error": msg})
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
 		fail(http.StatusMethodNotAllowed, "use GET or POST")
 		return
 	}
-	params, err := roistatParams(r, hd.MaxBody)
+	p, err := roistatParams(w, r, hd.MaxBody)
 	if err != nil {
-		fail(http.StatusBadRequest, err.Error())
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			fail(http.StatusRequestEntityTooLarge, "request too large")
+			return
+		}
+		fail(http.StatusBadRequest, "malformed parameters")
 		return
 	}
-	if subtle.ConstantTimeCompare([]byte(params.Get("key")), []byte(hd.apiKey)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(p.Get("key")), []byte(hd.apiKey)) != 1 {
 		fail(http.StatusForbidden, "invalid key")
 		return
 	}
-	l, skip := roistatLead(params, hd.PhoneRegion)
-	l.Visit = intercept.Visit(r, &intercept.VisitInfo{ID: params.Get("roistat")}, r.Referer())
-	if l.Visit.ID == "nocookie" {
-		l.Visit.ID = ""
-	}
+	l := roistatLead(p, hd.PhoneRegion)
 	var dests []string
-	if !skip {
+	if p.Get("is_skip_sending") != "1" {
 		dests = hd.destinationsFor(nil)
 	}
-	l.Site = siteOf(r)
-	ctx, end := startCaptureSpan(r.Context(), r, l)
-	stored, _, err := hd.app.Capture(ctx, l, dests)
-	end(err)
+	stored, _, err := hd.storeFor(r.Context(), r, l, dests)
 	if err != nil {
-		countCaptureFailure("store")
 		fail(http.StatusServiceUnavailable, "lead not stored, try again")
 		return
 	}
-	countCaptured(l.Form, l.Mechanism)
 	answer(http.StatusOK, map[string]any{"status": "success", "data": map[string]string{"id": stored.ID}})
 }
 
-// roistatParams merges the query and, for POST, the urlencoded or
-// multipart form. fields[charset]=Windows-1251 decodes values from cp1251.
-func roistatParams(r *http.Request, max int64) (url.Values, error) {
-	raw := r.URL.RawQuery
-	vals := url.Values{}
+// roistatParams reads the call's parameters: the query and, for a POST,
+// the form, as PHP's http_build_query and curl send them (a POST without a
+// Content-Type is read as urlencoded). Bytes that are not UTF-8 are decoded
+// from the charset fields[charset] names, else windows-1251. Valid UTF-8
+// stays as it is even when fields[charset] names another charset: Roistat's
+// sample sets fields[charset]=Windows-1251 and is mostly pasted into UTF-8
+// sites, and Cyrillic windows-1251 text is practically never valid UTF-8
+// (its letters are all lead bytes, none a continuation byte).
+func roistatParams(w http.ResponseWriter, r *http.Request, max int64) (url.Values, error) {
 	if r.Method == http.MethodPost {
-		ct := r.Header.Get("Content-Type")
-		body, ok := readLimited(r, max)
-		if !ok {
-			return nil, errTooLarge
-		}
-		if strings.HasPrefix(strings.ToLower(ct), "application/x-www-form-urlencoded") || ct == "" {
-			raw += "&" + string(body)
-		} else {
-			f, err := intercept.ParseBody(ct, strings.NewReader(string(body)), "", "")
-			if err != nil {
-				return nil, err
-			}
-			for _, x := range f {
-				vals.Set(x.Name, x.Value)
-			}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+		if r.Header.Get("Content-Type") == "" {
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		}
 	}
-	q, err := url.ParseQuery(strings.TrimPrefix(raw, "&"))
-	if err != nil && len(q) == 0 {
-		return nil, err
+	err := r.ParseForm()
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); err == nil && r.Method == http.MethodPost && mt == "multipart/form-data" {
+		err = r.ParseMultipartForm(max)
+		if r.MultipartForm != nil {
+			defer r.MultipartForm.RemoveAll()
+		}
 	}
-	charset := q.Get("fields[charset]")
-	ct := "application/x-www-form-urlencoded"
-	if charset != "" {
-		ct += "; charset=" + charset
-	}
-	f, err := intercept.ParseBody(ct, strings.NewReader(strings.TrimPrefix(raw, "&")), charset, "")
 	if err != nil {
 		return nil, err
 	}
-	for _, x := range f {
-		vals.Set(x.Name, x.Value)
+	charset := r.Form.Get("fields[charset]")
+	enc, err := htmlindex.Get(charset)
+	if err != nil {
+		enc, _ = htmlindex.Get("windows-1251")
 	}
-	// Roistat's key is a secret that never belongs in the fields, but the
-	// exclusion rules don't know it: take it from the raw query.
-	if k := q.Get("key"); k != "" {
-		vals.Set("key", k)
+	dec := func(s string) string {
+		if utf8.ValidString(s) {
+			return s
+		}
+		if out, err := enc.NewDecoder().String(s); err == nil {
+			return out
+		}
+		return strings.ToValidUTF8(s, "\uFFFD")
 	}
-	return vals, nil
+	out := url.Values{}
+	for k, vs := range r.Form {
+		for _, v := range vs {
+			out.Add(dec(k), dec(v))
+		}
+	}
+	return out, nil
 }
 
-type apiError string
+// roistatOptions are Roistat's processing switches; they are kept in the
+// lead's fields for the record.
+var roistatOptions = []string{"order_creation_method", "sync", "is_need_check_order_in_processing", "is_need_check_order_in_processing_append"}
 
-func (e apiError) Error() string { return string(e) }
-
-const errTooLarge = apiError("request too large")
-
-// roistatLead maps Roistat's parameters onto a lead.
-func roistatLead(p url.Values, region string) (*lead.Lead, bool) {
+// roistatLead maps Roistat's parameters onto a lead: fields[...] are the
+// CRM's deal fields (lead.CRM), client_fields[...] the contact's (kept as
+// extra fields, which every CRM gets in the note), is_need_callback=1 asks
+// for a call back to callback_phone or the lead's phone. The caller is the
+// site's backend, so the visit is only Roistat's visit id: the request's
+// address and user agent are the backend's, not the visitor's.
+func roistatLead(p url.Values, region string) *lead.Lead {
 	l := &lead.Lead{
-		Title:     p.Get("title"),
+		Title:     strings.TrimSpace(p.Get("title")),
 		Form:      "api",
 		Mechanism: lead.MechAPI,
-		Name:      p.Get("name"),
+		Name:      strings.TrimSpace(p.Get("name")),
 		Phone:     lead.NormalizePhone(p.Get("phone"), region),
 		Email:     strings.TrimSpace(p.Get("email")),
-		Comment:   p.Get("comment"),
+		Comment:   strings.TrimSpace(p.Get("comment")),
 	}
 	if l.Title == "" {
 		l.Title = "Заявка с сайта"
 	}
-	for k, v := range p {
-		if len(v) == 0 {
-			continue
-		}
+	if id := strings.TrimSpace(p.Get("roistat")); id != "" && id != "nocookie" {
+		l.Visit = &lead.Visit{ID: id}
+	}
+	for k := range p {
+		v := p.Get(k)
 		if name, ok := bracketKey(k, "fields"); ok && name != "charset" {
-			if l.CRM == nil {
-				l.CRM = map[string]string{}
-			}
-			l.CRM[name] = v[0]
+			l.CRM = setKey(l.CRM, name, v)
 		} else if name, ok := bracketKey(k, "client_fields"); ok {
-			if l.Extra == nil {
-				l.Extra = map[string]string{}
-			}
-			l.Extra[name] = v[0]
+			l.Extra = setKey(l.Extra, name, v)
 		}
 	}
-	for _, k := range []string{"order_creation_method", "sync", "is_need_check_order_in_processing", "is_need_check_order_in_processing_append"} {
+	for _, k := range roistatOptions {
 		if v := p.Get(k); v != "" {
-			if l.Fields == nil {
-				l.Fields = map[string]string{}
-			}
-			l.Fields[k] = v
+			l.Fields = setKey(l.Fields, k, v)
 		}
 	}
 	if p.Get("is_need_callback") == "1" {
@@ -156,14 +155,27 @@ func roistatLead(p url.Values, region string) (*lead.Lead, bool) {
 			l.Callback.Phone = l.Phone
 		}
 	}
-	return l, p.Get("is_skip_sending") == "1"
+	return l
 }
 
-// bracketKey reads "fields[NAME]" as NAME.
+// bracketKey reads "fields[NAME]" as NAME; a nested key, as PHP writes
+// arrays ("fields[goods][0][uuid]"), as "goods[0][uuid]".
 func bracketKey(k, prefix string) (string, bool) {
 	rest, ok := strings.CutPrefix(k, prefix+"[")
-	if !ok || !strings.HasSuffix(rest, "]") {
+	if !ok {
 		return "", false
 	}
-	return strings.TrimSuffix(rest, "]"), true
+	name, more, ok := strings.Cut(rest, "]")
+	if !ok || name == "" {
+		return "", false
+	}
+	return name + more, true
+}
+
+func setKey(m map[string]string, k, v string) map[string]string {
+	if m == nil {
+		m = map[string]string{}
+	}
+	m[k] = v
+	return m
 }

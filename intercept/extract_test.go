@@ -1,6 +1,7 @@
 package intercept
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -142,5 +143,37 @@ func TestVisitFromCookie(t *testing.T) {
 	v := Visit(r, ReadVisit(r), "https://x/page")
 	if v.ID != "v1" || v.UTM["source"] != "ya" || v.UTM["bogus"] != "" || v.IP != "203.0.113.7" || v.Page != "https://x/page" || v.UserAgent != "UA" {
 		t.Fatalf("%+v", v)
+	}
+}
+
+// The remembered answers are the regexps' answers, and the memory is bounded
+// whatever names visitors send.
+func TestAutoRoleCache(t *testing.T) {
+	names := []string{"email", "your-email", "Phone", "tel", "fio", "your-name", "message", "q", "city"}
+	for round := 0; round < 2; round++ { // the second round answers from the cache
+		for _, n := range names {
+			want := ""
+			for _, a := range autoNames {
+				if a.re.MatchString(n) {
+					want = a.role
+					break
+				}
+			}
+			if got := AutoRole(n); got != want {
+				t.Errorf("round %d: AutoRole(%q) = %q, want %q", round, n, got, want)
+			}
+		}
+	}
+	for i := 0; i < 2*autoRoleCacheMax; i++ {
+		AutoRole(fmt.Sprintf("field_%d", i))
+	}
+	autoRoleMu.RLock()
+	n := len(autoRoleCache)
+	autoRoleMu.RUnlock()
+	if n > autoRoleCacheMax {
+		t.Errorf("cache holds %d names, bound is %d", n, autoRoleCacheMax)
+	}
+	if got := AutoRole("contact_phone"); got != RolePhone {
+		t.Errorf("past the bound: AutoRole(contact_phone) = %q", got)
 	}
 }

@@ -231,7 +231,7 @@ type leadView struct {
 	Lead     *lead.Lead
 	Status   string
 	Actions  actionsView
-	Attempts []attemptRecord
+	Attempts []attemptView
 }
 
 type errorView struct {
@@ -430,7 +430,6 @@ func (d *Dashboard) serveLead(w http.ResponseWriter, r *http.Request, id string)
 	}
 	l, err := st.Get(id)
 	if errors.Is(err, queue.ErrNotFound) {
-		recentAttempts.forget(id)
 		d.serveError(w, r, http.StatusNotFound, "Not found", "No such lead: it may have been deleted or purged after the retention period.")
 		return
 	}
@@ -439,11 +438,27 @@ func (d *Dashboard) serveLead(w http.ResponseWriter, r *http.Request, id string)
 		d.serveError(w, r, http.StatusInternalServerError, "Error", "The lead could not be read; see Caddy's log.")
 		return
 	}
-	attempts := recentAttempts.get(id)
-	slices.Reverse(attempts) // newest first
-	v := leadView{page: d.newPage(l.Title, r.URL.Query()), Lead: l, Status: l.Status(), Attempts: attempts,
+	v := leadView{page: d.newPage(l.Title, r.URL.Query()), Lead: l, Status: l.Status(), Attempts: attemptsOf(l),
 		Actions: actionsView{ID: l.ID, CSRF: csrfFor(w, r), Return: leadLink(l.ID), Retryable: retryable(l)}}
 	d.render(w, r, http.StatusOK, "lead", v)
+}
+
+// attemptView is one row of the detail view's attempt list.
+type attemptView struct {
+	Destination string
+	lead.Attempt
+}
+
+// attemptsOf lists every destination's stored attempts, newest first.
+func attemptsOf(l *lead.Lead) []attemptView {
+	var out []attemptView
+	for _, d := range l.Deliveries {
+		for _, a := range d.History {
+			out = append(out, attemptView{Destination: d.Destination, Attempt: a})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b attemptView) int { return b.At.Compare(a.At) })
+	return out
 }
 
 // dashboardCOP rejects cross-origin POSTs (Sec-Fetch-Site, else Origin);
@@ -485,7 +500,6 @@ func (d *Dashboard) serveAction(w http.ResponseWriter, r *http.Request) {
 	case "delete":
 		err = st.Delete(id)
 		if err == nil {
-			recentAttempts.forget(id)
 			back.Del("lead")
 		}
 	default:

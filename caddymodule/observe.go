@@ -1,8 +1,7 @@
 package caddymodule
 
 // Observability: Prometheus counters (the collectors are in metrics.go),
-// OpenTelemetry spans for capture, store and each delivery attempt, and the
-// recent attempts the dashboard shows.
+// OpenTelemetry spans for capture, store and each delivery attempt.
 //
 // Tracer providers. Caddy installs no global one: its `tracing` directive
 // builds a provider (one per process, shared by every `tracing` handler and
@@ -20,7 +19,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -112,8 +110,8 @@ func startStoreSpan(ctx context.Context, dests []string) (context.Context, func(
 }
 
 // observeDelivery is the engine's hook around each delivery attempt
-// (queue.EngineConfig.Observe): metrics, the attempt's span, and the
-// dashboard's list of recent attempts.
+// (queue.EngineConfig.Observe): metrics and the attempt's span. The queue
+// records the attempt itself in the delivery's history.
 func observeDelivery(ctx context.Context, dest string, l *lead.Lead) (context.Context, func(string, error)) {
 	start := time.Now()
 	var span trace.Span
@@ -131,7 +129,6 @@ func observeDelivery(ctx context.Context, dest string, l *lead.Lead) (context.Co
 			deliveryDuration.WithLabelValues(dest).Observe(took.Seconds())
 		}
 		status := httpStatusOf(err)
-		recentAttempts.add(l.ID, attemptRecord{Destination: dest, At: start, Took: took, Outcome: outcome, HTTPStatus: status, CRMID: crmID})
 		if span == nil {
 			return
 		}
@@ -190,72 +187,5 @@ func initDeliveryMetrics(dests []string) {
 			deliveriesTotal.WithLabelValues(d, o)
 		}
 		deliveryDuration.WithLabelValues(d)
-	}
-}
-
-// attemptRecord is one delivery attempt as the dashboard lists it. It holds
-// no error text: a CRM's message can quote the visitor's data, and this
-// in-memory copy would outlive a Delete. The stored delivery keeps the last
-// error.
-type attemptRecord struct {
-	Destination string
-	At          time.Time
-	Took        time.Duration
-	Outcome     string
-	HTTPStatus  int
-	CRMID       string
-}
-
-// attemptLog keeps the attempts this process made, per lead, for the
-// dashboard: the store keeps only each delivery's count, last error and CRM
-// id. Bounded: the leads seen longest ago are forgotten first.
-type attemptLog struct {
-	mu    sync.Mutex
-	byID  map[string][]attemptRecord
-	order []string // lead ids, oldest first
-}
-
-const (
-	attemptLogLeads   = 2000
-	attemptLogPerLead = 50
-)
-
-var recentAttempts = &attemptLog{byID: map[string][]attemptRecord{}}
-
-func (a *attemptLog) add(id string, rec attemptRecord) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	list, seen := a.byID[id]
-	if !seen {
-		if len(a.order) >= attemptLogLeads {
-			delete(a.byID, a.order[0])
-			a.order = a.order[1:]
-		}
-		a.order = append(a.order, id)
-	}
-	if len(list) >= attemptLogPerLead {
-		list = list[1:]
-	}
-	a.byID[id] = append(list, rec)
-}
-
-func (a *attemptLog) get(id string) []attemptRecord {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]attemptRecord(nil), a.byID[id]...)
-}
-
-func (a *attemptLog) forget(id string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if _, ok := a.byID[id]; !ok {
-		return
-	}
-	delete(a.byID, id)
-	for i, x := range a.order {
-		if x == id {
-			a.order = append(a.order[:i], a.order[i+1:]...)
-			break
-		}
 	}
 }

@@ -85,6 +85,20 @@ type Delivery struct {
 	LastError   string     `json:"last_error,omitempty"`
 	CRMID       string     `json:"crm_id,omitempty"`
 	DeliveredAt *time.Time `json:"delivered_at,omitempty"`
+	// History is the delivery's last attempts, oldest first, for the
+	// dashboard. It is not part of the lead's JSON (SPEC section 5).
+	History []Attempt `json:"-"`
+}
+
+// Attempt is one delivery attempt: when, how long, and what came of it
+// (delivered, retry or failed). It holds no error text: the delivery's
+// LastError has the latest.
+type Attempt struct {
+	At         time.Time
+	Took       time.Duration
+	Outcome    string
+	HTTPStatus int
+	CRMID      string
 }
 
 // Delivery returns the delivery for dest, or nil.

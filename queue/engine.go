@@ -366,6 +366,7 @@ func (e *Engine) attempt(hard context.Context, c *claim, sender lead.Sender, win
 		ctx, end = observe(ctx, cfg.Observe, c, e.log)
 	}
 	win.start(token)
+	started := time.Now()
 	crmID, err := safeSend(ctx, sender, c.lead, e.log, c)
 	if end != nil {
 		end(crmID, err)
@@ -374,7 +375,7 @@ func (e *Engine) attempt(hard context.Context, c *claim, sender lead.Sender, win
 		e.release(c) // Stop ran out of time: not the destination's fault
 		return
 	}
-	e.record(c, crmID, err, cfg)
+	e.record(c, started, crmID, err, cfg)
 }
 
 // observe runs the caller's hook, which must not take the engine down.
@@ -405,7 +406,7 @@ func safeSend(ctx context.Context, s lead.Sender, l *lead.Lead, log *zap.Logger,
 }
 
 // record writes an attempt's outcome, if the attempt still holds the lease.
-func (e *Engine) record(c *claim, crmID string, sendErr error, cfg EngineConfig) {
+func (e *Engine) record(c *claim, started time.Time, crmID string, sendErr error, cfg EngineConfig) {
 	var out deliveryRec
 	lost := false
 	err := e.s.write(context.Background(), func(tx *nutsdb.Tx) error {
@@ -419,7 +420,9 @@ func (e *Engine) record(c *claim, crmID string, sendErr error, cfg EngineConfig)
 			return nil
 		}
 		old := rec
-		outcome(&rec, time.Now(), crmID, sendErr, cfg)
+		now := time.Now()
+		outcome(&rec, now, crmID, sendErr, cfg)
+		addHistory(&rec, started, now, crmID, sendErr)
 		out = rec
 		return putDelivery(tx, c.id, c.dest, &old, &rec)
 	})
@@ -475,6 +478,28 @@ func outcome(rec *deliveryRec, now time.Time, crmID string, err error, cfg Engin
 		next = deadline // one last try as retry_for ends
 	}
 	rec.Status, rec.Due = lead.StatusRetrying, max(next, ms)
+}
+
+// addHistory appends the attempt that rec's latest outcome came from,
+// dropping the oldest beyond maxHistory.
+func addHistory(rec *deliveryRec, started, now time.Time, crmID string, err error) {
+	a := attemptRec{At: started.UnixMilli(), TookMs: now.Sub(started).Milliseconds(), CRMID: crmID}
+	switch rec.Status {
+	case lead.StatusDelivered:
+		a.Outcome = "delivered"
+	case lead.StatusFailed:
+		a.Outcome = "failed"
+	default:
+		a.Outcome = "retry"
+	}
+	var se *lead.SendError
+	if errors.As(err, &se) {
+		a.HTTP = se.Status
+	}
+	if len(rec.History) >= maxHistory {
+		rec.History = append(rec.History[:0], rec.History[len(rec.History)-maxHistory+1:]...)
+	}
+	rec.History = append(rec.History, a)
 }
 
 func truncate(s string, n int) string {

@@ -575,3 +575,65 @@ func TestOrphanKeysAreCleaned(t *testing.T) {
 	l := mustAdd(t, s, testLead(1), "amo")
 	waitFor(t, "engine still works", statusIs(t, s, l.ID, "amo", lead.StatusDelivered))
 }
+
+// Each attempt is kept in the delivery's history (when, outcome, HTTP
+// status, CRM id), and the history survives closing and reopening the store.
+func TestAttemptHistoryIsStored(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, nil)
+	l := mustAdd(t, s, testLead(1), "amo")
+	f := newFake(func(n int, _ *lead.Lead) (string, error) {
+		switch n {
+		case 1:
+			return "", lead.Retryable(503, "maintenance", 0)
+		case 2:
+			return "", errors.New("connection reset")
+		}
+		return "deal-9", nil
+	})
+	e := NewEngine(s, nil)
+	e.Configure(EngineConfig{Senders: map[string]lead.Sender{"amo": f}, Backoff: Backoff{Min: time.Millisecond, Max: 5 * time.Millisecond}})
+	e.Start()
+	waitFor(t, "delivered", statusIs(t, s, l.ID, "amo", lead.StatusDelivered))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d := deliveryOf(t, openStore(t, dir, nil), l.ID, "amo")
+	var got []string
+	for _, a := range d.History {
+		got = append(got, fmt.Sprintf("%s/%d/%s", a.Outcome, a.HTTPStatus, a.CRMID))
+		if a.At.IsZero() || a.At.After(time.Now()) || a.Took < 0 {
+			t.Errorf("attempt %+v: bad time", a)
+		}
+	}
+	if want := "retry/503/ retry/0/ delivered/0/deal-9"; strings.Join(got, " ") != want {
+		t.Errorf("history %q, want %q", strings.Join(got, " "), want)
+	}
+	for i := 1; i < len(d.History); i++ {
+		if d.History[i].At.Before(d.History[i-1].At) {
+			t.Errorf("history not oldest first: %+v", d.History)
+		}
+	}
+}
+
+// A delivery retried for days keeps its last maxHistory attempts.
+func TestAttemptHistoryIsBounded(t *testing.T) {
+	var rec deliveryRec
+	start := time.UnixMilli(1_700_000_000_000)
+	for i := 0; i < maxHistory+7; i++ {
+		rec.Status = lead.StatusRetrying
+		at := start.Add(time.Duration(i) * time.Minute)
+		addHistory(&rec, at, at.Add(time.Second), "", lead.Retryable(500+i%10, "x", 0))
+	}
+	if len(rec.History) != maxHistory {
+		t.Fatalf("%d attempts kept, want %d", len(rec.History), maxHistory)
+	}
+	if first, last := rec.History[0].At, rec.History[maxHistory-1].At; first != start.Add(7*time.Minute).UnixMilli() || last != start.Add(time.Duration(maxHistory+6)*time.Minute).UnixMilli() {
+		t.Errorf("kept %v … %v: want the newest %d", first, last, maxHistory)
+	}
+}

@@ -17,7 +17,7 @@
 //	bucket    key                                       value
 //	lead      id                                        JSON leadRec: the lead without deliveries, at, destination names
 //	time      be64(at) id                               empty: leads in time order (lists, retention)
-//	delivery  id 0x00 dest                              JSON deliveryRec: status, attempts, errors, crm id, due/lease bookkeeping
+//	delivery  id 0x00 dest                              JSON deliveryRec: status, attempts, last error, crm id, due/lease bookkeeping, the last 20 attempts
 //	state     status 0x00 dest 0x00 be64(at) id         empty: one per delivery, its current status (stats, list filters, queue depth)
 //	due       dest 0x00 be64(next_ms) id                empty: the schedule, one per delivery waiting to be sent
 //	lease     be64(until_ms) dest 0x00 id               lease token of the engine attempt that holds the delivery
@@ -109,7 +109,22 @@ type deliveryRec struct {
 	DeliveredAt int64  `json:"delivered_at,omitempty"`
 	Lease       string `json:"lease,omitempty"`
 	LeaseUntil  int64  `json:"lease_until,omitempty"`
+	// History: the last maxHistory attempts, oldest first.
+	History []attemptRec `json:"history,omitempty"`
 }
+
+// attemptRec is one attempt in a delivery's history.
+type attemptRec struct {
+	At      int64  `json:"at"`
+	TookMs  int64  `json:"took_ms"`
+	Outcome string `json:"outcome"` // delivered, retry, failed
+	HTTP    int    `json:"http,omitempty"`
+	CRMID   string `json:"crm_id,omitempty"`
+}
+
+// maxHistory bounds a delivery's history: a lead retried for days keeps
+// its last attempts, not thousands.
+const maxHistory = 20
 
 func (r *deliveryRec) final() bool {
 	return r.Status == lead.StatusDelivered || r.Status == lead.StatusFailed
@@ -130,6 +145,10 @@ func (r *deliveryRec) public(dest string) lead.Delivery {
 	if r.DeliveredAt != 0 {
 		t := msTime(r.DeliveredAt)
 		d.DeliveredAt = &t
+	}
+	for _, a := range r.History {
+		d.History = append(d.History, lead.Attempt{At: msTime(a.At), Took: time.Duration(a.TookMs) * time.Millisecond,
+			Outcome: a.Outcome, HTTPStatus: a.HTTP, CRMID: a.CRMID})
 	}
 	return d
 }

@@ -801,6 +801,20 @@ func (s *pageScan) scan(data []byte, fresh int, atEOF bool) pageVerdict {
 		}
 		if !afterRaw {
 			s.next = t.end
+		} else if skipRawText {
+			// Nothing in raw text matters to the scan, and x/net reads it a
+			// byte at a time: a head's inline styles and scripts can be most
+			// of a page. A long one is skipped, going on with a new tokenizer
+			// at its end tag, where the old one would have got to (a short
+			// one is cheaper to read than a new tokenizer's buffer). One
+			// whose end has not arrived waits for more, as it would.
+			switch p, st := rawTextEnd(data, t.end, t.name); {
+			case st == rawEnded && p-t.end >= rawSkipMin:
+				s.next, off, afterRaw = p, p, false
+				z = nethtml.NewTokenizer(bytes.NewReader(data[p:]))
+			case st == rawOpen && !atEOF:
+				return verdictPending
+			}
 		}
 	}
 	if !atEOF {
@@ -993,6 +1007,68 @@ func (s *pageScan) insertion(tagLen int) int {
 		at = c[1]
 	}
 	return at
+}
+
+// skipRawText is off only in the tests that compare the scan with and
+// without rawTextEnd.
+var skipRawText = true
+
+// rawSkipMin is the shortest raw text skipped with rawTextEnd (a variable
+// for the tests that compare skipping everything with skipping nothing).
+var rawSkipMin = 2048
+
+// rawTextEnd finds where the raw text that starts at from (after the start
+// tag of element a) ends, as x/net's tokenizer does: at the first "</"
+// followed by the element's name in any case and by whitespace, "/" or ">"
+// (rawEnded, and its offset). rawOpen: that end is not in data yet.
+// rawUnknown: plaintext (never ends), or a script whose text holds "<!--"
+// (the escaped script states, where "</script>" may not end it); the
+// tokenizer reads those itself.
+func rawTextEnd(data []byte, from int, a atom.Atom) (int, rawState) {
+	if a == atom.Plaintext || from > len(data) {
+		return 0, rawUnknown
+	}
+	name := a.String()
+	for i := from; ; {
+		j := bytes.Index(data[i:], endTagOpen)
+		if j < 0 {
+			break
+		}
+		p := i + j
+		k := p + len(endTagOpen) + len(name)
+		if k >= len(data) {
+			break // "</scr" at the end: the rest decides
+		}
+		if bytes.EqualFold(data[p+len(endTagOpen):k], []byte(name)) && rawEndDelimiter(data[k]) {
+			if a == atom.Script && bytes.Contains(data[from:p], scriptEscape) {
+				return 0, rawUnknown
+			}
+			return p, rawEnded
+		}
+		i = p + len(endTagOpen)
+	}
+	if a == atom.Script && bytes.Contains(data[from:], scriptEscape) {
+		return 0, rawUnknown
+	}
+	return 0, rawOpen
+}
+
+type rawState int
+
+const (
+	rawUnknown rawState = iota
+	rawEnded
+	rawOpen
+)
+
+var endTagOpen, scriptEscape = []byte("</"), []byte("<!--")
+
+func rawEndDelimiter(c byte) bool {
+	switch c {
+	case ' ', '\n', '\r', '\t', '\f', '/', '>':
+		return true
+	}
+	return false
 }
 
 // headElement reports elements that may come before <head> or inside it.

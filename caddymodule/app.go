@@ -27,7 +27,7 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(App{})
+	caddy.RegisterModule(new(App))
 }
 
 // Defaults of the app's options.
@@ -61,10 +61,16 @@ type App struct {
 	senders map[string]lead.Sender
 	dir     string
 	logger  *zap.Logger
-	pooled  *pooledStore
+	pooled  atomic.Pointer[pooledStore]
 	started bool
-	openErr error         // why Start went on without a store
-	backoff queue.Backoff // zero: the engine's default; see TestBackoffEnv
+	openErr error // why Start went on without a store; read after ready
+	// ready is closed when Start has finished (store open, or degraded).
+	// On first boot Caddy may start the http app before this one, and a
+	// form post in that moment waits for it (startWait at most) instead of
+	// losing its lead.
+	ready     chan struct{}
+	readyOnce sync.Once
+	backoff   queue.Backoff // zero: the engine's default; see TestBackoffEnv
 }
 
 // TestBackoffEnv names a test-only knob: "<min>,<max>" (Caddy durations,
@@ -90,7 +96,7 @@ func testBackoff() (queue.Backoff, error) {
 }
 
 // CaddyModule returns the Caddy module information.
-func (App) CaddyModule() caddy.ModuleInfo {
+func (*App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "leadproxy",
 		New: func() caddy.Module { return new(App) },
@@ -101,6 +107,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // provisions too, beside a running server that holds the store's lock.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.ready = make(chan struct{})
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
@@ -172,6 +179,7 @@ func (a *App) HasDestination(name string) bool {
 // config's destinations. On a reload the new config starts before the old
 // one stops, so the pooled store is already open and only reconfigured.
 func (a *App) Start() error {
+	defer a.markReady()
 	val, loaded, err := stores.LoadOrNew(a.dir, func() (caddy.Destructor, error) {
 		st, err := queue.Open(queue.Options{
 			Dir:         a.dir,
@@ -201,7 +209,7 @@ func (a *App) Start() error {
 		return nil
 	}
 	p := val.(*pooledStore)
-	a.pooled = p
+	a.pooled.Store(p)
 	a.started = true
 	for name, s := range a.senders {
 		if tk, ok := s.(crm.TokenKeeper); ok {
@@ -219,6 +227,7 @@ func (a *App) Start() error {
 
 // Stop releases this config's hold on the store; the last holder closes it.
 func (a *App) Stop() error {
+	a.markReady()
 	if !a.started {
 		return nil
 	}
@@ -244,20 +253,50 @@ func (a *App) engineConfig() queue.EngineConfig {
 	return cfg
 }
 
-// store returns the open store, or nil before Start (first boot: the http
-// app may serve a request a moment before this app has started).
-func (a *App) store() *queue.Store {
-	if a == nil || a.pooled == nil {
-		if p := current.Load(); p != nil {
-			return p.store
-		}
-		return nil
+// startWait bounds how long a form post waits for the app's Start.
+const startWait = 10 * time.Second
+
+func (a *App) markReady() {
+	if a.ready != nil {
+		a.readyOnce.Do(func() { close(a.ready) })
 	}
-	return a.pooled.store
+}
+
+// waitStarted waits until Start has finished (at most startWait, or until
+// ctx ends) and reports whether it has.
+func (a *App) waitStarted(ctx context.Context) bool {
+	if a == nil || a.ready == nil {
+		return true // not provisioned by Caddy (unit tests)
+	}
+	select {
+	case <-a.ready:
+		return true
+	default:
+	}
+	t := time.NewTimer(startWait)
+	defer t.Stop()
+	select {
+	case <-a.ready:
+		return true
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return false
+}
+
+// store returns the open store, or nil when there is none.
+func (a *App) store() *queue.Store {
+	if p := a.pooledOrCurrent(); p != nil {
+		return p.store
+	}
+	return nil
 }
 
 // Capture stores a lead for dests, durably, and wakes the engine.
 func (a *App) Capture(ctx context.Context, l *lead.Lead, dests []string) (*lead.Lead, bool, error) {
+	if !a.waitStarted(ctx) {
+		return nil, false, fmt.Errorf("%w: the leadproxy app did not start within %s", errStoreNotReady, startWait)
+	}
 	st := a.store()
 	if st == nil {
 		if a != nil && a.openErr != nil {
@@ -286,7 +325,8 @@ func (a *App) Capture(ctx context.Context, l *lead.Lead, dests []string) (*lead.
 // holdCapture marks a form post on its way to this config's store, so the
 // store is not closed under it (pooledStore.hold); call the result when
 // done.
-func (a *App) holdCapture() (release func()) {
+func (a *App) holdCapture(ctx context.Context) (release func()) {
+	a.waitStarted(ctx)
 	if p := a.pooledOrCurrent(); p != nil {
 		return p.hold()
 	}
@@ -294,8 +334,10 @@ func (a *App) holdCapture() (release func()) {
 }
 
 func (a *App) pooledOrCurrent() *pooledStore {
-	if a != nil && a.pooled != nil {
-		return a.pooled
+	if a != nil {
+		if p := a.pooled.Load(); p != nil {
+			return p
+		}
 	}
 	return current.Load()
 }

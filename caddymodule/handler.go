@@ -281,7 +281,7 @@ func (hd *Handler) capture(w http.ResponseWriter, r *http.Request) {
 	if mech == "" && len(candidates) == 0 {
 		return
 	}
-	defer hd.app.holdCapture()() // the store stays open until this lead is in it
+	defer hd.app.holdCapture(r.Context())() // the store stays open until this lead is in it
 	ct := r.Header.Get("Content-Type")
 	max := hd.MaxBody
 	if strings.HasPrefix(strings.ToLower(ct), "multipart/") {

@@ -258,12 +258,20 @@ func TestWebhookReceivesSignedLead(t *testing.T) {
 	resp.Body.Close()
 
 	var l lead.Lead
+	var seen string // what the last poll saw, for the failure message
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last poll: %s", seen)
+		}
+	})
 	waitFor(t, "delivery to the webhook", 90*time.Second, func() bool {
 		var list leadList
-		c.AdminJSON("/leadproxy/leads", &list)
+		code := c.AdminJSON("/leadproxy/leads", &list)
+		seen = fmt.Sprintf("list: HTTP %d, %d leads", code, len(list.Leads))
 		if len(list.Leads) != 1 {
 			return false
 		}
+		seen += fmt.Sprintf("; lead %s: %+v", list.Leads[0].ID, list.Leads[0].Deliveries)
 		l = lead.Lead{} // decoding into a used struct would keep stale fields
 		c.AdminJSON("/leadproxy/leads/"+list.Leads[0].ID, &l)
 		return l.Status() == lead.StatusDelivered

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -40,15 +41,37 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// freePort returns a port nothing listens on, for a Caddy about to start.
+// It is chosen below Linux's ephemeral range (32768 and up), where other
+// processes' ":0" listeners and outgoing connections land, so none of them
+// can take it in the moment between this check and Caddy's bind (with test
+// packages running side by side, some do). Ports handed out once are not
+// handed out again by this process.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		p := 20000 + rand.IntN(12000)
+		if portsGiven[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue // in use
+		}
+		l.Close()
+		portsGiven[p] = true
+		return p
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port in 20000-31999")
+	return 0
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // caddyProc is one running Caddy.
 type caddyProc struct {

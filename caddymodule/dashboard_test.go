@@ -79,12 +79,14 @@ http://127.0.0.1:{{PORT_SITE}} {
 // 503 with an hour's Retry-After, the rest a deal id.
 type dashReceiver struct {
 	*httptest.Server
+	hold        chan struct{} // slow@ leads wait on /crm until it closes
+	holding     atomic.Int64
 	healed      atomic.Bool
 	deals, rows atomic.Int64
 }
 
 func newDashReceiver(t *testing.T) *dashReceiver {
-	d := &dashReceiver{}
+	d := &dashReceiver{hold: make(chan struct{})}
 	d.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var env webhook.Envelope
 		if err := json.NewDecoder(r.Body).Decode(&env); err != nil || env.Data == nil {
@@ -100,12 +102,20 @@ func newDashReceiver(t *testing.T) *dashReceiver {
 		case strings.HasPrefix(env.Data.Email, "retry@"):
 			w.Header().Set("Retry-After", "3600")
 			http.Error(w, "maintenance", http.StatusServiceUnavailable)
+		case strings.HasPrefix(env.Data.Email, "slow@"):
+			d.holding.Add(1)
+			select {
+			case <-d.hold:
+			case <-r.Context().Done():
+			}
+			http.Error(w, "slow", http.StatusServiceUnavailable)
 		default:
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprintf(w, `{"id":"deal-%d"}`, 9774765+d.deals.Add(1))
 		}
 	}))
 	t.Cleanup(d.Close)
+	t.Cleanup(func() { close(d.hold) }) // first: Close waits for handlers
 	return d
 }
 
@@ -581,6 +591,38 @@ func TestBrowserDashboard(t *testing.T) {
 	}
 	if err := os.WriteFile(filepath.Join(t.ArtifactDir(), "dashboard-lead.png"), tab.screenshot(t), 0o644); err != nil {
 		t.Fatal(err)
+	}
+
+	// A delivery in flight (the CRM has not answered yet) is pending, with
+	// its own icon and colour.
+	v := url.Values{"key": {"dash-key"}, "title": {"Долгий ответ"}, "name": {"Дина"}, "phone": {"+79035550000"}, "email": {"slow@example.com"}}
+	resp, err = noCompress.Get(f.c.URL("PORT_SITE") + "/_leadproxy/api/proxy/1.0/leads/add?" + v.Encode())
+	dashExpect(t, resp, err, 200)
+	waitFor(t, "the slow delivery in flight", 30*time.Second, func() bool {
+		var list leadList
+		f.c.AdminJSON("/leadproxy/leads", &list)
+		for _, l := range list.Leads {
+			if l.Email == "slow@example.com" {
+				f.ids[l.Email] = l.ID
+				if d := l.Delivery("sheet"); d == nil || d.Status != lead.StatusDelivered {
+					return false
+				}
+			}
+		}
+		return f.recv.holding.Load() > 0 && f.ids["slow@example.com"] != ""
+	})
+	tab.Do(t, chromedp.Navigate(base), chromedp.WaitVisible(chromedp.CSS("table.leads")))
+	slow := readRows()["slow@example.com"]
+	got := map[string]string{}
+	for _, d := range slow.Dests {
+		got[d.Name] = d.Status
+		if want := map[string]string{"crm": "pending", "sheet": "delivered"}[d.Name]; d.Status != want || d.Icon != "#i-"+want ||
+			d.Color != map[string]string{"pending": "rgb(107, 114, 128)", "delivered": colors["delivered"]}[want] {
+			t.Errorf("in-flight lead: %s icon %+v", d.Name, d)
+		}
+	}
+	if slow.Status != "pending" || len(got) != 2 {
+		t.Errorf("in-flight lead row: %+v", slow)
 	}
 	tab.Quiet(t)
 }

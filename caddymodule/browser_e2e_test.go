@@ -2,8 +2,9 @@ package caddymodule
 
 // The capture script end to end: Debian's headless Chromium, driven by
 // chromedp, loads pages through the real binary (leadproxy in front of a Go
-// upstream that serves testdata/browser and records every POST). The pages
-// carry no script tag: leadproxy injects it. Each case asserts exactly one
+// upstream that serves the pages of intercept/testdata/browser and records
+// every POST). The upstream takes the script tag out of each page: here
+// leadproxy injects it. Each case asserts exactly one
 // lead in the admin API, with the right fields, and that the upstream got
 // every POST byte for byte as the browser sent it.
 //
@@ -37,6 +38,10 @@ import (
 // e2eBrowserWait bounds every wait of these tests: it only turns a hang into
 // a failure, it measures nothing.
 const e2eBrowserWait = browsertest.Wait
+
+// e2eScriptTag is the tag the shared test pages carry, removed by the
+// upstream so that Caddy's injection has to put it back.
+const e2eScriptTag = `<script src="/_leadproxy/c.js" defer></script>`
 
 // e2eBrowserUpstream is the site behind leadproxy: it serves the pages of
 // testdata/browser under /p/ ({{other}} is its own direct URL, a second
@@ -81,12 +86,18 @@ func (u *e2eBrowserUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"ok":true}`)
 	case strings.HasPrefix(r.URL.Path, "/p/"):
 		name := filepath.Base(r.URL.Path)
-		b, err := os.ReadFile(filepath.Join("testdata", "browser", name))
+		// The intercept tests' pages, which carry the tag themselves.
+		b, err := os.ReadFile(filepath.Join("..", "intercept", "testdata", "browser", name))
 		if err != nil {
 			http.NotFound(w, r)
 			return
 		}
-		page := strings.ReplaceAll(string(b), "{{other}}", u.URL)
+		before, after, ok := strings.Cut(string(b), e2eScriptTag+"\n")
+		if !ok {
+			http.Error(w, name+" has no script tag to take out: the page would not test injection", 500)
+			return
+		}
+		page := strings.ReplaceAll(before+after, "{{other}}", u.URL)
 		charset := "utf-8"
 		if name == "cp1251.html" {
 			charset = "windows-1251"

@@ -29,6 +29,23 @@ var fuzzHandlerCaddyfile = func() string {
 
 const fuzzGlobalCaddyfile = "{\n\tleadproxy {\n%s\n\t}\n}\nhttp://example.com {\n\tleadproxy\n\trespond ok\n}\n"
 
+// adaptApps adapts caddyfile twice (adaptTwice) and returns the JSON with
+// its apps; ok is false when the Caddyfile does not adapt.
+func adaptApps(t *testing.T, caddyfile string) ([]byte, map[string]json.RawMessage, bool) {
+	t.Helper()
+	out, ok := adaptTwice(t, caddyfile)
+	if !ok {
+		return nil, nil, false
+	}
+	var cfg struct {
+		Apps map[string]json.RawMessage `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatalf("adapted config is not JSON: %v", err)
+	}
+	return out, cfg.Apps, true
+}
+
 // FuzzCaddyfileHandler: the site directive never panics, adapts the same
 // way twice, and what it accepts provisions: selectors, sources, send_to
 // and the rest are checked while parsing, where the error has a file and
@@ -38,19 +55,13 @@ func FuzzCaddyfileHandler(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, block string) {
-		out, ok := adaptTwice(t, fmt.Sprintf(fuzzHandlerCaddyfile, block))
+		out, apps, ok := adaptApps(t, fmt.Sprintf(fuzzHandlerCaddyfile, block))
 		if !ok {
 			return
 		}
-		var cfg struct {
-			Apps map[string]json.RawMessage `json:"apps"`
-		}
-		if err := json.Unmarshal(out, &cfg); err != nil {
-			t.Fatalf("adapted config is not JSON: %v", err)
-		}
 		for _, h := range findHandlers(out, "leadproxy") {
 			one := fmt.Sprintf(`{`+quietConfig+`,"apps":{"leadproxy":%s,"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[%s]}]}}}}}`,
-				orEmpty(cfg.Apps["leadproxy"]), h)
+				orEmpty(apps["leadproxy"]), h)
 			if err := validateJSON(one); err != nil {
 				t.Fatalf("adapted without an error, but does not provision: %v\nhandler: %s", err, h)
 			}
@@ -67,17 +78,11 @@ func FuzzCaddyfileGlobal(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, block string) {
-		out, ok := adaptTwice(t, fmt.Sprintf(fuzzGlobalCaddyfile, block))
+		_, apps, ok := adaptApps(t, fmt.Sprintf(fuzzGlobalCaddyfile, block))
 		if !ok {
 			return
 		}
-		var cfg struct {
-			Apps map[string]json.RawMessage `json:"apps"`
-		}
-		if err := json.Unmarshal(out, &cfg); err != nil {
-			t.Fatalf("adapted config is not JSON: %v", err)
-		}
-		if app, ok := cfg.Apps["leadproxy"]; ok {
+		if app, ok := apps["leadproxy"]; ok {
 			validateJSON(fmt.Sprintf(`{`+quietConfig+`,"apps":{"leadproxy":%s}}`, app))
 		}
 	})

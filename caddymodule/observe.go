@@ -128,7 +128,7 @@ func observeDelivery(ctx context.Context, dest string, l *lead.Lead) (context.Co
 		if outcome != outcomeCancelled {
 			deliveryDuration.WithLabelValues(dest).Observe(took.Seconds())
 		}
-		status := httpStatusOf(err)
+		status := lead.HTTPStatusOf(err)
 		if span == nil {
 			return
 		}
@@ -153,14 +153,6 @@ func deliveryOutcome(ctx context.Context, err error) string {
 		return outcomeFailed
 	}
 	return outcomeRetry
-}
-
-func httpStatusOf(err error) int {
-	var se *lead.SendError
-	if errors.As(err, &se) {
-		return se.Status
-	}
-	return 0
 }
 
 // endSpan ends a span with an error status whose description is generic:

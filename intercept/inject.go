@@ -769,7 +769,7 @@ type pageToken struct {
 func (s *pageScan) scan(data []byte, fresh int, atEOF bool) pageVerdict {
 	// No token can end without a '<' or '>' arriving, so a chunk without one
 	// only waits for the next.
-	if !atEOF && bytes.IndexAny(data[fresh:], "<>") < 0 {
+	if !atEOF && !bytes.ContainsAny(data[fresh:], "<>") {
 		return verdictPending
 	}
 	z := nethtml.NewTokenizer(bytes.NewReader(data[s.next:]))

@@ -62,6 +62,15 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &se) && se.Permanent
 }
 
+// HTTPStatusOf returns the CRM's HTTP status behind err, or 0.
+func HTTPStatusOf(err error) int {
+	var se *SendError
+	if errors.As(err, &se) {
+		return se.Status
+	}
+	return 0
+}
+
 // RetryAfterOf returns the delay the CRM asked for, or 0.
 func RetryAfterOf(err error) time.Duration {
 	var se *SendError

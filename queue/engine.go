@@ -437,9 +437,8 @@ func (e *Engine) record(c *claim, started time.Time, crmID string, sendErr error
 	default:
 		// The CRM's message can quote the visitor's data: debug level only.
 		fields = append(fields, zap.String("status", out.Status), zap.Int("attempts", out.Attempts))
-		var se *lead.SendError
-		if errors.As(sendErr, &se) && se.Status != 0 {
-			fields = append(fields, zap.Int("http_status", se.Status))
+		if status := lead.HTTPStatusOf(sendErr); status != 0 {
+			fields = append(fields, zap.Int("http_status", status))
 		}
 		if out.Due != 0 {
 			fields = append(fields, zap.Time("next_at", msTime(out.Due)))
@@ -492,10 +491,7 @@ func addHistory(rec *deliveryRec, started, now time.Time, crmID string, err erro
 	default:
 		a.Outcome = "retry"
 	}
-	var se *lead.SendError
-	if errors.As(err, &se) {
-		a.HTTP = se.Status
-	}
+	a.HTTP = lead.HTTPStatusOf(err)
 	if len(rec.History) >= maxHistory {
 		rec.History = append(rec.History[:0], rec.History[len(rec.History)-maxHistory+1:]...)
 	}

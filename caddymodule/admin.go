@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/leadproxy/leadproxy/lead"
 	"github.com/leadproxy/leadproxy/queue"
 )
 
@@ -116,7 +118,7 @@ func handleLead(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return notFound(err)
 		}
-		return writeJSON(w, http.StatusOK, l)
+		return writeJSON(w, http.StatusOK, detailOf(l))
 	case action == "" && r.Method == http.MethodDelete:
 		if err := st.Delete(id); err != nil {
 			return notFound(err)
@@ -170,3 +172,37 @@ func handleForms(w http.ResponseWriter, r *http.Request) error {
 
 // Interface guards
 var _ caddy.AdminRouter = (*adminAPI)(nil)
+
+// leadDetail is one lead as GET /leadproxy/leads/{id} shows it: the lead
+// record of SPEC section 5, each delivery with its last attempts added.
+type leadDetail struct {
+	*lead.Lead
+	Deliveries []deliveryDetail `json:"deliveries,omitempty"`
+}
+
+type deliveryDetail struct {
+	lead.Delivery
+	History []attemptJSON `json:"history,omitempty"`
+}
+
+// attemptJSON is one attempt: no error text (the delivery's last_error has
+// the latest), as in the dashboard.
+type attemptJSON struct {
+	At         time.Time `json:"at"`
+	TookMs     int64     `json:"took_ms"`
+	Outcome    string    `json:"outcome"`
+	HTTPStatus int       `json:"http_status,omitempty"`
+	CRMID      string    `json:"crm_id,omitempty"`
+}
+
+func detailOf(l *lead.Lead) leadDetail {
+	out := leadDetail{Lead: l}
+	for _, d := range l.Deliveries {
+		dd := deliveryDetail{Delivery: d}
+		for _, a := range d.History {
+			dd.History = append(dd.History, attemptJSON{At: a.At, TookMs: a.Took.Milliseconds(), Outcome: a.Outcome, HTTPStatus: a.HTTPStatus, CRMID: a.CRMID})
+		}
+		out.Deliveries = append(out.Deliveries, dd)
+	}
+	return out
+}

@@ -280,6 +280,20 @@ func TestWebhookReceivesSignedLead(t *testing.T) {
 	if d == nil || d.CRMID != "deal-1" || d.Attempts != 3 || d.DeliveredAt == nil || d.LastError != "" {
 		t.Fatalf("delivery: %+v", d)
 	}
+	// The one-lead view lists the attempts, oldest first.
+	var detail struct {
+		Deliveries []struct {
+			History []struct {
+				Outcome    string `json:"outcome"`
+				HTTPStatus int    `json:"http_status"`
+				CRMID      string `json:"crm_id"`
+			} `json:"history"`
+		} `json:"deliveries"`
+	}
+	c.AdminJSON("/leadproxy/leads/"+l.ID, &detail)
+	if h := fmt.Sprint(detail.Deliveries); h != "[{[{retry 503 } {retry 503 } {delivered 0 deal-1}]}]" {
+		t.Errorf("attempt history %s", h)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(got) != 1 || got[0].Data.Phone != "+79123456789" || got[0].Data.ID != l.ID || got[0].Type != "lead.created" {

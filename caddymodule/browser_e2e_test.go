@@ -44,7 +44,7 @@ const e2eBrowserWait = browsertest.Wait
 const e2eScriptTag = `<script src="/_leadproxy/c.js" defer></script>`
 
 // e2eBrowserUpstream is the site behind leadproxy: it serves the pages of
-// testdata/browser under /p/ ({{other}} is its own direct URL, a second
+// intercept/testdata/browser, less their script tag, under /p/ ({{other}} is its own direct URL, a second
 // origin; cp1251.html is sent in windows-1251) and records every POST.
 // POSTs to /send* answer 303 to /thanks, other POSTs answer JSON.
 type e2eBrowserUpstream struct {

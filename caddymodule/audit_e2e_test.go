@@ -97,7 +97,7 @@ http://127.0.0.1:{{PORT_SITE}} {
 		get()
 		time.Sleep(60 * time.Millisecond)
 	}
-	if n := strings.Count(c.logs.String(), warn); n != 1 {
+	if n := strings.Count(c.Logs(t), warn); n != 1 {
 		t.Fatalf("warning logged %d times, want once", n)
 	}
 

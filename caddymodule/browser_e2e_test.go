@@ -601,7 +601,7 @@ func TestBrowserE2E(t *testing.T) {
 		})
 		// At the default level the module names the failing source; the
 		// browser's message (which may quote page data) is logged at debug.
-		if logs := s.caddy.logs.String(); !strings.Contains(logs, `"sources":["js source crm:broken"]`) {
+		if logs := s.caddy.Logs(t); !strings.Contains(logs, `"sources":["js source crm:broken"]`) {
 			t.Errorf("the failing source was not named in the module's log")
 		}
 		s.tab.Quiet(t)

@@ -640,7 +640,7 @@ func TestDurabilityReloadEverySecond(t *testing.T) {
 		t.Errorf("%d POSTs dropped by %d reloads: more than one per reload", len(dropped), reloads)
 	}
 	// Every reload started a new app generation on the one shared store.
-	if n := strings.Count(c.logs.String(), `"lead store ready"`); n < reloads+1 {
+	if n := strings.Count(c.Logs(t), `"lead store ready"`); n < reloads+1 {
 		t.Errorf("%d app starts logged, want %d", n, reloads+1)
 	}
 	t.Logf("%d captures across %d reloads: none lost, each delivered once; %d failed before reaching a handler",

@@ -684,7 +684,7 @@ func TestHardeningFullStore(t *testing.T) {
 	if failed < 3 {
 		t.Fatalf("the disk is full but captures did not fail (%d failures)", failed)
 	}
-	if !strings.Contains(c.logs.String(), "lead not stored; request passed on") || !strings.Contains(c.logs.String(), "no space left on device") {
+	if l := c.Logs(t); !strings.Contains(l, "lead not stored; request passed on") || !strings.Contains(l, "no space left on device") {
 		t.Fatal("the failure was not logged")
 	}
 	// An upload spooled to the full temporary folder: not captured, but
@@ -692,8 +692,8 @@ func TestHardeningFullStore(t *testing.T) {
 	// memory, 256 KB, or the chunk whose write failed).
 	ct, mp := bigMultipart("+79990000450")
 	checkPassedOn(t, c, up, ct, mp, nil)
-	if got := hardMetric(t, c, `leadproxy_capture_failures_total{reason="spool"}`); got != 1 || !strings.Contains(c.logs.String(), "could not be spooled") {
-		t.Fatalf("the failed spool: counted %v, logged %v", got, strings.Contains(c.logs.String(), "could not be spooled"))
+	if got, logged := hardMetric(t, c, `leadproxy_capture_failures_total{reason="spool"}`), strings.Contains(c.Logs(t), "could not be spooled"); got != 1 || !logged {
+		t.Fatalf("the failed spool: counted %v, logged %v", got, logged)
 	}
 
 	if err := os.Remove(filler); err != nil {
@@ -763,7 +763,7 @@ func TestHardeningReadOnlyStore(t *testing.T) {
 	ro := startHardened(t, hardSite, hardVars(up.URL), hardOpts{storage: storage,
 		mount: `mount --bind "$STORE" "$STORE"; mount -o remount,bind,ro "$STORE"`,
 	})
-	if !strings.Contains(ro.logs.String(), "lead store unavailable") || !strings.Contains(ro.logs.String(), "read-only file system") {
+	if l := ro.Logs(t); !strings.Contains(l, "lead store unavailable") || !strings.Contains(l, "read-only file system") {
 		t.Fatalf("no error about the store in the log")
 	}
 	for i := 0; i < 3; i++ {
@@ -906,7 +906,7 @@ func TestHardeningPanicInCapture(t *testing.T) {
 	if got := hardMetric(t, c, `leadproxy_capture_failures_total{reason="panic"}`); got != 2 {
 		t.Fatalf("panics counted %v, want 2", got)
 	}
-	if !strings.Contains(c.logs.String(), "capture panicked; request passed on") {
+	if !strings.Contains(c.Logs(t), "capture panicked; request passed on") {
 		t.Fatal("the panic was not logged")
 	}
 	checkPassedOn(t, c, up, formCT, []byte("phone=%2B79990000803"), nil)
@@ -980,7 +980,7 @@ func TestHardeningNoSecretsOrPersonalDataInLogs(t *testing.T) {
 	io.Copy(&cfg, resp.Body)
 	resp.Body.Close()
 	errorsText, _ := json.Marshal(l.Deliveries)
-	places := map[string]string{"log": c.logs.String(), "admin config": cfg.String(), "last errors": string(errorsText)}
+	places := map[string]string{"log": c.Logs(t), "admin config": cfg.String(), "last errors": string(errorsText)}
 	for where, text := range places {
 		for _, s := range secrets {
 			if strings.Contains(text, s) {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -101,6 +102,30 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Logs returns Caddy's log up to now. Caddy writes its log to a pipe that
+// a goroutine here copies into c.logs, so a line Caddy wrote before it
+// answered a request may not be in c.logs yet when the answer is. Logs
+// asks the admin API for a marked URI and waits for Caddy's access line of
+// it: stdout and stderr share the one pipe, so everything Caddy logged
+// before that request has been copied once the line is there.
+func (c *caddyProc) Logs(t testing.TB) string {
+	t.Helper()
+	mark := fmt.Sprintf("/config/?logsync=%d", logSyncs.Add(1))
+	resp, err := http.Get(c.Admin + mark)
+	if err != nil {
+		t.Fatalf("log barrier: %v", err)
+	}
+	resp.Body.Close()
+	var out string
+	waitFor(t, "Caddy's log to catch up", 30*time.Second, func() bool {
+		out = c.logs.String()
+		return strings.Contains(out, `"uri":"`+mark+`"`)
+	})
+	return out
+}
+
+var logSyncs atomic.Int64
 
 // expand replaces {{NAME}} in a Caddyfile template: ADMIN, STORAGE and
 // PORT_<x> for any x (a free port each), plus extra vars.

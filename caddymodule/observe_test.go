@@ -430,7 +430,7 @@ func TestMetricsSurviveReload(t *testing.T) {
 	if again := check("after the reload", nil); again[injected] != first[injected] {
 		t.Errorf("inject count %v after the reload, was %v", again[injected], first[injected])
 	}
-	if !strings.Contains(c.logs.String(), `"msg":"lead store ready"`) || strings.Count(c.logs.String(), `"msg":"lead store ready"`) != 2 {
+	if strings.Count(c.Logs(t), `"msg":"lead store ready"`) != 2 {
 		t.Errorf("want two configs started (a real reload)")
 	}
 
@@ -482,7 +482,7 @@ func TestObserveLogs(t *testing.T) {
 		up, hook := newUpstream(t), newObsHook(t, 2)
 		c := startCaddy(t, obsSite, obsVars(up, hook, nil))
 		l := send(t, c)
-		logs := c.logs.String()
+		logs := c.Logs(t)
 		for _, want := range []string{`"msg":"lead captured","id":"` + l.ID + `"`, `"msg":"lead delivered","lead":"` + l.ID + `"`, `"msg":"delivery attempt failed"`, `"http_status":503`} {
 			if !strings.Contains(logs, want) {
 				t.Errorf("log lacks %s", want)
@@ -499,7 +499,7 @@ func TestObserveLogs(t *testing.T) {
 		up, hook := newUpstream(t), newObsHook(t, 2)
 		c := startCaddy(t, obsSite, obsVars(up, hook, map[string]string{"GLOBAL": "debug"}))
 		send(t, c)
-		logs := c.logs.String()
+		logs := c.Logs(t)
 		for _, want := range []string{`"msg":"lead fields"`, values[0], "+79161112233", values[2], "is not allowed"} {
 			if !strings.Contains(logs, want) {
 				t.Errorf("the debug log lacks %q", want)

@@ -19,7 +19,9 @@
 #   apt-get update && apt-get install -y nginx wrk curl
 # Knobs (environment): DURATION=2s CONNS=8 ROUNDS=5 TTFB_N=25 RSS_CONC=4
 #   RSS_ROUNDS=2 PORT_BASE=18400 KEEP=1 (keep the work folder) NICE=-10 (priority)
-#   WORK=<folder> (use it, and keep it, instead of a temporary one).
+#   WORK=<folder> (use it, and keep it, instead of a temporary one)
+#   REPLACE_RESPONSE_DIR=<folder> (a local checkout of caddyserver/replace-response,
+#   used instead of the module proxy, which refuses it on some machines).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -75,8 +77,17 @@ go build -o "$WORK/caddy-leadproxy" ./cmd/caddy
 log "building Caddy + replace-response (bench/replacecaddy)"
 cp -r "$ROOT/bench/replacecaddy" "$WORK/replacecaddy"
 REPLACE_WHY=""
-if (cd "$WORK/replacecaddy" &&
-	go get github.com/caddyserver/replace-response@latest &&
+# REPLACE_RESPONSE_DIR: a local checkout of replace-response, for when the
+# module proxy will not serve it (it answers 403 on some machines).
+get_replace() {
+	if [ -n "${REPLACE_RESPONSE_DIR:-}" ]; then
+		go mod edit -require=github.com/caddyserver/replace-response@v0.0.0-local \
+			-replace="github.com/caddyserver/replace-response=$(cd "$REPLACE_RESPONSE_DIR" && pwd)"
+	else
+		go get github.com/caddyserver/replace-response@latest
+	fi
+}
+if (cd "$WORK/replacecaddy" && get_replace &&
 	go mod tidy && go build -o "$WORK/caddy-replace" .) >"$WORK/replace-build.log" 2>&1; then
 	:
 else

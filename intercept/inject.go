@@ -86,6 +86,9 @@ type InjectConfig struct {
 	// "injected", "already", "fragment", "no_point", "skipped_<reason>" or
 	// "error".
 	OnResult func(result string)
+	// Verdicts, if set, remembers each path's scan so that a page served
+	// again with the same head is not tokenized again (see VerdictCache).
+	Verdicts *VerdictCache
 }
 
 func (c *InjectConfig) report(result string) {
@@ -136,7 +139,7 @@ func Wrap(w http.ResponseWriter, r *http.Request, cfg *InjectConfig) (http.Respo
 			return nil
 		}
 	}
-	iw := &injector{w: w, ctx: r.Context(), cfg: cfg, limit: cfg.maxPrefix()}
+	iw := &injector{w: w, ctx: r.Context(), cfg: cfg, limit: cfg.maxPrefix(), path: r.URL.Path}
 	return iw, iw.finish
 }
 
@@ -169,6 +172,7 @@ type injector struct {
 	ctx   context.Context
 	cfg   *InjectConfig
 	limit int
+	path  string // the VerdictCache key
 
 	state  int
 	status int
@@ -382,7 +386,7 @@ func (iw *injector) absorb(p []byte) error {
 			iw.held = append(iw.held, chunk...)
 			data = iw.held
 		}
-		v := iw.scan.scan(data, fresh, false)
+		v := iw.scanFirst(data, fresh)
 		if v == verdictPending {
 			if len(p) == 0 {
 				if fresh == 0 {
@@ -410,6 +414,22 @@ func (iw *injector) absorb(p []byte) error {
 		return err
 	}
 	return nil // the encoded bytes went out as they came
+}
+
+// scanFirst scans data, the body so far, as absorb gets it; a page's first
+// write goes through the VerdictCache when there is one.
+func (iw *injector) scanFirst(data []byte, fresh int) pageVerdict {
+	c := iw.cfg.Verdicts
+	if c == nil || fresh != 0 || iw.scan.next != 0 {
+		return iw.scan.scan(data, fresh, false)
+	}
+	if s, v, ok := c.lookup(iw.path, data, &iw.scan); ok {
+		iw.scan = s
+		return v
+	}
+	v := iw.scan.scan(data, fresh, false)
+	c.remember(iw.path, data, &iw.scan, v)
+	return v
 }
 
 // settle acts on the verdict about data, the whole body so far, and does
@@ -727,6 +747,7 @@ type pageScan struct {
 	charsetHeader bool   // Content-Type names a charset: meta charset is moot
 
 	next     int
+	read     int // the end of the last token read: the verdict depends on no byte after it
 	stage    int
 	complete bool // the verdict came at the end of the body
 
@@ -783,6 +804,7 @@ func (s *pageScan) scan(data []byte, fresh int, atEOF bool) pageVerdict {
 		}
 		t := readPageToken(z, tt, off, afterRaw)
 		off = t.end
+		s.read = max(s.read, off)
 		afterRaw = (tt == nethtml.StartTagToken || tt == nethtml.SelfClosingTagToken) && rawTextElement(t.name)
 		if hasPend {
 			hasPend = false

@@ -1301,9 +1301,9 @@ func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) WriteHeader(int)             {}
 func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
-func benchServe(b *testing.B, body []byte, contentType string, wrap bool) {
+func benchServe(b *testing.B, body []byte, contentType string, wrap bool, cache *VerdictCache) {
 	req := getPage()
-	cfg := &InjectConfig{ScriptSrc: testSrc}
+	cfg := &InjectConfig{ScriptSrc: testSrc, Verdicts: cache}
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -1333,12 +1333,15 @@ func BenchmarkInject50KB(b *testing.B) {
 	for len(page) < 50<<10 {
 		page = append(page, "<p>Окна ПВХ от производителя, замер бесплатно.</p>\n"...)
 	}
-	b.Run("plain", func(b *testing.B) { benchServe(b, page, "text/html; charset=utf-8", false) })
-	b.Run("inject", func(b *testing.B) { benchServe(b, page, "text/html; charset=utf-8", true) })
+	b.Run("plain", func(b *testing.B) { benchServe(b, page, "text/html; charset=utf-8", false, nil) })
+	b.Run("inject", func(b *testing.B) { benchServe(b, page, "text/html; charset=utf-8", true, nil) })
+	b.Run("inject-cached", func(b *testing.B) {
+		benchServe(b, page, "text/html; charset=utf-8", true, NewVerdictCache())
+	})
 }
 
 func BenchmarkPassThroughImage(b *testing.B) {
 	img := bytes.Repeat([]byte{0x89, 'P', 'N', 'G', 0, 1, 2, 3}, 128<<10) // 1 MiB
-	b.Run("plain", func(b *testing.B) { benchServe(b, img, "image/png", false) })
-	b.Run("wrapped", func(b *testing.B) { benchServe(b, img, "image/png", true) })
+	b.Run("plain", func(b *testing.B) { benchServe(b, img, "image/png", false, nil) })
+	b.Run("wrapped", func(b *testing.B) { benchServe(b, img, "image/png", true, nil) })
 }

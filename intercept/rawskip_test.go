@@ -119,7 +119,7 @@ func BenchmarkRawTextSkip(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			skipRawText = on
 			defer func() { skipRawText = true }()
-			benchServe(b, page, "text/html; charset=utf-8", true)
+			benchServe(b, page, "text/html; charset=utf-8", true, nil)
 		})
 	}
 }

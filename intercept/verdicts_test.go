@@ -1,0 +1,200 @@
+package intercept
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// cacheCase is one response for the comparison: the page, how it is
+// written, and the headers the scan depends on.
+type cacheCase struct {
+	page    []byte
+	chunk   int    // first write size (0: the whole page at once)
+	charset bool   // Content-Type names the charset
+	csp     string // a Content-Security-Policy header
+}
+
+func (c cacheCase) response() response {
+	ct := "text/html"
+	if c.charset {
+		ct += "; charset=utf-8"
+	}
+	r := response{status: 200, header: map[string]string{"Content-Type": ct}, body: c.page, chunk: c.chunk}
+	if c.csp != "" {
+		r.header["Content-Security-Policy"] = c.csp
+	}
+	return r
+}
+
+// sameWithCache serves c through cfg (which holds the cache) and through a
+// config without one, and fails unless output and result are the same.
+func sameWithCache(t testing.TB, cfg InjectConfig, path string, c cacheCase) string {
+	t.Helper()
+	req := getPage()
+	req.URL.Path = path
+	cached, r1, err1 := run(t, req, cfg, c.response())
+	plain, r2, err2 := run(t, getPage(), InjectConfig{}, c.response())
+	if r1 != r2 || (err1 == nil) != (err2 == nil) || !bytes.Equal(cached.body.Bytes(), plain.body.Bytes()) ||
+		cached.header.Get("Content-Length") != plain.header.Get("Content-Length") {
+		t.Fatalf("with the cache: %s %v %q\nwithout: %s %v %q\npage %q", r1, err1, cached.body.Bytes(), r2, err2, plain.body.Bytes(), c.page)
+	}
+	return r1
+}
+
+// cacheCorpus is the generated pages and the real ones in testdata.
+func cacheCorpus(t testing.TB, r *rand.Rand, n int) [][]byte {
+	var pages [][]byte
+	files, _ := filepath.Glob("testdata/inject/*")
+	for _, name := range files {
+		page, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages = append(pages, page)
+	}
+	for range n {
+		p, _ := genPage(r)
+		pages = append(pages, []byte(p))
+	}
+	// Heads that need the charset rule and the nonce stage.
+	pages = append(pages,
+		[]byte("<!DOCTYPE html><html><head>"+strings.Repeat(" ", 990)+`<meta charset="utf-8"><title>x</title></head><body>b</body></html>`),
+		[]byte(`<html><head><meta http-equiv="Content-Security-Policy" content="script-src 'nonce-abc'"><script nonce="abc">1</script></head><body>`),
+		[]byte(`<html><head><title>t</title></head><body><p>x</p><script nonce="abc">2</script>`+strings.Repeat("y", 200)),
+	)
+	return pages
+}
+
+// mutate changes, inserts or deletes one byte of page, anywhere.
+func mutate(r *rand.Rand, page []byte) []byte {
+	if len(page) == 0 {
+		return []byte("<")
+	}
+	i := r.Intn(len(page))
+	b := "<>/-! =\"'ahHeEdDsS\n"[r.Intn(19)]
+	switch r.Intn(3) {
+	case 0:
+		out := bytes.Clone(page)
+		out[i] = b
+		return out
+	case 1:
+		return append(append(append([]byte{}, page[:i]...), b), page[i:]...)
+	}
+	return append(append([]byte{}, page[:i]...), page[i+1:]...)
+}
+
+// TestVerdictCacheChangesNothing: a page served again, and the same page with
+// one byte changed anywhere, give through a primed cache exactly the output
+// and result they give without one; many pages served again are hits.
+func TestVerdictCacheChangesNothing(t *testing.T) {
+	r := rand.New(rand.NewSource(7))
+	csps := []string{"", "script-src 'nonce-abc'", "script-src 'nonce-xyz'"}
+	var served, hits, mutants int
+	for i, page := range cacheCorpus(t, r, 2000) {
+		cfg := InjectConfig{Verdicts: NewVerdictCache()}
+		path := fmt.Sprintf("/p%d", i%5)
+		c := cacheCase{page: page, charset: r.Intn(2) == 0, csp: csps[r.Intn(3)]}
+		if r.Intn(3) == 0 {
+			c.chunk = 1 + r.Intn(len(page)+1)
+		}
+		sameWithCache(t, cfg, path, c) // primes
+		before := cfg.Verdicts.hits.Load()
+		sameWithCache(t, cfg, path, c) // the same page again
+		served++
+		hits += int(cfg.Verdicts.hits.Load() - before)
+		for range 6 {
+			m := c
+			m.page = mutate(r, page)
+			if r.Intn(4) == 0 {
+				m.csp = csps[r.Intn(3)]
+			}
+			if r.Intn(4) == 0 {
+				m.charset = !m.charset
+			}
+			sameWithCache(t, cfg, path, c) // primes with the original again
+			sameWithCache(t, cfg, path, m)
+			mutants++
+		}
+	}
+	t.Logf("%d pages served again: %d from the cache; %d mutants compared", served, hits, mutants)
+	// Not hits: first writes cut before the verdict (a third), and pages
+	// under a nonce policy whose verdict waits for the end of the body.
+	if hits < served/3 {
+		t.Errorf("only %d of %d pages served again were cache hits", hits, served)
+	}
+}
+
+// TestVerdictCacheBodyChanges: only the bytes the scan read must match: a
+// page with the same head and another body is a hit.
+func TestVerdictCacheBodyChanges(t *testing.T) {
+	cfg := InjectConfig{Verdicts: NewVerdictCache()}
+	head := "<!DOCTYPE html><html><head><title>Окна</title></head>\n<body>\n<main>"
+	sameWithCache(t, cfg, "/", cacheCase{page: []byte(head + "first body</main></body></html>")})
+	if res := sameWithCache(t, cfg, "/", cacheCase{page: []byte(head + "another, longer body</main></body></html>")}); res != InjectResultInjected {
+		t.Fatalf("result %s", res)
+	}
+	if cfg.Verdicts.hits.Load() != 1 {
+		t.Fatalf("%d hits, want 1", cfg.Verdicts.hits.Load())
+	}
+	// A byte changed inside the head: scanned again.
+	sameWithCache(t, cfg, "/", cacheCase{page: []byte(strings.Replace(head, "Окна", "Двери", 1) + "</main>")})
+	if cfg.Verdicts.hits.Load() != 1 {
+		t.Fatalf("a changed head was a hit")
+	}
+}
+
+// TestVerdictCacheBounds: at most VerdictCacheMaxPaths paths; heads longer
+// than VerdictCacheMaxPrefix, verdicts that needed the end of the body or
+// more than the first write are not kept.
+func TestVerdictCacheBounds(t *testing.T) {
+	count := func(c *VerdictCache) (n int) {
+		c.m.Range(func(any, any) bool { n++; return true })
+		return n
+	}
+	cfg := InjectConfig{Verdicts: NewVerdictCache()}
+	page := []byte("<html><head></head><body>x</body></html>")
+	for i := range VerdictCacheMaxPaths + 50 {
+		sameWithCache(t, cfg, fmt.Sprintf("/%d", i), cacheCase{page: page})
+	}
+	if n := count(cfg.Verdicts); n != VerdictCacheMaxPaths {
+		t.Fatalf("%d paths kept, want %d", n, VerdictCacheMaxPaths)
+	}
+	sameWithCache(t, cfg, "/0", cacheCase{page: []byte("<html><head><title>new</title></head><body>")})
+	if n := count(cfg.Verdicts); n != VerdictCacheMaxPaths {
+		t.Fatalf("replacing a path's entry changed the count to %d", n)
+	}
+
+	for name, c := range map[string]cacheCase{
+		"long head":          {page: []byte("<html><head><title>" + strings.Repeat("t", VerdictCacheMaxPrefix) + "</title></head><body>")},
+		"verdict at EOF":     {page: []byte("<html><head><title>only a head</title>")},
+		"verdict in write 2": {page: []byte("<html><head><title>x</title></head><body>"), chunk: 10},
+	} {
+		cfg := InjectConfig{Verdicts: NewVerdictCache()}
+		sameWithCache(t, cfg, "/", c)
+		if n := count(cfg.Verdicts); n != 0 {
+			t.Errorf("%s: kept", name)
+		}
+	}
+}
+
+// FuzzVerdictCache: whatever page primed the cache, the next one served on
+// the same path, which starts with some of its bytes and goes on with any
+// others, comes out as it would without the cache.
+func FuzzVerdictCache(f *testing.F) {
+	f.Add([]byte("<html><head></head><body>"), []byte("x"), uint16(25), uint16(0))
+	f.Add([]byte("<html><head><title>a</title>"), []byte("</head>"), uint16(100), uint16(5))
+	f.Add([]byte(`<html><head><script src="/_leadproxy/c.js">`), []byte(`x">`), uint16(40), uint16(0))
+	f.Add([]byte("<!DOCTYPE html><div>"), []byte(""), uint16(19), uint16(0))
+	f.Add([]byte("<html><head><!-- a -->b"), []byte("-->"), uint16(20), uint16(9))
+	f.Fuzz(func(t *testing.T, a, tail []byte, keep, cut uint16) {
+		cfg := InjectConfig{Verdicts: NewVerdictCache()}
+		sameWithCache(t, cfg, "/", cacheCase{page: a, charset: cut&1 == 0})
+		b := append(bytes.Clone(a[:min(int(keep), len(a))]), tail...)
+		sameWithCache(t, cfg, "/", cacheCase{page: b, charset: cut&2 == 0, chunk: int(cut >> 2)})
+	})
+}

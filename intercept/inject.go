@@ -174,6 +174,8 @@ type injector struct {
 	limit int
 	path  string // the VerdictCache key
 
+	uncached bool // the cache missed: the scan runs as without one
+
 	state  int
 	status int
 	xml    bool   // application/xhtml+xml: attributes need values
@@ -386,7 +388,7 @@ func (iw *injector) absorb(p []byte) error {
 			iw.held = append(iw.held, chunk...)
 			data = iw.held
 		}
-		v := iw.scanFirst(data, fresh)
+		v := iw.scanHeld(data, fresh)
 		if v == verdictPending {
 			if len(p) == 0 {
 				if fresh == 0 {
@@ -416,18 +418,29 @@ func (iw *injector) absorb(p []byte) error {
 	return nil // the encoded bytes went out as they came
 }
 
-// scanFirst scans data, the body so far, as absorb gets it; a page's first
-// write goes through the VerdictCache when there is one.
-func (iw *injector) scanFirst(data []byte, fresh int) pageVerdict {
+// scanHeld scans data, the body so far (absorb passes every held byte,
+// from the first), through the VerdictCache when there is one.
+func (iw *injector) scanHeld(data []byte, fresh int) pageVerdict {
 	c := iw.cfg.Verdicts
-	if c == nil || fresh != 0 || iw.scan.next != 0 {
-		return iw.scan.scan(data, fresh, false)
-	}
-	if s, v, ok := c.lookup(iw.path, data, &iw.scan); ok {
-		iw.scan = s
+	if c == nil || iw.uncached {
+		v := iw.scan.scan(data, fresh, false)
+		if c != nil {
+			c.remember(iw.path, data, &iw.scan, v)
+		}
 		return v
 	}
-	v := iw.scan.scan(data, fresh, false)
+	s, v, found := c.lookup(iw.path, data, &iw.scan)
+	switch {
+	case found == cacheHit:
+		iw.scan = s
+		return v
+	case found == cacheMore && len(data) < iw.limit:
+		return verdictPending // the same bytes so far: the scan would not have ended yet either
+	}
+	// Not the remembered page: scan all of it, from the start (the scan has
+	// not run yet), and from now on as usual.
+	iw.uncached = true
+	v = iw.scan.scan(data, 0, false)
 	c.remember(iw.path, data, &iw.scan, v)
 	return v
 }

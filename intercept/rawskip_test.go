@@ -122,6 +122,7 @@ func BenchmarkRawTextSkip(b *testing.B) {
 			benchServe(b, page, "text/html; charset=utf-8", true, nil)
 		})
 	}
+	b.Run("cached", func(b *testing.B) { benchServe(b, page, "text/html; charset=utf-8", true, NewVerdictCache()) })
 }
 
 func FuzzRawTextSkip(f *testing.F) {

@@ -2,6 +2,7 @@ package intercept
 
 import (
 	"bytes"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 )
@@ -9,19 +10,22 @@ import (
 // VerdictCache remembers, per request path, how the scan of the last page
 // there ended: the bytes the tokenizer had read when it reached its verdict,
 // and its state then (verdict, insertion point, nonce, charset position). A
-// page whose first write starts with the same bytes, under the same
-// Content-Security-Policy nonce and charset header, gets the same verdict
-// and insertion point without being tokenized again. The scan is a function
-// of those bytes and headers alone, so this changes no output byte (the
-// tests compare every page with and without it); it saves the tokenizer's
-// run over the head of a page served again, which is most of the injection's
-// cost on an ordinary page.
+// page that starts with the same bytes, under the same Content-Security-Policy
+// nonce and charset header, gets the same verdict and insertion point without
+// being tokenized again. The scan is a function of those bytes and headers
+// alone, so this changes no output byte (the tests compare every page with
+// and without it); it saves the tokenizer's run over the head of a page
+// served again, which is most of the injection's cost.
 //
-// A page whose head differs per request (a CSRF token, a user's name)
-// simply misses and is scanned. Only verdicts reached within a page's first
-// write and within VerdictCacheMaxPrefix bytes are kept, for at most
-// VerdictCacheMaxPaths paths: a few megabytes at worst, in memory only.
+// The first VerdictCacheExact bytes are kept and compared as they are; a
+// longer head (inline CSS, JSON-LD: tens of KB on many sites) is compared
+// past them by a 64-bit hash under a random per-process seed. While the
+// bytes that arrived match, the response is held a little longer, as the
+// scan would have held it. A page whose head differs per request (a CSRF
+// token, a user's name) misses and is scanned as usual. At most
+// VerdictCacheMaxPaths paths are kept, in memory only: 4 MiB at worst.
 type VerdictCache struct {
+	seed  maphash.Seed
 	paths atomic.Int32
 	hits  atomic.Int64 // for the tests
 	m     sync.Map     // path → *cachedVerdict
@@ -29,55 +33,80 @@ type VerdictCache struct {
 
 // Bounds of a VerdictCache.
 const (
-	VerdictCacheMaxPaths  = 1024
-	VerdictCacheMaxPrefix = 4 << 10
+	VerdictCacheMaxPaths = 1024
+	VerdictCacheExact    = 4 << 10
 )
-
-type cachedVerdict struct {
-	prefix  []byte
-	scan    pageScan
-	verdict pageVerdict
-}
-
-// NewVerdictCache returns an empty cache, to share between the responses of
-// one InjectConfig.
-func NewVerdictCache() *VerdictCache { return new(VerdictCache) }
 
 // Why the bytes up to the end of the last token read are enough: the
 // tokenizer ends a tag at its '>', a comment at its "-->", a doctype at its
 // '>', all within the token; only a text's end depends on the bytes after it
 // (the '<' and the letter that start a tag), and the scan takes a text only
 // once the token after it was read. So nothing after scan.read can change
-// the tokens before it, nor the verdict. TestVerdictCacheChangesNothing
-// checks that with pages changed a byte at a time, anywhere.
+// the tokens before it, nor the verdict; and a scan of fewer bytes than that
+// has no verdict yet. TestVerdictCacheChangesNothing checks it with pages
+// changed a byte at a time, anywhere, and cut into writes anywhere.
 
-// lookup returns the remembered scan of path if data starts with its bytes
-// and the headers agree with s, the scan as the response's headers set it up.
-func (c *VerdictCache) lookup(path string, data []byte, s *pageScan) (pageScan, pageVerdict, bool) {
-	v, ok := c.m.Load(path)
-	if !ok {
-		return pageScan{}, verdictPending, false
-	}
-	e := v.(*cachedVerdict)
-	if e.scan.headerNonce != s.headerNonce || e.scan.charsetHeader != s.charsetHeader || e.scan.src != s.src ||
-		!bytes.HasPrefix(data, e.prefix) {
-		return pageScan{}, verdictPending, false
-	}
-	c.hits.Add(1)
-	return e.scan, e.verdict, true
+type cachedVerdict struct {
+	n       int    // the scan depended on the first n bytes
+	exact   []byte // the first min(n, VerdictCacheExact) of them
+	sum     uint64 // maphash of all n, when n > len(exact)
+	scan    pageScan
+	verdict pageVerdict
 }
 
-// remember keeps the scan s of data, which reached verdict v in one call.
+type cacheFound int
+
+const (
+	cacheMiss cacheFound = iota
+	cacheHit
+	cacheMore // the bytes so far match, fewer than the scan needed
+)
+
+// NewVerdictCache returns an empty cache, to share between the responses of
+// one InjectConfig.
+func NewVerdictCache() *VerdictCache { return &VerdictCache{seed: maphash.MakeSeed()} }
+
+// lookup compares data, the body so far, with the remembered page of path,
+// under the headers that set up s.
+func (c *VerdictCache) lookup(path string, data []byte, s *pageScan) (pageScan, pageVerdict, cacheFound) {
+	v, ok := c.m.Load(path)
+	if !ok {
+		return pageScan{}, verdictPending, cacheMiss
+	}
+	e := v.(*cachedVerdict)
+	if e.scan.headerNonce != s.headerNonce || e.scan.charsetHeader != s.charsetHeader || e.scan.src != s.src {
+		return pageScan{}, verdictPending, cacheMiss
+	}
+	k := min(len(data), len(e.exact))
+	if !bytes.Equal(data[:k], e.exact[:k]) {
+		return pageScan{}, verdictPending, cacheMiss
+	}
+	switch {
+	case len(data) < e.n:
+		return pageScan{}, verdictPending, cacheMore
+	case e.n > len(e.exact) && maphash.Bytes(c.seed, data[:e.n]) != e.sum:
+		return pageScan{}, verdictPending, cacheMiss
+	}
+	c.hits.Add(1)
+	return e.scan, e.verdict, cacheHit
+}
+
+// remember keeps the scan s of data, the body so far, if it reached its
+// verdict v before the end of the body.
 func (c *VerdictCache) remember(path string, data []byte, s *pageScan, v pageVerdict) {
-	n := min(len(data), s.read)
-	if v == verdictPending || s.complete || n > VerdictCacheMaxPrefix {
+	if v == verdictPending || s.complete {
 		return
 	}
+	n := min(len(data), s.read)
 	if _, known := c.m.Load(path); !known {
 		if c.paths.Add(1) > VerdictCacheMaxPaths {
 			c.paths.Add(-1)
 			return
 		}
 	}
-	c.m.Store(path, &cachedVerdict{prefix: bytes.Clone(data[:n]), scan: *s, verdict: v})
+	e := &cachedVerdict{n: n, exact: bytes.Clone(data[:min(n, VerdictCacheExact)]), scan: *s, verdict: v}
+	if n > len(e.exact) {
+		e.sum = maphash.Bytes(c.seed, data[:n])
+	}
+	c.m.Store(path, e)
 }

@@ -17,7 +17,7 @@
 #
 # Needs: go, nginx (with the sub module, as Debian's), wrk, curl.
 #   apt-get update && apt-get install -y nginx wrk curl
-# Knobs (environment): DURATION=2s CONNS=8 ROUNDS=5 TTFB_N=25 RSS_CONC=4
+# Knobs (environment): DURATION=2s CONNS=8 ROUNDS=5 TTFB_N=101 RSS_CONC=4
 #   RSS_ROUNDS=2 PORT_BASE=18400 KEEP=1 (keep the work folder) NICE=-10 (priority)
 #   WORK=<folder> (use it, and keep it, instead of a temporary one)
 #   REPLACE_RESPONSE_DIR=<folder> (a local checkout of caddyserver/replace-response,
@@ -29,7 +29,7 @@ ROOT=$PWD
 DURATION=${DURATION:-2s}
 CONNS=${CONNS:-8}
 ROUNDS=${ROUNDS:-5}
-TTFB_N=${TTFB_N:-25}
+TTFB_N=${TTFB_N:-101}
 RSS_CONC=${RSS_CONC:-4}
 RSS_ROUNDS=${RSS_ROUNDS:-2}
 PORT_BASE=${PORT_BASE:-18400}

@@ -219,3 +219,28 @@ func FuzzVerdictCache(f *testing.F) {
 		sameWithCache(t, cfg, "/", cacheCase{page: b, charset: cut&2 == 0, chunk: int(cut >> 2)})
 	})
 }
+
+// TestVerdictCacheConcurrent: responses on a few paths, from parallel
+// subtests sharing one cache, with heads that change now and then, all come
+// out as without the cache (run with -race).
+func TestVerdictCacheConcurrent(t *testing.T) {
+	pages := cacheCorpus(t, rand.New(rand.NewSource(3)), 40)
+	cfg := InjectConfig{Verdicts: NewVerdictCache()}
+	t.Run("group", func(t *testing.T) {
+		for g := range 8 {
+			t.Run(fmt.Sprint(g), func(t *testing.T) {
+				t.Parallel()
+				r := rand.New(rand.NewSource(int64(g)))
+				for range 300 {
+					page := pages[r.Intn(len(pages))]
+					if r.Intn(4) == 0 {
+						page = mutate(r, page)
+					}
+					c := cacheCase{page: page, chunk: r.Intn(2) * (1 + r.Intn(len(page)+1))}
+					sameWithCache(t, cfg, fmt.Sprintf("/%d", r.Intn(3)), c)
+				}
+			})
+		}
+	})
+	t.Logf("%d hits", cfg.Verdicts.hits.Load())
+}

@@ -174,7 +174,9 @@ type injector struct {
 	limit int
 	path  string // the VerdictCache key
 
-	uncached bool // the cache missed: the scan runs as without one
+	uncached bool           // the cache missed: the scan runs as without one
+	cached   *cachedVerdict // the remembered page this one is compared with
+	checked  int            // how many of its bytes matched so far
 
 	state  int
 	status int
@@ -429,18 +431,24 @@ func (iw *injector) scanHeld(data []byte, fresh int) pageVerdict {
 		}
 		return v
 	}
-	s, v, found := c.lookup(iw.path, data, &iw.scan)
-	switch {
-	case found == cacheHit:
-		iw.scan = s
-		return v
-	case found == cacheMore && len(data) < iw.limit:
-		return verdictPending // the same bytes so far: the scan would not have ended yet either
+	if iw.cached == nil {
+		iw.cached = c.entry(iw.path, &iw.scan)
+	}
+	if iw.cached != nil {
+		var found cacheFound
+		found, iw.checked = c.match(iw.cached, data, iw.checked)
+		switch {
+		case found == cacheHit:
+			iw.scan = iw.cached.scan
+			return iw.cached.verdict
+		case found == cacheMore && len(data) < iw.limit:
+			return verdictPending // the same bytes so far: the scan would not have ended yet either
+		}
 	}
 	// Not the remembered page: scan all of it, from the start (the scan has
 	// not run yet), and from now on as usual.
 	iw.uncached = true
-	v = iw.scan.scan(data, 0, false)
+	v := iw.scan.scan(data, 0, false)
 	c.remember(iw.path, data, &iw.scan, v)
 	return v
 }
@@ -816,6 +824,14 @@ func (s *pageScan) scan(data []byte, fresh int, atEOF bool) pageVerdict {
 			break
 		}
 		t := readPageToken(z, tt, off, afterRaw)
+		if !atEOF && t.end == len(data) && (tt == nethtml.CommentToken || tt == nethtml.DoctypeToken || tt == nethtml.TextToken) {
+			// x/net emits an unterminated comment, doctype or text at the end
+			// of its input (a tag only once its '>' came): it may be cut
+			// off by the end of the data so far, so wait for more. Then
+			// every token the verdict rests on is whole (the VerdictCache
+			// depends on it).
+			break
+		}
 		off = t.end
 		s.read = max(s.read, off)
 		afterRaw = (tt == nethtml.StartTagToken || tt == nethtml.SelfClosingTagToken) && rawTextElement(t.name)

@@ -41,9 +41,12 @@ const (
 // tokenizer ends a tag at its '>', a comment at its "-->", a doctype at its
 // '>', all within the token; only a text's end depends on the bytes after it
 // (the '<' and the letter that start a tag), and the scan takes a text only
-// once the token after it was read. So nothing after scan.read can change
-// the tokens before it, nor the verdict; and a scan of fewer bytes than that
-// has no verdict yet. TestVerdictCacheChangesNothing checks it with pages
+// once the token after it was read. The scan ignores a comment, doctype or
+// text that reaches the end of the data so far (x/net emits those cut off;
+// a tag it emits only whole). So every token the verdict rests on is whole
+// and ends by scan.read: nothing after that can change it, and a scan of
+// fewer bytes, which sees a prefix of the same tokens, has no verdict yet.
+// TestVerdictCacheChangesNothing and FuzzVerdictCache check it with pages
 // changed a byte at a time, anywhere, and cut into writes anywhere.
 
 type cachedVerdict struct {
@@ -66,29 +69,38 @@ const (
 // one InjectConfig.
 func NewVerdictCache() *VerdictCache { return &VerdictCache{seed: maphash.MakeSeed()} }
 
-// lookup compares data, the body so far, with the remembered page of path,
-// under the headers that set up s.
-func (c *VerdictCache) lookup(path string, data []byte, s *pageScan) (pageScan, pageVerdict, cacheFound) {
+// entry returns the remembered page of path if it was scanned under the
+// same headers as s, or nil.
+func (c *VerdictCache) entry(path string, s *pageScan) *cachedVerdict {
 	v, ok := c.m.Load(path)
 	if !ok {
-		return pageScan{}, verdictPending, cacheMiss
+		return nil
 	}
 	e := v.(*cachedVerdict)
 	if e.scan.headerNonce != s.headerNonce || e.scan.charsetHeader != s.charsetHeader || e.scan.src != s.src {
-		return pageScan{}, verdictPending, cacheMiss
+		return nil
 	}
+	return e
+}
+
+// match compares data, the body so far, with e; the first checked bytes
+// matched in an earlier call. It returns how many bytes are checked now.
+func (c *VerdictCache) match(e *cachedVerdict, data []byte, checked int) (cacheFound, int) {
 	k := min(len(data), len(e.exact))
-	if !bytes.Equal(data[:k], e.exact[:k]) {
-		return pageScan{}, verdictPending, cacheMiss
+	if checked < k {
+		if !bytes.Equal(data[checked:k], e.exact[checked:k]) {
+			return cacheMiss, checked
+		}
+		checked = k
 	}
 	switch {
 	case len(data) < e.n:
-		return pageScan{}, verdictPending, cacheMore
+		return cacheMore, checked
 	case e.n > len(e.exact) && maphash.Bytes(c.seed, data[:e.n]) != e.sum:
-		return pageScan{}, verdictPending, cacheMiss
+		return cacheMiss, checked
 	}
 	c.hits.Add(1)
-	return e.scan, e.verdict, cacheHit
+	return cacheHit, checked
 }
 
 // remember keeps the scan s of data, the body so far, if it reached its

@@ -134,7 +134,8 @@ func (hd *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("building capture script: %v", err)
 	}
 	if hd.Inject == nil || *hd.Inject {
-		hd.inject = &intercept.InjectConfig{ScriptSrc: hd.Prefix + "/c.js", OnResult: countInject, Verdicts: intercept.NewVerdictCache()}
+		hd.inject = &intercept.InjectConfig{ScriptSrc: hd.Prefix + "/c.js", OnResult: countInject,
+			Verdicts: intercept.NewVerdictCache(), OnScan: countScan}
 	}
 	hd.collect = newCollectLimiter()
 	if hd.auditor = newAuditor(hd.Forms, hd.Audit, hd.logger); hd.auditor != nil {

@@ -30,6 +30,9 @@ var (
 	injectTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "leadproxy_inject_total", Help: "HTML responses seen by the injector, by result.",
 	}, []string{"result"})
+	injectScansTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "leadproxy_inject_scans_total", Help: "HTML heads read to a verdict, by source: cache (the page started as the last one on its path did) or tokenizer.",
+	}, []string{"source"})
 	collectRejectedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "leadproxy_collect_rejected_total", Help: "Script reports rejected, by reason.",
 	}, []string{"reason"})
@@ -72,7 +75,7 @@ var statsCache struct {
 
 func registerMetrics(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{capturedTotal, captureFailedTotal, deliveriesTotal, deliveryDuration,
-		injectTotal, collectRejectedTotal, queueDepth, oldestPending, formsFlagged} {
+		injectTotal, injectScansTotal, collectRejectedTotal, queueDepth, oldestPending, formsFlagged} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

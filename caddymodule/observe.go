@@ -35,6 +35,15 @@ func countCaptured(form, mechanism string) { capturedTotal.WithLabelValues(form,
 func countCaptureFailure(reason string)    { captureFailedTotal.WithLabelValues(reason).Inc() }
 func countCollectRejected(reason string)   { collectRejectedTotal.WithLabelValues(reason).Inc() }
 
+// countScan counts a page head read to a verdict, by the cache or the tokenizer.
+func countScan(cached bool) {
+	if cached {
+		injectScansTotal.WithLabelValues("cache").Inc()
+	} else {
+		injectScansTotal.WithLabelValues("tokenizer").Inc()
+	}
+}
+
 // tracerName is the instrumentation scope of every leadproxy span.
 const tracerName = "github.com/leadproxy/leadproxy"
 

@@ -445,6 +445,22 @@ func TestMetricsSurviveReload(t *testing.T) {
 		`leadproxy_deliveries_total{destination="hook",outcome="delivered"}`:      1,
 		`leadproxy_delivery_duration_seconds_count{destination="hook"}`:           1,
 	})
+	// Heads read again or matched: the new config's handler starts with an
+	// empty cache, so the tokenizer reads /page once, then the cache answers.
+	scans := func() [2]float64 {
+		text := scrape(t, c)
+		tok, _ := promSample(text, `leadproxy_inject_scans_total{source="tokenizer"}`)
+		cached, _ := promSample(text, `leadproxy_inject_scans_total{source="cache"}`)
+		return [2]float64{tok, cached}
+	}
+	before := scans()
+	resp, err = noCompress.Get(c.URL("PORT_SITE") + "/page")
+	dashExpect(t, resp, err, 200)
+	resp, err = noCompress.Get(c.URL("PORT_SITE") + "/page") // the same head again: the cache answers
+	dashExpect(t, resp, err, 200)
+	if after := scans(); after[0]-before[0] != 1 || after[1]-before[1] != 1 {
+		t.Errorf("page heads read by the tokenizer and the cache: %v → %v, want one more each", before, after)
+	}
 }
 
 // TestObserveLogs: at Caddy's default level the log names each lead and

@@ -89,11 +89,21 @@ type InjectConfig struct {
 	// Verdicts, if set, remembers each path's scan so that a page served
 	// again with the same head is not tokenized again (see VerdictCache).
 	Verdicts *VerdictCache
+	// OnScan, if set, is called once per page whose head was read to a
+	// verdict: cached is true when the VerdictCache gave it, false when the
+	// tokenizer read the head.
+	OnScan func(cached bool)
 }
 
 func (c *InjectConfig) report(result string) {
 	if c != nil && c.OnResult != nil {
 		c.OnResult(result)
+	}
+}
+
+func (c *InjectConfig) scanned(cached bool) {
+	if c.OnScan != nil {
+		c.OnScan(cached)
 	}
 }
 
@@ -426,8 +436,11 @@ func (iw *injector) scanHeld(data []byte, fresh int) pageVerdict {
 	c := iw.cfg.Verdicts
 	if c == nil || iw.uncached {
 		v := iw.scan.scan(data, fresh, false)
-		if c != nil {
-			c.remember(iw.path, data, &iw.scan, v)
+		if v != verdictPending {
+			iw.cfg.scanned(false)
+			if c != nil {
+				c.remember(iw.path, data, &iw.scan, v)
+			}
 		}
 		return v
 	}
@@ -440,6 +453,7 @@ func (iw *injector) scanHeld(data []byte, fresh int) pageVerdict {
 		switch {
 		case found == cacheHit:
 			iw.scan = iw.cached.scan
+			iw.cfg.scanned(true)
 			return iw.cached.verdict
 		case found == cacheMore && len(data) < iw.limit:
 			return verdictPending // the same bytes so far: the scan would not have ended yet either
@@ -449,7 +463,10 @@ func (iw *injector) scanHeld(data []byte, fresh int) pageVerdict {
 	// not run yet), and from now on as usual.
 	iw.uncached = true
 	v := iw.scan.scan(data, 0, false)
-	c.remember(iw.path, data, &iw.scan, v)
+	if v != verdictPending {
+		iw.cfg.scanned(false)
+		c.remember(iw.path, data, &iw.scan, v)
+	}
 	return v
 }
 
@@ -646,6 +663,7 @@ func (iw *injector) finishHeld() {
 		iw.raw = nil
 		return
 	}
+	iw.cfg.scanned(false)
 	if err := iw.settle(iw.scan.scan(iw.held, len(iw.held), true), iw.held, true); err != nil {
 		iw.err = fmt.Errorf("inject: write: %w", err)
 		iw.result = InjectResultError

@@ -244,3 +244,25 @@ func TestVerdictCacheConcurrent(t *testing.T) {
 	})
 	t.Logf("%d hits", cfg.Verdicts.hits.Load())
 }
+
+// TestVerdictCacheOnScan: OnScan says, once per page read to a verdict,
+// whether the cache or the tokenizer gave it.
+func TestVerdictCacheOnScan(t *testing.T) {
+	var cached, tokenized int
+	cfg := InjectConfig{Verdicts: NewVerdictCache(), OnScan: func(c bool) {
+		if c {
+			cached++
+		} else {
+			tokenized++
+		}
+	}}
+	page := cacheCase{page: []byte("<html><head><title>x</title></head><body>b</body></html>")}
+	for range 3 {
+		sameWithCache(t, cfg, "/", page)
+	}
+	sameWithCache(t, cfg, "/", cacheCase{page: []byte("<html><head><title>the end decides")}) // at the end of the body
+	sameWithCache(t, cfg, "/", cacheCase{page: []byte(`<img src="x.png">`), chunk: 3})        // a fragment, in pieces
+	if cached != 2 || tokenized != 3 {
+		t.Fatalf("cache %d, tokenizer %d; want 2 and 3", cached, tokenized)
+	}
+}

@@ -607,7 +607,9 @@ func TestBrowserE2E(t *testing.T) {
 		s.tab.Quiet(t)
 	})
 
-	t.Run("button outside any form", func(t *testing.T) {
+	// widgetCall: the widget page, a phone typed and the call-me button
+	// (outside any form) clicked; its report and JSON post are in.
+	widgetCall := func(t *testing.T) *e2eBrowserSite {
 		s := newE2EBrowserSite(t, browser, `
 		form "Виджет" {
 			click ".call-me"
@@ -619,6 +621,11 @@ func TestBrowserE2E(t *testing.T) {
 		)
 		s.tab.WaitText(t, "#status", "sent;")
 		s.settle(t, 1, map[string]int{"/ajax/widget": 1})
+		return s
+	}
+
+	t.Run("button outside any form", func(t *testing.T) {
+		s := widgetCall(t)
 		if got := s.forwarded(t, "/ajax/widget", 1); !got[0].hasMarker() {
 			t.Errorf("upstream got cookie %q: want the marker", got[0].Cookie)
 		}
@@ -634,17 +641,7 @@ func TestBrowserE2E(t *testing.T) {
 	// will post): it must serve the POST that follows the click, not every
 	// POST of the next minute.
 	t.Run("click marker serves one POST, not a later unrelated one", func(t *testing.T) {
-		s := newE2EBrowserSite(t, browser, `
-		form "Виджет" {
-			click ".call-me"
-		}`)
-		s.open(t, "widget.html")
-		s.tab.Do(t,
-			chromedp.SetValue(chromedp.CSS(`[name=widget_phone]`), "+79995556677"),
-			chromedp.Click(chromedp.CSS(`.call-me i`)),
-		)
-		s.tab.WaitText(t, "#status", "sent;")
-		s.settle(t, 1, map[string]int{"/ajax/widget": 1})
+		s := widgetCall(t)
 		s.tab.Do(t,
 			chromedp.SetValue(chromedp.CSS(`[name=q]`), "кухни недорого"),
 			chromedp.Click(chromedp.CSS(`#find`)),

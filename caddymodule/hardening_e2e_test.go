@@ -37,8 +37,6 @@ import (
 	"github.com/leadproxy/leadproxy/queue"
 )
 
-const hardSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
 // hardSite captures POSTs to /callback carrying a phone (no script
 // needed), reports for the form "Форма", and the Roistat API.
 const hardSite = `{
@@ -438,7 +436,7 @@ func (h *hookReceiver) count(phone string) int {
 }
 
 func hookDest(url string) string {
-	return "destination hook webhook {\n\t\t\turl " + url + "\n\t\t\tsecret " + hardSecret + "\n\t\t}"
+	return "destination hook webhook {\n\t\t\turl " + url + "\n\t\t\tsecret " + dashSecret + "\n\t\t}"
 }
 
 // TestHardeningSlowBodyHoldsNothing: while one client trickles its form
@@ -784,6 +782,56 @@ func TestHardeningReadOnlyStore(t *testing.T) {
 	resp.Body.Close()
 }
 
+// inFlightPost is a form post to /callback whose body is still arriving:
+// its headers went with Expect: 100-continue, and Caddy answered "100
+// Continue", which it does once capture starts reading the body, so the
+// post is in a handler (not in a listener's accept queue, which a reload
+// resets: Caddy's listener handover, not what these tests are about).
+type inFlightPost struct {
+	conn net.Conn
+	br   *bufio.Reader
+	body []byte
+	sent int
+}
+
+// startPost sends the headers and the first sent bytes of body.
+func startPost(t *testing.T, c *caddyProc, body []byte, sent int) *inFlightPost {
+	t.Helper()
+	host := strings.TrimPrefix(c.URL("PORT_SITE"), "http://")
+	conn, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "POST /callback HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n",
+		host, formCT, len(body))
+	br := bufio.NewReader(conn)
+	if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, " 100 ") {
+		t.Fatalf("waiting for 100 Continue: %q %v", line, err)
+	}
+	br.ReadString('\n')
+	conn.Write(body[:sent])
+	return &inFlightPost{conn: conn, br: br, body: body, sent: sent}
+}
+
+// finish sends the rest of the body and fails unless the answer is the
+// upstream's 200 and the upstream got the whole body.
+func (p *inFlightPost) finish(t *testing.T, up *upstream) {
+	t.Helper()
+	p.conn.Write(p.body[p.sent:])
+	var resp *http.Response
+	var err error
+	for resp == nil || resp.StatusCode < 200 { // the upstream's own 100 Continue comes through too
+		if resp, err = http.ReadResponse(p.br, nil); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if _, got := up.last(); resp.StatusCode != 200 || !bytes.Equal(got, p.body) {
+		t.Fatalf("status %d, upstream got %d of %d bytes", resp.StatusCode, len(got), len(p.body))
+	}
+}
+
 // TestHardeningStoreClosedByReload: a reload moves the store to another
 // folder while a form post is still arriving on the old config. The old
 // store closes under it; the lead goes to the new store, and the visitor's
@@ -794,23 +842,7 @@ func TestHardeningStoreClosedByReload(t *testing.T) {
 	c := startHardened(t, hardSite, vars, hardOpts{})
 	head := "phone=%2B79990000701&comment="
 	body := []byte(head + strings.Repeat("r", 5000))
-	conn, err := net.Dial("tcp", strings.TrimPrefix(c.URL("PORT_SITE"), "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	// Expect: 100-continue, so the reload comes only once the old config's
-	// handler is reading the body. (Sent at once, the request could still
-	// sit in the old listener's accept queue, which a reload resets: that
-	// is Caddy's listener handover, not what this test is about.)
-	fmt.Fprintf(conn, "POST /callback HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n",
-		strings.TrimPrefix(c.URL("PORT_SITE"), "http://"), formCT, len(body))
-	br := bufio.NewReader(conn)
-	if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, " 100 ") {
-		t.Fatalf("waiting for 100 Continue: %q %v", line, err)
-	}
-	br.ReadString('\n')
-	conn.Write(body[:len(head)])
+	post := startPost(t, c, body, len(head))
 
 	moved := strings.ReplaceAll(hardSite, "{{STORAGE}}", c.Storage+"-moved")
 	if err := c.Reload(moved); err != nil {
@@ -819,17 +851,7 @@ func TestHardeningStoreClosedByReload(t *testing.T) {
 	waitFor(t, "the old store closed", 30*time.Second, func() bool {
 		return strings.Contains(c.logs.String(), `"dir":"`+c.Storage+`-moved"`)
 	})
-	conn.Write(body[len(head):])
-	var resp *http.Response
-	for resp == nil || resp.StatusCode < 200 { // the upstream's own 100 Continue comes through too
-		if resp, err = http.ReadResponse(br, nil); err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-	}
-	if _, got := up.last(); resp.StatusCode != 200 || !bytes.Equal(got, body) {
-		t.Fatalf("status %d, upstream got %d of %d bytes", resp.StatusCode, len(got), len(body))
-	}
+	post.finish(t, up)
 	if hardLeadByPhone(t, c, "+79990000701") == nil {
 		t.Fatalf("the lead in flight during the reload was lost")
 	}
@@ -847,39 +869,14 @@ func TestHardeningStoreClosedByReload(t *testing.T) {
 func TestHardeningStopWaitsForPostInFlight(t *testing.T) {
 	up := newUpstream(t)
 	c := startHardened(t, hardSite, hardVars(up.URL), hardOpts{})
-	host := strings.TrimPrefix(c.URL("PORT_SITE"), "http://")
 	body := []byte("phone=%2B79990001501&comment=" + strings.Repeat("t", 3000))
-	conn, err := net.Dial("tcp", host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "POST /callback HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n",
-		host, formCT, len(body))
-	// "100 Continue" comes when capture starts to read the body: the post
-	// is in flight.
-	br := bufio.NewReader(conn)
-	if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, " 100 ") {
-		t.Fatalf("waiting for 100 Continue: %q %v", line, err)
-	}
-	br.ReadString('\n')
-	conn.Write(body[:10])
+	post := startPost(t, c, body, 10)
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	waitFor(t, "Caddy stopping its apps", 30*time.Second, func() bool {
 		l := c.logs.String()
 		return strings.Contains(l, "servers shutting down") || strings.Contains(l, "waiting for form posts in flight")
 	})
-	conn.Write(body[10:])
-	var resp *http.Response
-	for resp == nil || resp.StatusCode < 200 { // the upstream's own 100 Continue comes through too
-		if resp, err = http.ReadResponse(br, nil); err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-	}
-	if _, got := up.last(); resp.StatusCode != 200 || !bytes.Equal(got, body) {
-		t.Fatalf("status %d, upstream got %d of %d bytes", resp.StatusCode, len(got), len(body))
-	}
+	post.finish(t, up)
 	c.Stop()
 	again := startHardened(t, hardSite, hardVars(up.URL), hardOpts{storage: c.Storage})
 	if hardLeadByPhone(t, again, "+79990001501") == nil {
@@ -940,7 +937,7 @@ func TestHardeningNoSecretsOrPersonalDataInLogs(t *testing.T) {
 	}
 	dests := `destination hook webhook {
 			url    ` + crmDown.URL + `/{env.HARD_HOOK_PATH}
-			secret ` + hardSecret + `
+			secret ` + dashSecret + `
 			header Authorization "Bearer {env.HARD_HOOK_TOKEN}"
 		}
 		destination rs roistat {
@@ -1090,7 +1087,7 @@ func TestHardeningNoHeaderInjectionIntoCRMs(t *testing.T) {
 		}
 		destination hook webhook {
 			url {R}/hook
-			secret ` + hardSecret + `
+			secret ` + dashSecret + `
 		}`)
 	c := startHardened(t, hardSite, hardVars(up.URL, "DESTS", dests), hardOpts{})
 	evil := "v\r\n" + marker + ": 1\r\n\r\nGET /smuggled HTTP/1.1"
@@ -1135,7 +1132,7 @@ func TestHardeningNoRequestsBeyondConfig(t *testing.T) {
 	defer moved.Close()
 	up := newUpstream(t)
 	hook := newHookReceiver(t)
-	dests := hookDest(hook.URL) + "\n\t\tdestination moved webhook {\n\t\t\turl " + moved.URL + "\n\t\t\tsecret " + hardSecret + "\n\t\t}"
+	dests := hookDest(hook.URL) + "\n\t\tdestination moved webhook {\n\t\t\turl " + moved.URL + "\n\t\t\tsecret " + dashSecret + "\n\t\t}"
 	c := startHardened(t, hardSite, hardVars(up.URL, "DESTS", dests), hardOpts{})
 	site := c.URL("PORT_SITE")
 	u := canary.URL + "/fetch-me"

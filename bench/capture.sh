@@ -14,7 +14,8 @@
 # phone (so none is merged as a duplicate), over CONNS keep-alive
 # connections to each site, and counts the fsync calls of the leadproxy
 # Caddy during the captured rounds (perf stat, if perf is installed).
-# Prints the rates, the ratio and leads per fsync.
+# Prints the rates, the ratio, leads per fsync, and the CPU time the
+# leadproxy Caddy spends per request in each mode (/proc, user + system).
 #
 # Needs: go, wrk, curl; perf for leads per fsync.
 # Knobs (environment): DURATION=5s CONNS=64 THREADS=2 ROUNDS=3
@@ -125,16 +126,23 @@ EOF
 
 leads() { curl -fsS "http://127.0.0.1:$ADMIN/leadproxy/stats" | awk -F'[:,]' '/"leads"/ { gsub(/ /, "", $2); print $2; exit }'; }
 
-# run <port> <duration> <base>: prints "<requests/s> <requests> <non-2xx> <socket errors>"
+# CPU time (user + system, clock ticks) the leadproxy Caddy has used.
+HZ=$(getconf CLK_TCK)
+lp_ticks() { awk '{ print $14 + $15 }' "/proc/$LP_PID/stat"; }
+
+# run <port> <duration> <base>: prints "<requests/s> <requests> <non-2xx>
+# <socket errors> <leadproxy Caddy CPU µs per request>"
 run() {
-	local out
+	local out t0 t1
+	t0=$(lp_ticks)
 	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$2" -s "$WORK/post.lua" "http://127.0.0.1:$1/lead" -- "$3")
+	t1=$(lp_ticks)
 	echo "$out" >>"$WORK/wrk.log"
-	awk '/Requests\/sec/ { rps = $2 }
+	awk -v ticks=$((t1 - t0)) -v hz="$HZ" '/Requests\/sec/ { rps = $2 }
 		/requests in/ { n = $1 }
 		/Non-2xx/ { bad = $NF }
 		/Socket errors/ { err = $0 }
-		END { printf "%s %s %d %s\n", rps, n, bad, (err == "" ? "none" : "yes") }' <<<"$out"
+		END { printf "%s %s %d %s %.0f\n", rps, n, bad, (err == "" ? "none" : "yes"), ticks * 1e6 / hz / n }' <<<"$out"
 }
 
 DUR_S=${DURATION%s}
@@ -144,23 +152,24 @@ log "warm-up"
 run $PLAIN 1s $base >/dev/null; next_base
 run $CAPTURED 1s $base >/dev/null; next_base
 
-sum_plain=0 sum_cap=0 sum_n=0 sum_leads=0 sum_syncs=0 perf_ok=1
+sum_plain=0 sum_cap=0 sum_pus=0 sum_cus=0 sum_n=0 sum_leads=0 sum_syncs=0 perf_ok=1
 leads0=$(leads)
 for r in $(seq 1 "$ROUNDS"); do
-	read -r p_rps _ p_bad p_err < <(run $PLAIN "$DURATION" $base); next_base
+	read -r p_rps _ p_bad p_err p_us < <(run $PLAIN "$DURATION" $base); next_base
 	perf_out="$WORK/perf.$r"
 	if command -v perf >/dev/null; then
 		perf stat -x, -e syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync -p "$LP_PID" -- sleep "$DUR_S" 2>"$perf_out" &
 		PERF=$!
 	fi
-	read -r c_rps c_n c_bad c_err < <(run $CAPTURED "$DURATION" $base); next_base
+	read -r c_rps c_n c_bad c_err c_us < <(run $CAPTURED "$DURATION" $base); next_base
 	syncs=-1
 	if [ -n "${PERF:-}" ] && wait "$PERF"; then
 		syncs=$(awk -F, '/syscalls:sys_enter_f/ { s += $1 } END { print s + 0 }' "$perf_out")
 	fi
 	[ "$p_bad" = 0 ] && [ "$c_bad" = 0 ] || die "non-2xx answers: plain $p_bad, captured $c_bad"
 	[ "$p_err" = none ] && [ "$c_err" = none ] || die "socket errors (see $WORK/wrk.log; KEEP=1)"
-	log "round $r: plain $p_rps req/s, captured $c_rps req/s, $c_n leads, $syncs fsyncs"
+	log "round $r: plain $p_rps req/s, captured $c_rps req/s, $c_n leads, $syncs fsyncs; leadproxy Caddy CPU per request: plain $p_us µs, captured $c_us µs"
+	sum_pus=$((sum_pus + p_us)) sum_cus=$((sum_cus + c_us))
 	sum_n=$((sum_n + c_n))
 	sum_plain=$(awk -v a="$sum_plain" -v b="$p_rps" 'BEGIN { print a + b }')
 	sum_cap=$(awk -v a="$sum_cap" -v b="$c_rps" 'BEGIN { print a + b }')
@@ -177,8 +186,8 @@ per_sync=n/a
 if [ "$perf_ok" = 1 ] && [ "$sum_syncs" -gt 0 ]; then
 	per_sync=$(awk -v a="$sum_leads" -v b="$sum_syncs" 'BEGIN { printf "%.1f", a / b }')
 fi
-echo "| plain reverse_proxy | captured (leadproxy) | ratio | leads per fsync | captured POSTs answered / leads stored |"
-echo "|---|---|---|---|---|"
-echo "| $plain req/s | $cap req/s | $ratio× | $per_sync | $sum_n / $((leads1 - leads0)) |"
+echo "| plain reverse_proxy | captured (leadproxy) | ratio | leads per fsync | captured POSTs answered / leads stored | leadproxy Caddy CPU per request, plain / captured |"
+echo "|---|---|---|---|---|---|"
+echo "| $plain req/s | $cap req/s | $ratio× | $per_sync | $sum_n / $((leads1 - leads0)) | $((sum_pus / ROUNDS)) / $((sum_cus / ROUNDS)) µs |"
 echo
 echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds, unique phone per POST; load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs"

@@ -73,6 +73,7 @@ type Handler struct {
 	script     []byte
 	scriptETag string
 	apiKey     string
+	tmpDir     string // where large multipart bodies spool (os.TempDir at Provision)
 	collect    *collectLimiter
 	auditor    *intercept.Auditor
 	knownDests map[string]bool // Caddyfile parsing only
@@ -88,6 +89,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Provision compiles the rules and builds the script.
 func (hd *Handler) Provision(ctx caddy.Context) error {
+	hd.tmpDir = os.TempDir()
 	hd.logger = ctx.Logger()
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
@@ -292,7 +294,7 @@ func (hd *Handler) capture(w http.ResponseWriter, r *http.Request) {
 		countCaptureFailure("too_large")
 		return // streamed through untouched
 	}
-	body, err := intercept.ReadBody(r.Body, memBody, max, os.TempDir())
+	body, err := intercept.ReadBody(r.Body, r.ContentLength, memBody, max, hd.tmpDir)
 	r.Body = body.Replay(r.Body)
 	if err != nil {
 		var he caddyhttp.HandlerError

@@ -337,39 +337,40 @@ type BodyCopy struct {
 }
 
 // ReadBody reads body up to max bytes. When it is longer, Complete is false
-// and Replay streams what was read followed by the rest of body.
-func ReadBody(body io.Reader, memMax, max int64, tmpDir string) (*BodyCopy, error) {
+// and Replay streams what was read followed by the rest of body. length is
+// the declared Content-Length (-1: unknown), only a hint for the first
+// buffer: a body longer or shorter than declared is read as it is.
+func ReadBody(body io.Reader, length, memMax, max int64, tmpDir string) (*BodyCopy, error) {
 	b := &BodyCopy{}
-	buf := make([]byte, 0, 4096)
-	w := bytes.NewBuffer(buf)
-	n, err := io.Copy(w, io.LimitReader(body, min(memMax, max)+1))
+	w, err := readMem(body, length, min(memMax, max)+1)
+	n := int64(len(w))
 	b.size = n
 	if err != nil {
-		b.mem = w.Bytes()
+		b.mem = w
 		b.rest = body
 		return b, err
 	}
 	if n <= min(memMax, max) {
-		b.mem = w.Bytes()
+		b.mem = w
 		b.complete = true
 		return b, nil
 	}
 	if memMax >= max {
-		b.mem = w.Bytes()
+		b.mem = w
 		b.rest = body
 		return b, nil
 	}
 	f, err := os.CreateTemp(tmpDir, "leadproxy-body-*")
 	if err != nil {
-		b.mem = w.Bytes()
+		b.mem = w
 		b.rest = body
 		return b, err
 	}
 	os.Remove(f.Name()) // unlinked: gone with the last close, even on a crash
-	if _, err := f.Write(w.Bytes()); err != nil {
+	if _, err := f.Write(w); err != nil {
 		// Disk full or read-only: what was read is still in memory.
 		f.Close()
-		b.mem = w.Bytes()
+		b.mem = w
 		b.rest = body
 		return b, err
 	}
@@ -388,6 +389,31 @@ func ReadBody(body io.Reader, memMax, max int64, tmpDir string) (*BodyCopy, erro
 	}
 	b.complete = true
 	return b, nil
+}
+
+// readMem reads up to limit bytes of body into memory: at EOF it returns
+// what it read and nil. The first buffer fits a declared length (a form
+// post is a few hundred bytes), else 4 KiB; it grows by doubling.
+func readMem(body io.Reader, length, limit int64) ([]byte, error) {
+	size := int64(4096)
+	if length >= 0 && length < size {
+		size = length + 1 // one more byte to see the end without growing
+	}
+	buf := make([]byte, 0, min(size, limit))
+	for int64(len(buf)) < limit {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		m, err := body.Read(buf[len(buf):min(int64(cap(buf)), limit)])
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
 }
 
 // spool appends src to the file, counting in size what the file holds. On

@@ -138,7 +138,7 @@ func TestParseBodyLimits(t *testing.T) {
 func TestReadBodyReplaysExactly(t *testing.T) {
 	for _, size := range []int{0, 10, 300 << 10, 2 << 20} {
 		data := bytes.Repeat([]byte{0, 1, 2, 0xff, 'a'}, size/5+1)[:size]
-		b, err := ReadBody(bytes.NewReader(data), 256<<10, 1<<20, t.TempDir())
+		b, err := ReadBody(bytes.NewReader(data), -1, 256<<10, 1<<20, t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}

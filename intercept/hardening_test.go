@@ -106,7 +106,7 @@ func diskFullChild(t *testing.T) {
 		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
 			t.Fatal("setrlimit:", err)
 		}
-		b, err := ReadBody(iotestHalfReader{bytes.NewReader(data)}, memMax, max, t.TempDir())
+		b, err := ReadBody(iotestHalfReader{bytes.NewReader(data)}, int64(len(data)), memMax, max, t.TempDir())
 		syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old)
 		if err == nil || b.Complete() {
 			t.Fatalf("limit %d: err %v, complete %v: the disk was not full", limit, err, b.Complete())

@@ -21,11 +21,85 @@ func NormalizePhone(raw, region string) string {
 	if region == "" {
 		region = DefaultRegion
 	}
+	if region == "RU" {
+		if e164, ok := fastRU(raw); ok {
+			return e164
+		}
+	}
+	return parsePhone(raw, region)
+}
+
+// parsePhone is NormalizePhone through the library alone.
+func parsePhone(raw, region string) string {
 	num, err := phonenumbers.Parse(raw, region)
 	if err != nil || !phonenumbers.IsPossibleNumber(num) {
 		return raw
 	}
 	return phonenumbers.Format(num, phonenumbers.E164)
+}
+
+// fastRU normalises the forms nearly every Russian visitor types, the
+// library's answer without the library's cost (about 17 µs and 20
+// allocations a number, most of it an extension regexp): digits with
+// spaces, hyphens and parentheses between them, as
+//
+//	+7 and 10 digits            any national number
+//	8 or 7 and 10 digits        a national number starting 3, 4, 8 or 9
+//	10 digits                   a national number starting 3, 4 or 9
+//
+// The starting digits are the ones where the library gives "+7" and the
+// national number whatever follows (it reads 810… as the international
+// prefix, 7 and a 0, 1, 2, 5 or 6 as a 10-digit number, …).
+// TestFastRUAgrees holds it to the library for every 4-digit start of the
+// national number; FuzzFastRU for any input. ok is false for anything else,
+// which goes to the library.
+func fastRU(raw string) (e164 string, ok bool) {
+	if len(raw) > 64 { // the library refuses inputs past 250 bytes
+		return "", false
+	}
+	var d [11]byte
+	n := 0
+	plus := false
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case c >= '0' && c <= '9':
+			if n == len(d) {
+				return "", false
+			}
+			d[n] = c
+			n++
+		case c == '+' && i == 0:
+			plus = true
+		case c == ' ' || c == '-' || c == '(' || c == ')':
+		default:
+			return "", false
+		}
+	}
+	var nsn []byte
+	switch {
+	case plus:
+		if n != 11 || d[0] != '7' {
+			return "", false
+		}
+		nsn = d[1:]
+	case n == 11 && (d[0] == '8' || d[0] == '7'):
+		nsn = d[1:]
+		if c := nsn[0]; c != '3' && c != '4' && c != '8' && c != '9' {
+			return "", false
+		}
+	case n == 10:
+		nsn = d[:10]
+		if c := nsn[0]; c != '3' && c != '4' && c != '9' {
+			return "", false
+		}
+	default:
+		return "", false
+	}
+	var out [12]byte
+	out[0], out[1] = '+', '7'
+	copy(out[2:], nsn)
+	return string(out[:]), true
 }
 
 // SplitName splits a full name into first and last name for CRMs that keep

@@ -2,6 +2,7 @@ package intercept
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"mime/multipart"
 	"strings"
@@ -161,6 +162,28 @@ func TestReadBodyReplaysExactly(t *testing.T) {
 }
 
 func TestExcluded(t *testing.T) {
+	// Twice: the second answer comes from the cache of names.
+	for range 2 {
+		testExcluded(t)
+	}
+	// Past the cache's bound, names are still matched, not all allowed.
+	for i := range maxExcludedNames + 10 {
+		if Excluded(fmt.Sprintf("field_%d", i)) {
+			t.Fatalf("field_%d excluded", i)
+		}
+	}
+	if len(excluded.seen) > maxExcludedNames {
+		t.Errorf("the cache holds %d names, bound %d", len(excluded.seen), maxExcludedNames)
+	}
+	for _, n := range []string{"new_password", "card-number", strings.Repeat("x", 70) + "_password"} {
+		if !Excluded(n) {
+			t.Errorf("%q not excluded once the cache is full", n)
+		}
+	}
+}
+
+func testExcluded(t *testing.T) {
+	t.Helper()
 	for _, n := range []string{"password", "user_password", "pwd", "csrf_token", "_token", "authenticity_token", "__RequestVerificationToken", "cvv", "cvc2", "card_number", "cc-number", "cc_exp", "_wpnonce"} {
 		if !Excluded(n) {
 			t.Errorf("%q not excluded", n)

@@ -88,3 +88,21 @@ func FuzzFastRU(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkNormalizePhone: a Russian number through the fast path and
+// through the library alone.
+//
+//	go test ./lead -run '^$' -bench NormalizePhone -benchmem
+func BenchmarkNormalizePhone(b *testing.B) {
+	const in = "+7 (999) 123-45-67"
+	b.Run("fast", func(b *testing.B) {
+		for b.Loop() {
+			NormalizePhone(in, "")
+		}
+	})
+	b.Run("library", func(b *testing.B) {
+		for b.Loop() {
+			parsePhone(in, "RU")
+		}
+	})
+}

@@ -15,7 +15,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding/htmlindex"
@@ -88,38 +87,9 @@ var excludedName = regexp.MustCompile(`(?i)(^|[^a-z])(pass(word|wd)?|pwd|csrf|xs
 
 // Excluded reports whether a field name is one that is never captured:
 // passwords, card data, CSRF tokens.
-func Excluded(name string) bool {
-	if len(name) > maxExcludedKey {
-		return excludedName.MatchString(name)
-	}
-	excluded.RLock()
-	v, ok := excluded.seen[name]
-	excluded.RUnlock()
-	if ok {
-		return v
-	}
-	v = excludedName.MatchString(name)
-	excluded.Lock()
-	if len(excluded.seen) < maxExcludedNames {
-		excluded.seen[name] = v
-	}
-	excluded.Unlock()
-	return v
-}
+func Excluded(name string) bool { return excluded.get(name) }
 
-// excluded remembers the answer for the field names a site's forms use
-// (the same few on every post), so the regexp runs once per name; at most
-// maxExcludedNames names of up to maxExcludedKey bytes, after which new
-// names are matched every time.
-var excluded = struct {
-	sync.RWMutex
-	seen map[string]bool
-}{seen: map[string]bool{}}
-
-const (
-	maxExcludedNames = 4096
-	maxExcludedKey   = 64
-)
+var excluded = newNameMemo(excludedName.MatchString)
 
 var cardLike = regexp.MustCompile(`^[0-9][0-9 -]{11,22}[0-9]$`)
 

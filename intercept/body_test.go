@@ -167,13 +167,13 @@ func TestExcluded(t *testing.T) {
 		testExcluded(t)
 	}
 	// Past the cache's bound, names are still matched, not all allowed.
-	for i := range maxExcludedNames + 10 {
+	for i := range memoMaxNames + 10 {
 		if Excluded(fmt.Sprintf("field_%d", i)) {
 			t.Fatalf("field_%d excluded", i)
 		}
 	}
-	if len(excluded.seen) > maxExcludedNames {
-		t.Errorf("the cache holds %d names, bound %d", len(excluded.seen), maxExcludedNames)
+	if n := excluded.len(); n > memoMaxNames {
+		t.Errorf("the cache holds %d names, bound %d", n, memoMaxNames)
 	}
 	for _, n := range []string{"new_password", "card-number", strings.Repeat("x", 70) + "_password"} {
 		if !Excluded(n) {

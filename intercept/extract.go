@@ -3,7 +3,6 @@ package intercept
 import (
 	"regexp"
 	"strings"
-	"sync"
 
 	"github.com/leadproxy/leadproxy/lead"
 )
@@ -20,38 +19,18 @@ var autoNames = []struct {
 }
 
 // AutoRole returns the main role a field name suggests, or "".
-// A site's forms use a handful of names, so answers are remembered (up to
-// autoRoleCacheMax names: the names come from visitors, the memory must not).
-// Without it the regexps were 4 % of Caddy's CPU under captured-POST load.
-func AutoRole(name string) string {
-	autoRoleMu.RLock()
-	role, ok := autoRoleCache[name]
-	autoRoleMu.RUnlock()
-	if ok {
-		return role
-	}
+// Answers are remembered per name (nameMemo): without that the regexps
+// were 4 % of Caddy's CPU under captured-POST load.
+func AutoRole(name string) string { return autoRoles.get(name) }
+
+var autoRoles = newNameMemo(func(name string) string {
 	for _, a := range autoNames {
 		if a.re.MatchString(name) {
-			role = a.role
-			break
+			return a.role
 		}
 	}
-	if len(name) <= 64 {
-		autoRoleMu.Lock()
-		if len(autoRoleCache) < autoRoleCacheMax {
-			autoRoleCache[strings.Clone(name)] = role // not a slice of the body
-		}
-		autoRoleMu.Unlock()
-	}
-	return role
-}
-
-const autoRoleCacheMax = 4096
-
-var (
-	autoRoleMu    sync.RWMutex
-	autoRoleCache = map[string]string{}
-)
+	return ""
+})
 
 // Input is what a submission carried: the form's fields (from the body or
 // the script's report) and the values computed in the browser (marker

@@ -164,14 +164,11 @@ func TestAutoRoleCache(t *testing.T) {
 			}
 		}
 	}
-	for i := 0; i < 2*autoRoleCacheMax; i++ {
+	for i := 0; i < 2*memoMaxNames; i++ {
 		AutoRole(fmt.Sprintf("field_%d", i))
 	}
-	autoRoleMu.RLock()
-	n := len(autoRoleCache)
-	autoRoleMu.RUnlock()
-	if n > autoRoleCacheMax {
-		t.Errorf("cache holds %d names, bound is %d", n, autoRoleCacheMax)
+	if n := autoRoles.len(); n > memoMaxNames {
+		t.Errorf("cache holds %d names, bound is %d", n, memoMaxNames)
 	}
 	if got := AutoRole("contact_phone"); got != RolePhone {
 		t.Errorf("past the bound: AutoRole(contact_phone) = %q", got)

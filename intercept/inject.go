@@ -453,7 +453,6 @@ func (iw *injector) scanHeld(data []byte, fresh int) pageVerdict {
 		switch {
 		case found == cacheHit:
 			iw.scan = iw.cached.scan
-			c.hits.Add(1)
 			iw.cfg.scanned(true)
 			return iw.cached.verdict
 		case found == cacheMore && len(data) < iw.limit:

@@ -27,8 +27,7 @@ import (
 type VerdictCache struct {
 	seed  maphash.Seed
 	paths atomic.Int32
-	hits  atomic.Int64 // verdicts the cache gave, for the tests
-	m     sync.Map     // path → *cachedVerdict
+	m     sync.Map // path → *cachedVerdict
 }
 
 // Bounds of a VerdictCache.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -92,22 +93,33 @@ func mutate(r *rand.Rand, page []byte) []byte {
 // TestVerdictCacheChangesNothing: a page served again, and the same page with
 // one byte changed anywhere, give through a primed cache exactly the output
 // and result they give without one; many pages served again are hits.
+// cachedConfig is an InjectConfig with a VerdictCache, and the count of
+// verdicts the cache gave (OnScan, as the metric counts them).
+func cachedConfig() (InjectConfig, *atomic.Int64) {
+	n := new(atomic.Int64)
+	return InjectConfig{Verdicts: NewVerdictCache(), OnScan: func(cached bool) {
+		if cached {
+			n.Add(1)
+		}
+	}}, n
+}
+
 func TestVerdictCacheChangesNothing(t *testing.T) {
 	r := rand.New(rand.NewSource(7))
 	csps := []string{"", "script-src 'nonce-abc'", "script-src 'nonce-xyz'"}
 	var served, hits, mutants int
 	for i, page := range cacheCorpus(t, r, 2000) {
-		cfg := InjectConfig{Verdicts: NewVerdictCache()}
+		cfg, fromCache := cachedConfig()
 		path := fmt.Sprintf("/p%d", i%5)
 		c := cacheCase{page: page, charset: r.Intn(2) == 0, csp: csps[r.Intn(3)]}
 		if r.Intn(3) == 0 {
 			c.chunk = 1 + r.Intn(len(page)+1)
 		}
 		sameWithCache(t, cfg, path, c) // primes
-		before := cfg.Verdicts.hits.Load()
+		before := fromCache.Load()
 		sameWithCache(t, cfg, path, c) // the same page again
 		served++
-		hits += int(cfg.Verdicts.hits.Load() - before)
+		hits += int(fromCache.Load() - before)
 		reps := 6
 		if len(page) > VerdictCacheExact {
 			reps = 200 // many changes past the bytes compared as they are
@@ -137,25 +149,24 @@ func TestVerdictCacheChangesNothing(t *testing.T) {
 // TestVerdictCacheBodyChanges: only the bytes the scan read must match: a
 // page with the same head and another body is a hit.
 func TestVerdictCacheBodyChanges(t *testing.T) {
-	cfg := InjectConfig{Verdicts: NewVerdictCache()}
+	cfg, fromCache := cachedConfig()
 	head := "<!DOCTYPE html><html><head><title>Окна</title></head>\n<body>\n<main>"
 	sameWithCache(t, cfg, "/", cacheCase{page: []byte(head + "first body</main></body></html>")})
 	if res := sameWithCache(t, cfg, "/", cacheCase{page: []byte(head + "another, longer body</main></body></html>")}); res != InjectResultInjected {
 		t.Fatalf("result %s", res)
 	}
-	if cfg.Verdicts.hits.Load() != 1 {
-		t.Fatalf("%d hits, want 1", cfg.Verdicts.hits.Load())
+	if fromCache.Load() != 1 {
+		t.Fatalf("%d hits, want 1", fromCache.Load())
 	}
 	// A byte changed inside the head: scanned again.
 	sameWithCache(t, cfg, "/", cacheCase{page: []byte(strings.Replace(head, "Окна", "Двери", 1) + "</main>")})
-	if cfg.Verdicts.hits.Load() != 1 {
+	if fromCache.Load() != 1 {
 		t.Fatalf("a changed head was a hit")
 	}
 }
 
-// TestVerdictCacheBounds: at most VerdictCacheMaxPaths paths; heads longer
-// than VerdictCacheMaxPrefix, verdicts that needed the end of the body or
-// more than the first write are not kept.
+// TestVerdictCacheBounds: at most VerdictCacheMaxPaths paths; a verdict that
+// needed the end of the body is not kept.
 func TestVerdictCacheBounds(t *testing.T) {
 	count := func(c *VerdictCache) (n int) {
 		c.m.Range(func(any, any) bool { n++; return true })
@@ -188,17 +199,17 @@ func TestVerdictCacheBounds(t *testing.T) {
 func TestVerdictCacheLongHead(t *testing.T) {
 	head := "<!DOCTYPE html><html><head><style>" + strings.Repeat("p { color: red }\n", 1000) + "</style>"
 	page := []byte(head + "<title>x</title></head><body>" + strings.Repeat("<p>body</p>", 100))
-	cfg := InjectConfig{Verdicts: NewVerdictCache()}
+	cfg, fromCache := cachedConfig()
 	for _, chunk := range []int{0, 1000, 4096, 5000, 0} {
 		sameWithCache(t, cfg, "/", cacheCase{page: page, chunk: chunk})
 	}
-	if h := cfg.Verdicts.hits.Load(); h != 4 {
+	if h := fromCache.Load(); h != 4 {
 		t.Fatalf("%d hits, want 4", h)
 	}
 	changed := bytes.Clone(page)
 	changed[len(head)+2] = 'T' // <Title>: the same tokens, other bytes
 	sameWithCache(t, cfg, "/", cacheCase{page: changed, chunk: 3000})
-	if h := cfg.Verdicts.hits.Load(); h != 4 {
+	if h := fromCache.Load(); h != 4 {
 		t.Fatalf("a head that differs past the exact bytes was a hit")
 	}
 }
@@ -225,7 +236,7 @@ func FuzzVerdictCache(f *testing.F) {
 // out as without the cache (run with -race).
 func TestVerdictCacheConcurrent(t *testing.T) {
 	pages := cacheCorpus(t, rand.New(rand.NewSource(3)), 40)
-	cfg := InjectConfig{Verdicts: NewVerdictCache()}
+	cfg, fromCache := cachedConfig()
 	t.Run("group", func(t *testing.T) {
 		for g := range 8 {
 			t.Run(fmt.Sprint(g), func(t *testing.T) {
@@ -242,7 +253,7 @@ func TestVerdictCacheConcurrent(t *testing.T) {
 			})
 		}
 	})
-	t.Logf("%d hits", cfg.Verdicts.hits.Load())
+	t.Logf("%d hits", fromCache.Load())
 }
 
 // TestVerdictCacheOnScan: OnScan says, once per page read to a verdict,

@@ -39,8 +39,9 @@ func parsePhone(raw, region string) string {
 }
 
 // fastRU normalises the forms nearly every Russian visitor types, the
-// library's answer without the library's cost (about 17 µs and 20
-// allocations a number, most of it an extension regexp): digits with
+// library's answer without the library's cost (16–19 µs and 34 allocations
+// a number, most of it an extension regexp, against under 0.1 µs and one;
+// BenchmarkNormalizePhone): digits with
 // spaces, hyphens and parentheses between them, as
 //
 //	+7 and 10 digits            any national number

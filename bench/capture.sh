@@ -19,7 +19,12 @@
 #
 # Needs: go, wrk, curl; perf for leads per fsync.
 # Knobs (environment): DURATION=5s CONNS=64 THREADS=2 ROUNDS=3
-#   PORT_BASE=18500 KEEP=1 (keep the work folder) NICE=-10 (priority, root).
+#   PORT_BASE=18500 KEEP=1 (keep the work folder) NICE=-10 (priority, root)
+#   ABLATE=nocapture|nostore|nosync: measure a build that skips a part of
+#     capture (caddymodule/ablate_on.go; -tags leadproxy_ablate, never a
+#     release build): nocapture reads no post, nostore does everything but
+#     store the lead, nosync stores without fsync. The ratio against the
+#     normal run is what that part costs.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -58,8 +63,14 @@ for p in $UP $CAPTURED $PLAIN $ADMIN $UP_ADMIN; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then die "port $p is in use (set PORT_BASE)"; fi
 done
 
-log "building leadproxy Caddy (./cmd/caddy)"
-go build -o "$WORK/caddy" ./cmd/caddy
+TAGS=()
+case "${ABLATE:-}" in
+"") ;;
+nocapture | nostore | nosync) TAGS=(-tags leadproxy_ablate) ;;
+*) die "ABLATE=$ABLATE: want nocapture, nostore or nosync" ;;
+esac
+log "building leadproxy Caddy (./cmd/caddy${ABLATE:+, ablation $ABLATE})"
+go build "${TAGS[@]}" -o "$WORK/caddy" ./cmd/caddy
 
 cat >"$WORK/up/Caddyfile" <<EOF
 {
@@ -91,7 +102,7 @@ http://127.0.0.1:$PLAIN {
 EOF
 
 start() { # name; sets STARTED to the pid
-	XDG_DATA_HOME="$WORK/$1/data" XDG_CONFIG_HOME="$WORK/$1/config" HOME="$WORK/$1" \
+	LEADPROXY_ABLATE="${ABLATE:-}" XDG_DATA_HOME="$WORK/$1/data" XDG_CONFIG_HOME="$WORK/$1/config" HOME="$WORK/$1" \
 		"$WORK/caddy" run --config "$WORK/$1/Caddyfile" --adapter caddyfile >"$WORK/$1/log" 2>&1 &
 	STARTED=$!
 	PIDS+=("$STARTED")
@@ -190,4 +201,4 @@ echo "| plain reverse_proxy | captured (leadproxy) | ratio | leads per fsync | c
 echo "|---|---|---|---|---|---|"
 echo "| $plain req/s | $cap req/s | $ratio× | $per_sync | $sum_n / $((leads1 - leads0)) | $((sum_pus / ROUNDS)) / $((sum_cus / ROUNDS)) µs |"
 echo
-echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds, unique phone per POST; load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs"
+echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds, unique phone per POST;${ABLATE:+ ABLATION $ABLATE (not a release build);} load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs"

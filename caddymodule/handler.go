@@ -277,6 +277,9 @@ func (hd *Handler) match(r *http.Request) (rule *intercept.Rule, mech string, m 
 }
 
 func (hd *Handler) capture(w http.ResponseWriter, r *http.Request) {
+	if ablation == "nocapture" {
+		return
+	}
 	rule, mech, marker, candidates := hd.match(r)
 	if marker != nil {
 		intercept.ExpireMarker(w, r) // one marker, one post
@@ -374,7 +377,14 @@ func (hd *Handler) storeFor(ctx context.Context, r *http.Request, l *lead.Lead, 
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	ctx, end := startCaptureSpan(ctx, r, l)
-	stored, dup, err := hd.app.Capture(ctx, l, dests)
+	var stored *lead.Lead
+	var dup bool
+	var err error
+	if ablation == "nostore" {
+		l.ID, stored = lead.NewID(time.Now()), l
+	} else {
+		stored, dup, err = hd.app.Capture(ctx, l, dests)
+	}
 	end(err)
 	if err != nil {
 		countCaptureFailure("store")

@@ -108,7 +108,7 @@ func Open(opts Options) (*Store, error) {
 	db, err := nutsdb.Open(nutsdb.DefaultOptions,
 		nutsdb.WithDir(dir),
 		nutsdb.WithSegmentSize(opts.SegmentSize),
-		nutsdb.WithSyncEnable(true),
+		nutsdb.WithSyncEnable(syncCommits),
 		nutsdb.WithRWMode(nutsdb.FileIO),
 		nutsdb.WithEntryIdxMode(nutsdb.HintKeyAndRAMIdxMode),
 		// Merged files are removed while their descriptors stay cached

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"hash/maphash"
 	"sync"
-	"sync/atomic"
 )
 
 // VerdictCache remembers, per request path, how the scan of the last page
@@ -25,9 +24,9 @@ import (
 // token, a user's name) misses and is scanned as usual. At most
 // VerdictCacheMaxPaths paths are kept, in memory only: 4 MiB at worst.
 type VerdictCache struct {
-	seed  maphash.Seed
-	paths atomic.Int32
-	m     sync.Map // path → *cachedVerdict
+	seed maphash.Seed
+	mu   sync.RWMutex
+	m    map[string]*cachedVerdict // by path
 }
 
 // Bounds of a VerdictCache.
@@ -66,16 +65,19 @@ const (
 
 // NewVerdictCache returns an empty cache, to share between the responses of
 // one InjectConfig.
-func NewVerdictCache() *VerdictCache { return &VerdictCache{seed: maphash.MakeSeed()} }
+func NewVerdictCache() *VerdictCache {
+	return &VerdictCache{seed: maphash.MakeSeed(), m: map[string]*cachedVerdict{}}
+}
 
 // entry returns the remembered page of path if it was scanned under the
 // same headers as s, or nil.
 func (c *VerdictCache) entry(path string, s *pageScan) *cachedVerdict {
-	v, ok := c.m.Load(path)
-	if !ok {
+	c.mu.RLock()
+	e := c.m[path]
+	c.mu.RUnlock()
+	if e == nil {
 		return nil
 	}
-	e := v.(*cachedVerdict)
 	if e.scan.headerNonce != s.headerNonce || e.scan.charsetHeader != s.charsetHeader || e.scan.src != s.src {
 		return nil
 	}
@@ -108,15 +110,20 @@ func (c *VerdictCache) remember(path string, data []byte, s *pageScan, v pageVer
 		return
 	}
 	n := min(len(data), s.read)
-	if _, known := c.m.Load(path); !known {
-		if c.paths.Add(1) > VerdictCacheMaxPaths {
-			c.paths.Add(-1)
-			return
-		}
+	c.mu.RLock()
+	_, known := c.m[path]
+	full := len(c.m) >= VerdictCacheMaxPaths
+	c.mu.RUnlock()
+	if full && !known {
+		return
 	}
 	e := &cachedVerdict{n: n, exact: bytes.Clone(data[:min(n, VerdictCacheExact)]), scan: *s, verdict: v}
 	if n > len(e.exact) {
 		e.sum = maphash.Bytes(c.seed, data[:n])
 	}
-	c.m.Store(path, e)
+	c.mu.Lock()
+	if _, known := c.m[path]; known || len(c.m) < VerdictCacheMaxPaths {
+		c.m[path] = e
+	}
+	c.mu.Unlock()
 }

@@ -139,17 +139,7 @@ func startHardened(t *testing.T, tmpl string, vars map[string]string, o hardOpts
 			t.Logf("caddy log:\n%s", tail(c.logs.String(), 6000))
 		}
 	})
-	waitFor(t, "caddy's admin endpoint", 60*time.Second, func() bool {
-		if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid)); bytes.Contains(st, []byte(") Z ")) {
-			t.Fatalf("caddy exited:\n%s", tail(c.logs.String(), 4000))
-		}
-		resp, err := http.Get(c.Admin + "/config/")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	c.waitServing(0)
 	return c
 }
 

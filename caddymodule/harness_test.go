@@ -177,25 +177,32 @@ func (c *caddyProc) start(tmpl string) {
 	c.cmd = exec.Command(caddyBin, "run", "--config", cfg, "--adapter", "caddyfile")
 	c.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(c.dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(c.dir, "config"), "HOME="+c.dir)
 	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
+	before := strings.Count(c.logs.String(), servingMsg) // a restart appends to the same log
 	if err := c.cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(c.Admin + "/leadproxy/stats")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("caddy did not come up: %v\n%s", err, tail(c.logs.String(), 4000))
-		}
-		if c.cmd.ProcessState != nil {
+	c.waitServing(before)
+}
+
+// servingMsg is what `caddy run` logs once its config is loaded and every
+// app started, the sites listening included.
+const servingMsg = `"msg":"serving initial configuration"`
+
+// waitServing waits for the process's servingMsg number before+1. The admin
+// endpoint answers earlier, while the sites may not listen yet: a request
+// sent then is refused.
+func (c *caddyProc) waitServing(before int) {
+	c.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for strings.Count(c.logs.String(), servingMsg) <= before {
+		if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid)); bytes.Contains(st, []byte(") Z ")) {
 			c.t.Fatalf("caddy exited:\n%s", tail(c.logs.String(), 4000))
 		}
-		time.Sleep(50 * time.Millisecond)
+		if time.Now().After(deadline) {
+			c.cmd.Process.Kill()
+			c.t.Fatalf("caddy did not start serving its config:\n%s", tail(c.logs.String(), 4000))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

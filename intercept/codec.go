@@ -1,0 +1,287 @@
+package intercept
+
+// The codec of an encoded page: a gzip, br or zstd body is decoded by a
+// goroutine (decodePump) that runs only while the handler's goroutine waits
+// for it, and an injected page is encoded again with the same coding.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+// contentCoding maps Content-Encoding to a coding we can undo and redo.
+func contentCoding(values []string) (string, bool) {
+	coding := ""
+	for _, v := range values {
+		for _, c := range strings.Split(v, ",") {
+			c = strings.ToLower(strings.TrimSpace(c))
+			if c == "" || c == "identity" {
+				continue
+			}
+			if coding != "" {
+				return "", false // stacked codings: not worth undoing
+			}
+			coding = c
+		}
+	}
+	switch coding {
+	case "", "br", "zstd":
+		return coding, true
+	case "gzip", "x-gzip":
+		return "gzip", true
+	}
+	return "", false
+}
+
+// writeEncoded takes body bytes of a response with a Content-Encoding.
+func (iw *injector) writeEncoded(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 && iw.state != injectPass {
+		c := p
+		if iw.state == injectHold {
+			room := iw.limit - len(iw.raw)
+			if room == 0 {
+				// The budget for encoded bytes is spent: decide on what is decoded.
+				if err := iw.settle(iw.scan.force(), iw.held, false); err != nil {
+					return 0, err
+				}
+				continue
+			}
+			c = p[:min(room, len(p))]
+			iw.raw = append(iw.raw, c...)
+			iw.peakRaw = max(iw.peakRaw, len(iw.raw))
+		}
+		p = p[len(c):]
+		if err := iw.pump.feed(c); err != nil {
+			if err := iw.decodeFailed(err); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if iw.state == injectPass {
+		iw.stopPump() // a verdict passed the held encoded bytes on
+		if len(p) > 0 {
+			if _, err := iw.w.Write(p); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// decodeFailed handles a body that does not decode: untouched while nothing
+// of ours went out, otherwise an error that leaves the re-encoded stream
+// unterminated, so the client sees a broken transfer and not a short page.
+func (iw *injector) decodeFailed(err error) error {
+	iw.pump = nil // it has stopped
+	if iw.state == injectPass {
+		return nil // a verdict already passed the encoded bytes on, as they are
+	}
+	iw.result = InjectResultError
+	if iw.state == injectHold {
+		iw.state = injectPass
+		iw.w.WriteHeader(iw.status)
+		_, werr := iw.w.Write(iw.raw)
+		iw.held, iw.raw = nil, nil
+		return werr
+	}
+	iw.err = fmt.Errorf("inject: decode %s body: %w", iw.coding, err)
+	return iw.err
+}
+
+// sinkDecoded receives the decoder's output, on the pump's goroutine while
+// the handler's goroutine waits for it.
+func (iw *injector) sinkDecoded(p []byte) error {
+	switch iw.state {
+	case injectHold:
+		return iw.absorb(p)
+	case injectStream:
+		_, err := iw.out.Write(p)
+		return err
+	}
+	return nil
+}
+
+func (iw *injector) stopPump() {
+	if iw.pump != nil {
+		_ = iw.pump.close() // its remaining output is dropped: the encoded bytes passed
+		iw.pump = nil
+	}
+}
+
+// bodyEncoder re-encodes an injected body with the upstream's coding.
+type bodyEncoder interface {
+	io.Writer
+	Flush() error
+	Close() error
+}
+
+func newBodyEncoder(coding string, w io.Writer) bodyEncoder {
+	switch coding {
+	case "br":
+		return brotli.NewWriterLevel(w, 5)
+	case "zstd":
+		// Caddy's encode settings: small window, one goroutine.
+		z, _ := zstd.NewWriter(w, zstd.WithWindowSize(128<<10), zstd.WithEncoderConcurrency(1),
+			zstd.WithZeroFrames(true))
+		return z
+	}
+	z, _ := gzip.NewWriterLevel(w, gzip.DefaultCompression)
+	return z
+}
+
+func newBodyDecoder(coding string, r io.Reader) (io.ReadCloser, error) {
+	switch coding {
+	case "br":
+		return io.NopCloser(brotli.NewReader(r)), nil
+	case "zstd":
+		// 8 MiB is the window HTTP zstd allows (RFC 9659); larger is refused.
+		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(8<<20))
+		if err != nil {
+			return nil, err
+		}
+		return d.IOReadCloser(), nil
+	}
+	return gzip.NewReader(r)
+}
+
+var errTrailingData = errors.New("data after the end of the encoded stream")
+
+// decodePump runs a pull decoder over pushed writes. Its goroutine works
+// only between feed (or close) and its return, so the injector's state is
+// never touched by two goroutines at once.
+type decodePump struct {
+	ctx  context.Context
+	in   chan []byte   // handler → pump: the next chunk; closed at the end
+	idle chan struct{} // pump → handler: chunk consumed, waiting for more
+	done chan struct{} // closed when the pump has stopped; err is set then
+	err  error
+
+	cur       []byte
+	owed      bool // a chunk was taken and its idle not yet sent
+	abandoned bool // the request ended without close
+}
+
+func startPump(ctx context.Context, coding string, sink func([]byte) error) *decodePump {
+	p := &decodePump{ctx: ctx, in: make(chan []byte), idle: make(chan struct{}), done: make(chan struct{})}
+	go p.run(coding, sink)
+	return p
+}
+
+func (p *decodePump) run(coding string, sink func([]byte) error) {
+	defer close(p.done)
+	dec, err := newBodyDecoder(coding, p)
+	if err != nil {
+		p.err = err
+		return
+	}
+	defer dec.Close()
+	bp := injectBufs.Get().(*[]byte)
+	defer injectBufs.Put(bp)
+	for {
+		n, rerr := dec.Read(*bp)
+		if p.abandoned {
+			p.err = context.Canceled
+			return
+		}
+		if n > 0 {
+			if err := sink((*bp)[:n]); err != nil {
+				p.err = err
+				return
+			}
+		}
+		if rerr == io.EOF {
+			p.err = p.drain()
+			return
+		}
+		if rerr != nil {
+			p.err = rerr
+			return
+		}
+	}
+}
+
+// drain checks that nothing follows the encoded stream's end.
+func (p *decodePump) drain() error {
+	var one [1]byte
+	for {
+		n, err := p.Read(one[:])
+		if n > 0 {
+			return errTrailingData
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// Read is the decoder's input, on the pump's goroutine.
+func (p *decodePump) Read(b []byte) (int, error) {
+	for len(p.cur) == 0 {
+		if p.owed {
+			p.owed = false
+			select {
+			case p.idle <- struct{}{}:
+			case <-p.ctx.Done():
+				p.abandoned = true
+				return 0, p.ctx.Err()
+			}
+		}
+		select {
+		case c, ok := <-p.in:
+			if !ok {
+				return 0, io.EOF
+			}
+			p.cur, p.owed = c, true
+		case <-p.ctx.Done():
+			p.abandoned = true
+			return 0, p.ctx.Err()
+		}
+	}
+	n := copy(b, p.cur)
+	p.cur = p.cur[n:]
+	return n, nil
+}
+
+// feed hands c to the decoder and waits until all of it is consumed.
+func (p *decodePump) feed(c []byte) error {
+	if len(c) == 0 {
+		return nil
+	}
+	select {
+	case p.in <- c:
+	case <-p.done:
+		return p.stopped()
+	}
+	select {
+	case <-p.idle:
+		return nil
+	case <-p.done:
+		return p.stopped()
+	}
+}
+
+func (p *decodePump) stopped() error {
+	if p.err == nil {
+		return errTrailingData // the stream ended and c was not wanted
+	}
+	return p.err
+}
+
+// close ends the input and waits for the decoder to finish.
+func (p *decodePump) close() error {
+	close(p.in)
+	<-p.done
+	return p.err
+}

@@ -70,7 +70,7 @@ MEASURE=()
 [ "$BASE" = 1 ] && MEASURE+=(img html)
 for s in $SHAPES; do
 	[ -n "${SHAPE_KEYS[$s]:-}" ] || die "unknown shape $s in SHAPES (wp wpnonce csrf gzip)"
-	MEASURE+=(${SHAPE_KEYS[$s]})
+	[[ " ${MEASURE[*]} " == *" ${SHAPE_KEYS[$s]%% *} "* ]] || MEASURE+=(${SHAPE_KEYS[$s]})
 done
 has_shape() { [[ " $SHAPES " == *" $1 "* ]]; }
 [ "${#MEASURE[@]}" -gt 0 ] || die "nothing to measure (BASE=0 and SHAPES empty)"
@@ -387,8 +387,11 @@ page_value() { # shape: the per-request value of the page just fetched
 }
 for m in wp wpnonce csrf; do
 	has_shape "$m" || continue
-	seen=" "
-	for t in caddy leadproxy caddy; do # Caddy twice: the value must be new on every request
+	seen=" " TAGOK[$m]=1 TAGNOTE[$m]=once
+	[ "$m" = wpnonce ] && TAGNOTE[$m]="once, with the response's CSP nonce"
+	# Twice each: the value must be new on every request, and leadproxy's tag
+	# must carry the nonce of its own response, not one it saw before.
+	for t in caddy leadproxy caddy leadproxy; do
 		out=$(fetch_page "$t" "${SRC[$m]}" "$BROWSER_AE")
 		read -r _ coding <<<"$out"
 		[ "$coding" = identity ] || die "$t: /${SRC[$m]} came $coding; the upstream sends it uncompressed"
@@ -406,17 +409,15 @@ for m in wp wpnonce csrf; do
 		fi
 		want_tag=$TAG
 		[ "$m" = wpnonce ] && want_tag="<script src=\"/_leadproxy/c.js\" defer nonce=\"$v\"></script>"
+		[ "${TAGOK[$m]}" = 1 ] || continue # the first failure is the one reported
 		if [ "$tag" = none ]; then
 			TAGNOTE[$m]="**not injected**" TAGOK[$m]=0
-		elif [ "$tag" = "$want_tag" ]; then
-			TAGNOTE[$m]="once" TAGOK[$m]=1
-			[ "$m" = wpnonce ] && TAGNOTE[$m]="once, with the response's CSP nonce"
-		else
+		elif [ "$tag" != "$want_tag" ]; then
 			TAGNOTE[$m]="**wrong tag** \`$tag\`" TAGOK[$m]=0
-			[ "$m" = wpnonce ] && TAGNOTE[$m]="**once, without the response's CSP nonce** (\`$tag\`)"
+			[ "$m" = wpnonce ] && TAGNOTE[$m]="**without its response's CSP nonce** (\`$tag\`, the CSP's: $v)"
 		fi
-		log "$m: leadproxy's page: ${TAGNOTE[$m]}"
 	done
+	log "$m: leadproxy's page: ${TAGNOTE[$m]}"
 done
 # gzip: the 60 KB page, identity (/page60k.html) and gzipped (/gz/), through
 # the sites without and with `encode`, for three visitors' Accept-Encoding;
@@ -654,7 +655,7 @@ head_bytes() { LC_ALL=C grep -bo '</head>' "$1" | head -n1 | cut -d: -f1; }
 declare -A SHAPE_NAME=(
 	[html]="50 KB landing page, small head, static (the rows above)"
 	[wp]="WordPress-shaped, $(kb "$(head_bytes "$WORK/www/wp.html")") KB head of $(kb "$(stat -c %s "$WORK/www/wp.html")") KB, static"
-	[wpnonce]="the same with a per-request CSP nonce on its scripts"
+	[wpnonce]="the same WordPress-shaped head, per-request CSP nonce on its scripts"
 	[csrf]="$(kb "$(stat -c %s "$WORK/www/csrf/page50k.html")") KB page, small head with a per-request CSRF \`<meta>\`"
 	[gz]="60 KB page, gzip upstream, site without \`encode\`"
 	[gzenc]="60 KB page, gzip upstream, site with \`encode\`"
@@ -690,6 +691,7 @@ if [ "${#SHAPES}" -gt 0 ]; then
 		case $m in gz | gzenc) [[ "$bytes" == *FAIL* ]] && BYTES_OK=0 ;; esac
 		read -r tot inj cache tok <<<"${MET[$m]}"
 		counts="$(pct "$inj" "$tot") of $tot; $(pct "$cache" $((cache + tok))) of $((cache + tok)) scans"
+		[ $((cache + tok)) -gt 0 ] || counts="$(pct "$inj" "$tot") of $tot; no scan counted"
 		verdict=pass
 		[ "$rm" = pass ] && [ "$cm" = pass ] && [ "$BYTES_OK" = 1 ] && [ "${TAGOK[$m]}" = 1 ] || verdict="**FAIL**"
 		echo "| ${SHAPE_NAME[$m]} | ${rr}× ($(med "$WORK/rps.$m.leadproxy" %.0f) vs $(med "$WORK/rps.$m.caddy" %.0f)/s) $rm" \

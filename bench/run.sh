@@ -17,7 +17,8 @@
 # (bench/wppage.awk), static (wp) and with a per-request CSP nonce on its
 # scripts (wpnonce); a small head with a per-request CSRF <meta> (csrf); a
 # 60 KB page from an upstream that gzips, through site blocks without and
-# with `encode` (gzip), with the bytes each visitor's Accept-Encoding gets.
+# with `encode` (gzip), with the bytes each visitor's Accept-Encoding gets
+# (and, in the bytes table only, from upstreams that send br or zstd).
 # The per-request values come from the upstream nginx (sub_filter with
 # $request_id), so leadproxy's verdict cache misses on every request.
 # It prints a markdown table of ratios against Caddy reverse_proxy, one of
@@ -26,7 +27,8 @@
 #
 # Needs: go, nginx (with the sub module, as Debian's), wrk, curl (with
 # gzip, brotli and zstd, as Debian's).
-#   apt-get update && apt-get install -y nginx wrk curl
+#   apt-get update && apt-get install -y nginx wrk curl brotli zstd
+# (brotli and zstd only make the br and zstd upstreams of the bytes table.)
 # Knobs (environment): DURATION=2s CONNS=8 ROUNDS=5 TTFB_N=101 RSS_CONC=4
 #   RSS_ROUNDS=2 PORT_BASE=18400 KEEP=1 (keep the work folder) NICE=-10 (priority)
 #   SHAPES="wp wpnonce csrf gzip" (the page shapes to run; "" for none)
@@ -164,6 +166,24 @@ LC_ALL=C awk -v nonce=1 -f "$ROOT/bench/wppage.awk" >"$WORK/www/nonce/wp.html"
 genpage 51200 '<meta name="csrf-param" content="authenticity_token">\n<meta name="csrf-token" content="NONCE_VALUE">\n' '<input type="hidden" name="authenticity_token" value="NONCE_VALUE">' >"$WORK/www/csrf/page50k.html"
 genpage 61440 >"$WORK/www/page60k.html"
 cp "$WORK/www/page60k.html" "$WORK/www/gz/page60k.html"
+# For the bytes table, the same page precompressed for an upstream that sends
+# br or zstd to visitors who accept it: each at its nginx module's default
+# level (ngx_brotli's brotli_comp_level 6, zstd-nginx-module's 1), as an
+# upstream compressing on the fly would.
+UP_CODINGS=(identity gzip)
+UP_MISSING=""
+declare -A UP_PATH=([identity]=page60k.html [gzip]=gz/page60k.html [br]=br/page60k.html [zstd]=zst/page60k.html)
+if has_shape gzip; then
+	mkdir -p "$WORK/www/br" "$WORK/www/zst"
+	cp "$WORK/www/page60k.html" "$WORK/www/br/page60k.html"
+	cp "$WORK/www/page60k.html" "$WORK/www/zst/page60k.html"
+	if command -v brotli >/dev/null; then
+		brotli -q 6 -c "$WORK/www/page60k.html" >"$WORK/www/br/page60k.html.br" && UP_CODINGS+=(br)
+	else UP_MISSING="$UP_MISSING br (no brotli command: apt-get install -y brotli)"; fi
+	if command -v zstd >/dev/null; then
+		zstd -q -1 -c "$WORK/www/page60k.html" >"$WORK/www/zst/page60k.html.zst" && UP_CODINGS+=(zstd)
+	else UP_MISSING="$UP_MISSING zstd (no zstd command: apt-get install -y zstd)"; fi
+fi
 
 # --- servers ----------------------------------------------------------------
 NGINX_USER=""
@@ -201,8 +221,16 @@ PROXY_LOC='proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connec
 # answers uncompressed). These three answer from memory, as a dynamic
 # upstream does, without sendfile: with sendfile and tcp_nopush on, nginx
 # corked the end of every filtered response until the client's delayed ACK,
-# 40 ms, and the upstream, not the proxy, set the pace.
-nginx_conf up 1 "server { listen 127.0.0.1:$UP; root $WORK/www;
+# 40 ms, and the upstream, not the proxy, set the pace. /br/ and /zst/ send
+# the precompressed file to a request whose Accept-Encoding names br or zstd
+# (q-values aside), else the page.
+nginx_conf up 1 "map \$http_accept_encoding \$br_file { '~*(^|[ ,])br(\$|[ ,;])' .br; default ''; }
+map \$http_accept_encoding \$zst_file { '~*(^|[ ,])zstd(\$|[ ,;])' .zst; default ''; }
+map \$br_file \$br_coding { .br br; default ''; }
+map \$zst_file \$zst_coding { .zst zstd; default ''; }
+server { listen 127.0.0.1:$UP; root $WORK/www;
+	location /br/ { types { } default_type text/html; add_header Vary Accept-Encoding; add_header Content-Encoding \$br_coding; try_files \$uri\$br_file \$uri =404; }
+	location /zst/ { types { } default_type text/html; add_header Vary Accept-Encoding; add_header Content-Encoding \$zst_coding; try_files \$uri\$zst_file \$uri =404; }
 	location /nonce/ {
 		sendfile off;
 		sub_filter 'NONCE_VALUE' '\$request_id'; sub_filter_once off; sub_filter_types text/html;
@@ -419,15 +447,15 @@ for m in wp wpnonce csrf; do
 	done
 	log "$m: leadproxy's page: ${TAGNOTE[$m]}"
 done
-# gzip: the 60 KB page, identity (/page60k.html) and gzipped (/gz/), through
-# the sites without and with `encode`, for three visitors' Accept-Encoding;
-# the bytes on the wire of each (curl's size_download: the body as sent).
+# gzip: the 60 KB page, identity (/page60k.html), gzipped (/gz/) and, for the
+# bytes table, br and zstd (/br/, /zst/), through the sites without and with
+# `encode`, for three visitors' Accept-Encoding; the bytes on the wire of
+# each (curl's size_download: the body as sent).
 AE_NAMES=(all gzip none)
 declare -A AE_VALUE=([all]=$BROWSER_AE [gzip]=gzip [none]=none)
 if has_shape gzip; then
-	for up in identity gzip; do
-		path=page60k.html
-		[ "$up" = gzip ] && path=gz/page60k.html
+	for up in "${UP_CODINGS[@]}"; do
+		path=${UP_PATH[$up]}
 		for site in "" _enc; do
 			tagged=0
 			for ae in "${AE_NAMES[@]}"; do
@@ -454,7 +482,10 @@ if has_shape gzip; then
 			fi
 		done
 	done
-	[ "${CODING[gzip.gzip.caddy]}" = gzip ] || die "the upstream did not gzip /gz/page60k.html for Caddy (${CODING[gzip.gzip.caddy]})"
+	for up in "${UP_CODINGS[@]}"; do
+		[ "$up" = identity ] && continue
+		[ "${CODING[$up.all.caddy]}" = "$up" ] || die "the upstream sent /${UP_PATH[$up]} to Caddy as ${CODING[$up.all.caddy]}, not $up"
+	done
 	log "gzip: bytes on the wire measured; leadproxy's page: ${TAGNOTE[gz]} (no encode), ${TAGNOTE[gzenc]} (encode)"
 fi
 
@@ -702,10 +733,11 @@ fi
 if has_shape gzip; then
 	echo
 	echo "Bytes on the wire, the 60 KB page (${BYTES[identity.none.caddy]} B): leadproxy vs Caddy, by upstream coding, site block and the visitor's Accept-Encoding (Content-Encoding sent in brackets); target: ≤ Caddy's + ${#TAG} B."
+	echo "Upstream codings: gzip level 1 by nginx; br (quality 6) and zstd (level 1) precompressed, sent when the request's Accept-Encoding names them.${UP_MISSING:+ Not run:$UP_MISSING.}"
 	echo
 	echo "| upstream, site | Accept-Encoding: $BROWSER_AE | gzip | none |"
 	echo "|---|---|---|---|"
-	for key in identity identity_enc gzip gzip_enc; do
+	for key in $(for up in "${UP_CODINGS[@]}"; do echo "$up ${up}_enc"; done); do
 		row="| ${key%_enc} upstream, $([ "$key" = "${key%_enc}" ] && echo "no \`encode\`" || echo "\`encode\`")"
 		for ae in "${AE_NAMES[@]}"; do
 			l=${BYTES[$key.$ae.leadproxy]} c=${BYTES[$key.$ae.caddy]}

@@ -571,7 +571,7 @@ murl() { # measurement target
 # leadproxy's own counters (its metrics site): HTML responses, of them
 # injected, and heads read through the verdict cache and by the scanner.
 lp_counts() {
-	curl -sf "$(url lp_metrics metrics)" | awk '
+	{ curl -sf "$(url lp_metrics metrics)" || true; } | awk '
 		/^leadproxy_inject_total\{/ { t += $2; if ($1 ~ /result="injected"/) i += $2 }
 		/^leadproxy_inject_scans_total\{/ { if ($1 ~ /source="cache"/) c += $2; else k += $2 }
 		END { printf "%d %d %d %d\n", t, i, c, k }'

@@ -4,14 +4,16 @@
 #   LC_ALL=C awk -v nonce=1 -f bench/wppage.awk >wp-nonce.html
 #
 # What a theme + Yoast + Contact Form 7 + a page builder put out: a head of
-# about 71 KB, past leadproxy's 64 KiB DefaultMaxPrefix (Yoast's meta block with a 13 KB JSON-LD graph, 60 <link> tags:
-# stylesheets, preloads, icons, feeds, oEmbed; about 46 KB of inline CSS in
-# <style> blocks; the emoji loader, jQuery, analytics), then a body with a
-# menu, an article, a contact form and footer scripts: 117 KB in all.
+# about 71 KB, past leadproxy's 64 KiB DefaultMaxPrefix (Yoast's meta block
+# with a 13 KB JSON-LD graph, 60 <link> tags: stylesheets, preloads, icons,
+# feeds, oEmbed; about 46 KB of inline CSS in <style> blocks; the emoji
+# loader, jQuery, analytics), then a body with a menu, an article, a contact
+# form and footer scripts: 117 KB in all.
 # With nonce=1 every <script> carries nonce="NONCE_VALUE", which the upstream
 # nginx replaces with its $request_id (and sends in its CSP header).
-# Deterministic: no rand(), byte lengths under LC_ALL=C, same output on
-# mawk and gawk. Sizes are targets (HEAD_CSS, JSONLD, TOTAL below).
+# Deterministic: no rand(), lengths in bytes under LC_ALL=C (written for
+# POSIX awk; run by Debian's mawk). Sizes are targets (HEAD_CSS, JSONLD,
+# TOTAL below).
 
 function out(s) { printf "%s", s; n += length(s) }
 function script(attrs) { return "<script" attrs (nonce ? " nonce=\"NONCE_VALUE\"" : "") ">" }

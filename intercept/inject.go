@@ -398,7 +398,8 @@ func (iw *injector) absorb(p []byte) error {
 				iw.peakHeld = max(iw.peakHeld, len(iw.held))
 				return nil
 			}
-			v = iw.scan.force() // MaxPrefix reached
+			v = iw.scan.force() // MaxPrefix reached: the scan ends at the bound
+			iw.cfg.scanned(false)
 		}
 		iw.peakHeld = max(iw.peakHeld, len(data))
 		if err := iw.settle(v, data, false); err != nil {

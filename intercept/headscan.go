@@ -551,13 +551,23 @@ func commentEndsAt(data []byte, body, g int) bool {
 
 func isASCIILetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 
-func isHTMLSpace(c byte) bool {
-	switch c {
-	case ' ', '\n', '\r', '\t', '\f':
-		return true
+// Byte classes inside a tag, one table lookup per byte.
+const (
+	classSpace = 1 << iota // ' ', \n, \r, \t, \f
+	classSlash
+	classGT
+	classEq
+)
+
+var tagClass = func() (t [256]uint8) {
+	for _, c := range []byte(" \n\r\t\f") {
+		t[c] = classSpace
 	}
-	return false
-}
+	t['/'], t['>'], t['='] = classSlash, classGT, classEq
+	return t
+}()
+
+func isHTMLSpace(c byte) bool { return tagClass[c] == classSpace }
 
 // skipSpace returns the first index from i that is not whitespace.
 func skipSpace(data []byte, i int) int {
@@ -575,7 +585,7 @@ func skipSpace(data []byte, i int) int {
 func readTag(data []byte, ns int, t *headToken, attrs bool) (int, bool) {
 	n := len(data)
 	i := ns + 1
-	for i < n && !isHTMLSpace(data[i]) && data[i] != '/' && data[i] != '>' {
+	for i < n && tagClass[data[i]]&(classSpace|classSlash|classGT) == 0 {
 		i++
 	}
 	if i >= n {
@@ -593,10 +603,10 @@ func readTag(data []byte, ns int, t *headToken, attrs bool) (int, bool) {
 		// The attribute's name: an '=' as its first character belongs to it.
 		ks := i
 		i++
-		if data[ks] != '=' && (isHTMLSpace(data[ks]) || data[ks] == '/' || data[ks] == '>') {
+		if tagClass[data[ks]]&(classSpace|classSlash|classGT) != 0 {
 			i = ks
 		} else {
-			for i < n && data[i] != '=' && !isHTMLSpace(data[i]) && data[i] != '/' && data[i] != '>' {
+			for i < n && tagClass[data[i]] == 0 {
 				i++
 			}
 		}
@@ -628,7 +638,7 @@ func readTag(data []byte, ns int, t *headToken, attrs bool) (int, bool) {
 				i = ve + 1
 			default:
 				vs = i
-				for i < n && !isHTMLSpace(data[i]) && data[i] != '>' {
+				for i < n && tagClass[data[i]]&(classSpace|classGT) == 0 {
 					i++
 				}
 				if i >= n {

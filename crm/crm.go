@@ -172,6 +172,22 @@ func SingleArg(d *caddyfile.Dispenser, dst *string) error {
 	return nil
 }
 
+// IDArg reads the one argument of the current option as a positive numeric
+// id (pipeline, manager, status...). what names the id in the error, like
+// "an amoCRM id".
+func IDArg[T ~int | ~int64](d *caddyfile.Dispenser, dst *T, what string) error {
+	opt, s := d.Val(), ""
+	if err := SingleArg(d, &s); err != nil {
+		return err
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || int64(T(n)) != n {
+		return d.Errf("%s: %q is not %s (a positive number)", opt, s, what)
+	}
+	*dst = T(n)
+	return nil
+}
+
 // Secret resolves placeholders such as {env.AMOCRM_TOKEN} in a config value.
 func Secret(s string) string {
 	if !strings.Contains(s, "{") {

@@ -2,32 +2,84 @@ package crm
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
+	"math"
 	"net/mail"
-	"net/url"
 	"strconv"
 	"strings"
-
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-
-	"github.com/leadproxy/leadproxy/lead"
 )
 
-// IDArg reads the one argument of the current option as a positive numeric
-// id (pipeline, manager, status...). what names the id in the error, like
-// "an amoCRM id".
-func IDArg[T ~int | ~int64](d *caddyfile.Dispenser, dst *T, what string) error {
-	opt, s := d.Val(), ""
-	if err := SingleArg(d, &s); err != nil {
-		return err
+// The value parsers every destination uses for what a visitor or a form's
+// `crm` keys give: one reading of "10 000", one of an id, one of a list.
+
+// ParseNumber reads a number as people type it: group separators (space,
+// no-break space, narrow no-break space U+202F, apostrophe) dropped, a
+// decimal comma read as a point ("10 000", "1 500,50", "1'000"). Infinity,
+// NaN and hex forms are not numbers here.
+func ParseNumber(s string) (float64, bool) {
+	s = strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '\u00a0', '\u202f', '\'', '\t':
+			return -1
+		case ',':
+			return '.'
+		}
+		return r
+	}, s)
+	if s == "" || strings.ContainsAny(s, "xXpPiInN_") {
+		return 0, false
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 || int64(T(n)) != n {
-		return d.Errf("%s: %q is not %s (a positive number)", opt, s, what)
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return 0, false
 	}
-	*dst = T(n)
-	return nil
+	return f, true
+}
+
+// ParseAmount reads a price or budget (see ParseNumber): not negative, and
+// small enough that any CRM's whole-number field takes it once rounded.
+func ParseAmount(s string) (float64, bool) {
+	f, ok := ParseNumber(s)
+	if !ok || f < 0 || f > math.MaxInt64/2 {
+		return 0, false
+	}
+	return f, true
+}
+
+// ParseID reads a positive integer id (pipeline, manager, field id...).
+func ParseID(s string) (int64, bool) {
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+// SplitList reads a comma-separated list ("a, b,,a" → a, b): items
+// trimmed, empty and repeated ones dropped, order kept.
+func SplitList(values ...string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, v := range values {
+		for _, item := range strings.Split(v, ",") {
+			item = strings.TrimSpace(item)
+			if item != "" && !seen[item] {
+				seen[item] = true
+				out = append(out, item)
+			}
+		}
+	}
+	return out
+}
+
+// FirstNonEmpty returns the first value that is not blank.
+func FirstNonEmpty(values ...string) string {
+	for _, v := range values {
+		if strings.TrimSpace(v) != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // UTMKeys are the utm parameters the capture script records on a visit.
@@ -70,33 +122,4 @@ func JSONText(raw json.RawMessage) string {
 		return n.String()
 	}
 	return Excerpt(raw)
-}
-
-// Redact replaces every secret (as given, query-escaped and path-escaped)
-// in err's message with ***, keeping whether it is permanent and its
-// Retry-After. CRMs that take the key in the URL need it: net/http puts the
-// URL into its errors.
-func Redact(err error, secrets ...string) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	clean := msg
-	for _, s := range secrets {
-		if s == "" {
-			continue
-		}
-		for _, form := range []string{s, url.QueryEscape(s), url.PathEscape(s)} {
-			clean = strings.ReplaceAll(clean, form, "***")
-		}
-	}
-	if clean == msg {
-		return err
-	}
-	out := &lead.SendError{Msg: clean}
-	var se *lead.SendError
-	if errors.As(err, &se) {
-		out.Permanent, out.RetryAfter = se.Permanent, se.RetryAfter
-	}
-	return out
 }

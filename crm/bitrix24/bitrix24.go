@@ -40,7 +40,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -238,7 +237,7 @@ func (b *Bitrix24) Send(ctx context.Context, l *lead.Lead) (string, error) {
 // for the found contact's manager.
 func (b *Bitrix24) fields(l *lead.Lead) (map[string]any, bool) {
 	f := map[string]any{
-		"TITLE":         firstOf(l.Title, l.Form, "Заявка с сайта"),
+		"TITLE":         crm.FirstNonEmpty(l.Title, l.Form, "Заявка с сайта"),
 		"SOURCE_ID":     "WEB",
 		"ORIGINATOR_ID": "leadproxy",
 		"ORIGIN_ID":     l.ID,
@@ -363,7 +362,7 @@ func (b *Bitrix24) add(ctx context.Context, method string, fields map[string]any
 	if err := b.call(ctx, method, params, &id); err != nil {
 		return "", fmt.Errorf("bitrix24: %w", err)
 	}
-	if n, err := strconv.ParseInt(id.String(), 10, 64); err != nil || n <= 0 {
+	if _, ok := crm.ParseID(id.String()); !ok {
 		return "", fmt.Errorf("bitrix24: %s: result %q is not an id", method, id)
 	}
 	return id.String(), nil
@@ -390,17 +389,7 @@ var (
 
 // call posts params as JSON to method and decodes result into out.
 func (b *Bitrix24) call(ctx context.Context, method string, params, out any) error {
-	body, err := json.Marshal(params)
-	if err != nil {
-		return lead.Permanent(0, method+": encode request: "+err.Error())
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.endpoint+method+".json", bytes.NewReader(body))
-	if err != nil {
-		return lead.Permanent(0, method+": build request: "+err.Error())
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	resp, err := crm.Do(b.Client(), req)
+	resp, err := crm.DoJSON(ctx, b.Client(), http.MethodPost, b.endpoint+method+".json", params, http.Header{"Accept": {crm.ContentJSON}})
 	if err != nil {
 		var se *lead.SendError
 		if errors.As(err, &se) {
@@ -481,15 +470,6 @@ func (b *Bitrix24) log() *zap.Logger {
 		return zap.NewNop()
 	}
 	return b.logger
-}
-
-func firstOf(s ...string) string {
-	for _, v := range s {
-		if strings.TrimSpace(v) != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // Interface guards

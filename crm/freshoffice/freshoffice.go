@@ -27,7 +27,6 @@
 package freshoffice
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -341,18 +340,7 @@ func (f *FreshOffice) contractor(ctx context.Context, l *lead.Lead, phone string
 // insert posts one object and reads FreshOffice's standard answer, returning
 // the new id (from value) and the HTTP status.
 func (f *FreshOffice) insert(ctx context.Context, path string, obj map[string]any) (string, int, error) {
-	body, err := json.Marshal(obj)
-	if err != nil {
-		return "", 0, lead.Permanent(0, "encode request: "+err.Error())
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.BaseURL+path, bytes.NewReader(body))
-	if err != nil {
-		return "", 0, lead.Permanent(0, "build request: "+err.Error())
-	}
-	req.Header.Set("Authorization", "Bearer "+f.token)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	resp, err := crm.Do(f.Client(), req)
+	resp, err := crm.DoJSON(ctx, f.Client(), http.MethodPost, f.BaseURL+path, obj, crm.Bearer(f.token))
 	if err != nil {
 		return "", 0, err
 	}

@@ -41,7 +41,6 @@
 package megaplan
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -56,7 +55,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/leadproxy/leadproxy/crm"
-	"github.com/leadproxy/leadproxy/crm/salesforce/oauth"
+	"github.com/leadproxy/leadproxy/crm/oauth"
 	"github.com/leadproxy/leadproxy/lead"
 )
 
@@ -216,7 +215,7 @@ func (m *Megaplan) Send(ctx context.Context, l *lead.Lead) (string, error) {
 func (m *Megaplan) contractor(ctx context.Context, l *lead.Lead) (*ref, error) {
 	phone := lead.NormalizePhone(l.Phone, "")
 	email := strings.TrimSpace(l.Email)
-	if q := firstOf(phone, email); q != "" {
+	if q := crm.FirstNonEmpty(phone, email); q != "" {
 		found, err := m.findContractor(ctx, q)
 		if err != nil {
 			return nil, fmt.Errorf("find contractor: %w", err)
@@ -227,7 +226,7 @@ func (m *Megaplan) contractor(ctx context.Context, l *lead.Lead) (*ref, error) {
 	}
 	first, last := lead.SplitName(l.Name)
 	if first == "" && last == "" {
-		first = firstOf(phone, email) // Megaplan lists people by name
+		first = crm.FirstNonEmpty(phone, email) // Megaplan lists people by name
 	}
 	if first == "" {
 		return nil, nil
@@ -251,7 +250,7 @@ func (m *Megaplan) contractor(ctx context.Context, l *lead.Lead) (*ref, error) {
 	if idString(created.ID) == "" {
 		return nil, fmt.Errorf("create contractor: %w", crm.Unparsable(resp, err))
 	}
-	return &ref{ContentType: firstOf(created.ContentType, "ContractorHuman"), ID: created.ID}, nil
+	return &ref{ContentType: crm.FirstNonEmpty(created.ContentType, "ContractorHuman"), ID: created.ID}, nil
 }
 
 // findContractor searches contractors by q. The search is confirmed only by
@@ -301,7 +300,7 @@ func (m *Megaplan) deal(l *lead.Lead, contractor *ref) map[string]any {
 			deal[k] = v
 			continue
 		}
-		if amount, ok := parseAmount(v); ok {
+		if amount, ok := crm.ParseAmount(v); ok {
 			money := map[string]any{"contentType": "Money", "value": amount}
 			if m.Currency != "" {
 				money["currency"] = m.Currency
@@ -348,31 +347,15 @@ func description(l *lead.Lead, notes []string) string {
 func (m *Megaplan) call(ctx context.Context, method, path string, query, body any) (json.RawMessage, *crm.Response, error) {
 	u := m.api + path
 	if query != nil {
-		q, err := json.Marshal(query)
+		q, err := crm.JSONBody(query)
 		if err != nil {
-			return nil, nil, lead.Permanent(0, "encode query: "+err.Error())
+			return nil, nil, err
 		}
 		// QueryEscape keeps "+" of a phone as %2B; spaces become %20, not "+".
 		u += "?" + strings.ReplaceAll(url.QueryEscape(string(q)), "+", "%20")
 	}
-	var payload []byte
-	if body != nil {
-		var err error
-		if payload, err = json.Marshal(body); err != nil {
-			return nil, nil, lead.Permanent(0, "encode request: "+err.Error())
-		}
-	}
 	resp, err := m.tokens.Do(ctx, func(access string) (*crm.Response, error) {
-		req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(payload))
-		if err != nil {
-			return nil, lead.Permanent(0, "build request: "+err.Error())
-		}
-		req.Header.Set("Authorization", "Bearer "+access)
-		req.Header.Set("Accept", "application/json")
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		return crm.Do(m.Client(), req)
+		return crm.DoJSON(ctx, m.Client(), method, u, body, crm.Bearer(access))
 	}, func(r *crm.Response) bool {
 		status, _ := effective(r)
 		return status == http.StatusUnauthorized
@@ -484,22 +467,6 @@ func idString(raw json.RawMessage) string {
 	var n json.Number
 	if json.Unmarshal(raw, &n) == nil {
 		return n.String()
-	}
-	return ""
-}
-
-// parseAmount reads "123", "123.45", "1 234,50".
-func parseAmount(s string) (float64, bool) {
-	s = strings.NewReplacer(" ", "", "\u00a0", "", ",", ".").Replace(strings.TrimSpace(s))
-	f, err := strconv.ParseFloat(s, 64)
-	return f, err == nil && f >= 0
-}
-
-func firstOf(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
-		}
 	}
 	return ""
 }

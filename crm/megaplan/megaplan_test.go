@@ -15,7 +15,7 @@ import (
 
 	"github.com/leadproxy/leadproxy/crm/crmtest"
 	"github.com/leadproxy/leadproxy/crm/megaplan/megaplantest"
-	"github.com/leadproxy/leadproxy/crm/salesforce/oauth"
+	"github.com/leadproxy/leadproxy/crm/oauth"
 	"github.com/leadproxy/leadproxy/lead"
 )
 

@@ -401,29 +401,15 @@ func (m *MoySklad) employee(ctx context.Context, login string) (string, error) {
 // carry an id (or rows). step names the request in errors.
 func (m *MoySklad) call(ctx context.Context, step, method, path string, q url.Values, in, out any) error {
 	wrap := func(err error) error { return fmt.Errorf("moysklad: %s: %w", step, err) }
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return wrap(lead.Permanent(0, "encode: "+err.Error()))
-		}
-		body = bytes.NewReader(b)
-	}
 	u := m.api + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return wrap(lead.Permanent(0, "build request: "+err.Error()))
-	}
-	req.Header.Set("Authorization", "Bearer "+m.token)
-	// Set by hand, so Go's transport leaves the answer compressed: decompress below.
-	req.Header.Set("Accept-Encoding", "gzip")
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := crm.Do(m.Client(), req)
+	resp, err := crm.DoJSON(ctx, m.Client(), method, u, in, http.Header{
+		"Authorization": {"Bearer " + m.token},
+		// Set by hand, so Go's transport leaves the answer compressed: decompress below.
+		"Accept-Encoding": {"gzip"},
+	})
 	if err != nil {
 		return wrap(err)
 	}

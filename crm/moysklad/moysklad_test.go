@@ -659,3 +659,15 @@ func TestSendOwnerLookupForbidden(t *testing.T) {
 		t.Errorf("owner %v, description %q", o.Owner, o.Description)
 	}
 }
+
+// A sum typed with group separators reads as it does in every other
+// destination (crm.ParseNumber): "10 000" was refused here once.
+func TestPositionSumAsTyped(t *testing.T) {
+	const good = "7944ef04-f831-11e5-7a69-971500188b19"
+	for _, sum := range []string{"10 000", "10\u00a0000", "10000", "10 000,00"} {
+		ps, err := parsePositions(`[{"uuid":"` + good + `","sum":"` + sum + `"}]`)
+		if err != nil || len(ps) != 1 || ps[0].Price == nil || *ps[0].Price != 1000000 {
+			t.Errorf("sum %q: %+v, %v; want 1000000 kopecks", sum, ps, err)
+		}
+	}
+}

@@ -31,12 +31,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -201,8 +199,8 @@ func BuildOrder(l *lead.Lead) (*Order, error) {
 		case "orderMethod":
 			o.OrderMethod = v
 		case "managerId":
-			id, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			if err != nil || id <= 0 {
+			id, ok := crm.ParseID(v)
+			if !ok {
 				return nil, lead.Permanent(0, fmt.Sprintf("crm managerId %q: want the manager's numeric id", v))
 			}
 			o.ManagerID = id
@@ -233,16 +231,15 @@ func (r *RetailCRM) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("retailcrm: %w", err)
 	}
-	body, err := json.Marshal(o)
+	body, err := crm.JSONBody(o)
 	if err != nil {
-		return "", fmt.Errorf("retailcrm: %w", lead.Permanent(0, "encode order: "+err.Error()))
+		return "", fmt.Errorf("retailcrm: %w", err)
 	}
 	form := url.Values{"site": {r.site}, "order": {string(body)}}
-	req, err := r.request(ctx, http.MethodPost, "/orders/create", strings.NewReader(form.Encode()))
+	req, err := r.request(ctx, http.MethodPost, "/orders/create", "application/x-www-form-urlencoded", []byte(form.Encode()))
 	if err != nil {
 		return "", err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := crm.Do(r.Client(), req)
 	if err != nil {
 		return "", fmt.Errorf("retailcrm: create order: %w", err)
@@ -284,7 +281,7 @@ func (r *RetailCRM) Send(ctx context.Context, l *lead.Lead) (string, error) {
 // after an earlier attempt created the order but its answer was lost.
 func (r *RetailCRM) existing(ctx context.Context, externalID string) (string, bool) {
 	q := url.Values{"filter[externalIds][]": {externalID}, "site": {r.site}}
-	req, err := r.request(ctx, http.MethodGet, "/orders?"+q.Encode(), nil)
+	req, err := r.request(ctx, http.MethodGet, "/orders?"+q.Encode(), "", nil)
 	if err != nil {
 		return "", false
 	}
@@ -309,12 +306,11 @@ func (r *RetailCRM) existing(ctx context.Context, externalID string) (string, bo
 	return "", false
 }
 
-func (r *RetailCRM) request(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, method, r.api+path, body)
+func (r *RetailCRM) request(ctx context.Context, method, path, contentType string, body []byte) (*http.Request, error) {
+	req, err := crm.NewRequest(ctx, method, r.api+path, contentType, body, http.Header{"X-API-KEY": {r.apiKey}})
 	if err != nil {
-		return nil, fmt.Errorf("retailcrm: %w", lead.Permanent(0, "build request: "+err.Error()))
+		return nil, fmt.Errorf("retailcrm: %w", err)
 	}
-	req.Header.Set("X-API-KEY", r.apiKey)
 	return req, nil
 }
 

@@ -169,11 +169,10 @@ func (r *Roistat) DefaultRate() (int, time.Duration) {
 
 // Send forwards the lead and returns the id Roistat answered, if any.
 func (r *Roistat) Send(ctx context.Context, l *lead.Lead) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.URL(l), nil)
+	req, err := crm.NewRequest(ctx, http.MethodGet, r.URL(l), "", nil, http.Header{"Accept": {crm.ContentJSON}})
 	if err != nil {
-		return "", lead.Permanent(0, "build request failed") // the error would quote the URL, key included
+		return "", crm.Redact(err, r.key) // the key is in the URL
 	}
-	req.Header.Set("Accept", "application/json")
 	resp, err := crm.Do(r.Client(), req)
 	if err != nil {
 		return "", crm.Redact(err, r.key)

@@ -42,7 +42,6 @@
 package salesforce
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -59,7 +58,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/leadproxy/leadproxy/crm"
-	"github.com/leadproxy/leadproxy/crm/salesforce/oauth"
+	"github.com/leadproxy/leadproxy/crm/oauth"
 	"github.com/leadproxy/leadproxy/lead"
 )
 
@@ -219,9 +218,9 @@ func (s *Salesforce) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	if s.tokens == nil {
 		return "", lead.Permanent(0, "salesforce: not provisioned")
 	}
-	body, err := json.Marshal(s.fields(l))
+	body, err := crm.JSONBody(s.fields(l))
 	if err != nil {
-		return "", lead.Permanent(0, "encode lead: "+err.Error())
+		return "", err
 	}
 	step, method, target := "create lead", http.MethodPost, s.sobject+"/"
 	if s.ExternalID != "" {
@@ -269,17 +268,13 @@ func (s *Salesforce) lookup(ctx context.Context, leadID string) (string, error) 
 // and classifies the answer.
 func (s *Salesforce) call(ctx context.Context, method, target string, body []byte) (*crm.Response, error) {
 	resp, err := s.tokens.Do(ctx, func(access string) (*crm.Response, error) {
-		req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
-		if err != nil {
-			return nil, lead.Permanent(0, "build request: "+err.Error())
+		h := crm.Bearer(access)
+		if body != nil && (s.AllowDuplicates == nil || *s.AllowDuplicates) {
+			h.Set("Sforce-Duplicate-Rule-Header", "allowSave=true")
 		}
-		req.Header.Set("Authorization", "Bearer "+access)
-		req.Header.Set("Accept", "application/json")
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-			if s.AllowDuplicates == nil || *s.AllowDuplicates {
-				req.Header.Set("Sforce-Duplicate-Rule-Header", "allowSave=true")
-			}
+		req, err := crm.NewRequest(ctx, method, target, crm.ContentJSON, body, h)
+		if err != nil {
+			return nil, err
 		}
 		return crm.Do(s.Client(), req)
 	}, func(r *crm.Response) bool { return r.Status == http.StatusUnauthorized })

@@ -158,12 +158,11 @@ func (u *UON) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	if form.Get("u_phone") == "" && form.Get("u_email") == "" {
 		return "", lead.Permanent(0, "U-ON needs a phone or an e-mail; the lead has neither")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.endpoint, strings.NewReader(form.Encode()))
+	req, err := crm.NewRequest(ctx, http.MethodPost, u.endpoint, "application/x-www-form-urlencoded; charset=UTF-8",
+		[]byte(form.Encode()), http.Header{"Accept": {crm.ContentJSON}})
 	if err != nil {
-		return "", lead.Permanent(0, "build request failed") // the error would quote the URL, key included
+		return "", crm.Redact(err, u.key) // the key is in the URL
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8")
-	req.Header.Set("Accept", "application/json")
 	resp, err := crm.Do(u.Client(), req)
 	if err != nil {
 		return "", crm.Redact(err, u.key)

@@ -11,7 +11,6 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -154,15 +153,14 @@ func (w *Webhook) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	data := *l
 	data.Deliveries = nil // delivery state is ours, not the receiver's
 	data.Traceparent = ""
-	body, err := json.Marshal(Envelope{Type: "lead.created", Timestamp: l.CreatedAt.UTC(), Data: &data})
+	body, err := crm.JSONBody(Envelope{Type: "lead.created", Timestamp: l.CreatedAt.UTC(), Data: &data})
 	if err != nil {
-		return "", lead.Permanent(0, "encode lead: "+err.Error())
+		return "", err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
+	req, err := crm.NewRequest(ctx, http.MethodPost, w.url, crm.ContentJSON, body, nil)
 	if err != nil {
-		return "", lead.Permanent(0, "build request: "+err.Error())
+		return "", err
 	}
-	req.Header.Set("Content-Type", "application/json")
 	for k, v := range w.Headers {
 		req.Header.Set(k, crm.Secret(v))
 	}

@@ -83,7 +83,11 @@ func (c *Common) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
 // Provision resolves placeholders in base_url (falling back to
 // defaultBase) and sets up the HTTP client.
 func (c *Common) Provision(defaultBase string) error {
-	c.BaseURL = strings.TrimRight(Secret(c.BaseURL), "/")
+	base, err := ResolveValue(c.BaseURL)
+	if err != nil {
+		return fmt.Errorf("base_url: %w", err)
+	}
+	c.BaseURL = strings.TrimRight(base, "/")
 	if c.BaseURL == "" {
 		c.BaseURL = strings.TrimRight(defaultBase, "/")
 	}
@@ -112,6 +116,19 @@ func (c *Common) Client() *http.Client {
 		c.client = NewClient(DefaultTimeout)
 	}
 	return c.client
+}
+
+// RateOr is a destination's DefaultRate: the configured rate, else n
+// requests per per, spread over the requests one lead takes (a rate counts
+// requests).
+func (c *Common) RateOr(n int, per time.Duration, requestsPerLead int) (int, time.Duration) {
+	if on, oper, ok := c.RateOverride(); ok {
+		n, per = on, oper
+	}
+	if requestsPerLead > 1 {
+		per *= time.Duration(requestsPerLead)
+	}
+	return n, per
 }
 
 // RateOverride returns the configured rate, if any.

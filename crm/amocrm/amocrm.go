@@ -34,7 +34,6 @@ package amocrm
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -102,31 +101,24 @@ func (AmoCRM) CaddyModule() caddy.ModuleInfo {
 // Provision resolves placeholders and checks the required options.
 func (a *AmoCRM) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	if err := a.spec().Resolve(); err != nil {
+		return err
+	}
 	if err := a.Common.Provision(""); err != nil {
 		return fmt.Errorf("amocrm: %w", err)
-	}
-	if a.BaseURL == "" {
-		return errors.New("amocrm: base_url is required (https://<subdomain>.amocrm.ru or https://<subdomain>.kommo.com)")
 	}
 	if u, _ := url.Parse(a.BaseURL); strings.HasPrefix(u.Hostname(), "www.") {
 		return fmt.Errorf("amocrm: base_url %q: use the account's own address (https://<subdomain>.amocrm.ru), not www", a.BaseURL)
 	}
 	// A token pasted with its scheme still works.
-	a.token = strings.TrimSpace(strings.TrimPrefix(crm.Secret(a.Token), "Bearer "))
-	if a.token == "" {
-		return errors.New("amocrm: token is required (a long-lived token of a private integration)")
-	}
+	a.token = strings.TrimSpace(strings.TrimPrefix(a.token, "Bearer "))
 	return nil
 }
 
 // DefaultRate is amoCRM's 7 requests per second (or the configured rate,
 // which also counts requests), spread over the two requests a lead takes.
 func (a *AmoCRM) DefaultRate() (int, time.Duration) {
-	n, per, ok := a.RateOverride()
-	if !ok {
-		n, per = RequestsPerSecond, time.Second
-	}
-	return n, per * requestsPerLead
+	return a.RateOr(RequestsPerSecond, time.Second, requestsPerLead)
 }
 
 // Send creates the lead with its contact, then adds the note.

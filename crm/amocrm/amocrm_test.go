@@ -327,7 +327,7 @@ func TestProvisionErrors(t *testing.T) {
 		{AmoCRM{}, "amocrm: base_url is required"},
 		{AmoCRM{Token: "t"}, "amocrm: base_url is required"},
 		{AmoCRM{}, "amocrm: token is required"},
-		{AmoCRM{Token: "{env.LP_TEST_UNSET_TOKEN}"}, "amocrm: token is required"},
+		{AmoCRM{Token: "{env.LP_TEST_UNSET_TOKEN}"}, "amocrm: token: environment variable LP_TEST_UNSET_TOKEN is not set"},
 		{AmoCRM{Token: "t"}, "not www"},
 		{AmoCRM{Token: "t"}, "want an absolute http(s) URL"},
 	}

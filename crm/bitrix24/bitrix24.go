@@ -84,6 +84,7 @@ type Bitrix24 struct {
 	// STAGE_ID, ASSIGNED_BY_ID); a form's `crm` keys override them.
 	Fields map[string]string `json:"fields,omitempty"`
 
+	webhook  string // WebhookURL resolved
 	endpoint string // ends with "/"
 	logger   *zap.Logger
 	pending  *pendingContacts
@@ -112,13 +113,13 @@ var (
 // Provision resolves the webhook URL and checks the options.
 func (b *Bitrix24) Provision(ctx caddy.Context) error {
 	b.logger = ctx.Logger()
+	if err := b.spec().Resolve(); err != nil {
+		return err
+	}
 	if err := b.Common.Provision(""); err != nil {
 		return fmt.Errorf("bitrix24: %w", err)
 	}
-	raw := strings.TrimSpace(crm.Secret(b.WebhookURL))
-	if raw == "" {
-		return errors.New("bitrix24: webhook_url is required (https://<portal>/rest/<user>/<code>/)")
-	}
+	raw := strings.TrimSpace(b.webhook)
 	u, err := url.Parse(raw)
 	var m []string
 	if err == nil {
@@ -138,16 +139,13 @@ func (b *Bitrix24) Provision(ctx caddy.Context) error {
 	if !strings.HasSuffix(b.endpoint, "/") {
 		b.endpoint += "/"
 	}
-	b.Entity = strings.ToLower(strings.TrimSpace(b.Entity))
-	switch b.Entity {
-	case EntityLead, EntityDeal:
-	case "":
-		return errors.New("bitrix24: entity is required (lead or deal)")
-	default:
-		return fmt.Errorf("bitrix24: entity %q: want lead or deal", b.Entity)
+	entity, err := checkEntity(b.Entity)
+	if err != nil {
+		return fmt.Errorf("bitrix24: entity %w", err)
 	}
+	b.Entity = entity
 	for k := range b.Fields {
-		if !fieldName.MatchString(strings.ToUpper(k)) {
+		if _, err := checkField(k); err != nil {
 			return fmt.Errorf("bitrix24: field %q: not a Bitrix24 field name (like UF_CRM_1425989455 or CATEGORY_ID)", k)
 		}
 	}
@@ -171,14 +169,11 @@ func redact(raw string) string {
 // rate, which also counts requests), spread over the requests one lead
 // takes: one for a lead, two for a contact and deal.
 func (b *Bitrix24) DefaultRate() (int, time.Duration) {
-	n, per, ok := b.RateOverride()
-	if !ok {
-		n, per = RequestsPerSecond, time.Second
-	}
+	perLead := 1
 	if b.Entity == EntityDeal {
-		per *= 2
+		perLead = 2
 	}
-	return n, per
+	return b.RateOr(RequestsPerSecond, time.Second, perLead)
 }
 
 // Send creates the lead, or the contact and the deal, and returns the

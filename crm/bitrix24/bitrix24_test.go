@@ -430,7 +430,7 @@ func TestProvisionErrors(t *testing.T) {
 		want string
 	}{
 		{Bitrix24{Entity: "lead"}, "bitrix24: webhook_url is required"},
-		{Bitrix24{WebhookURL: "{env.LP_TEST_UNSET_HOOK}", Entity: "lead"}, "bitrix24: webhook_url is required"},
+		{Bitrix24{WebhookURL: "{env.LP_TEST_UNSET_HOOK}", Entity: "lead"}, "bitrix24: webhook_url: environment variable LP_TEST_UNSET_HOOK is not set"},
 		{Bitrix24{WebhookURL: "https://portal.bitrix24.ru/s3cr3tc0de", Entity: "lead"}, "want https://<portal>/rest/<user>/<code>/"},
 		{Bitrix24{WebhookURL: "https://portal.bitrix24.ru/rest/admin/s3cr3tc0de/", Entity: "lead"}, "want https://<portal>/rest/<user>/<code>/"},
 		{Bitrix24{WebhookURL: "/rest/1/s3cr3tc0de/", Entity: "lead"}, "want an absolute https:// URL (or set base_url)"},

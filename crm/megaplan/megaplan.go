@@ -89,6 +89,7 @@ type Megaplan struct {
 	UTMFields map[string]string `json:"utm_fields,omitempty"`
 
 	api             string // {base_url}/api/v3
+	token           string // Token resolved
 	login, password string
 	tokens          *oauth.Tokens
 	storeKey        string
@@ -105,23 +106,14 @@ func (Megaplan) CaddyModule() caddy.ModuleInfo {
 
 // Provision resolves placeholders and checks the required options.
 func (m *Megaplan) Provision(ctx caddy.Context) error {
+	if err := m.spec().Resolve(); err != nil {
+		return err
+	}
 	if err := m.Common.Provision(""); err != nil {
 		return fmt.Errorf("megaplan: %w", err)
 	}
-	if m.BaseURL == "" {
-		return errors.New("megaplan: base_url is required (https://<account>.megaplan.ru)")
-	}
 	m.api = strings.TrimSuffix(m.BaseURL, "/api/v3") + "/api/v3"
-	token := crm.Secret(m.Token)
-	m.login, m.password = crm.Secret(m.Login), crm.Secret(m.Password)
-	switch {
-	case m.login != "" && m.password == "":
-		return errors.New("megaplan: login needs password")
-	case m.password != "" && m.login == "":
-		return errors.New("megaplan: password needs login")
-	case token == "" && m.login == "":
-		return errors.New("megaplan: token or login + password is required")
-	}
+	token := m.token
 	if m.Program <= 0 {
 		return errors.New("megaplan: program is required (the id of the deal scheme)")
 	}
@@ -156,12 +148,7 @@ func (m *Megaplan) SetTokenStore(name string, ts crm.TokenStore) {
 // DefaultRate: Megaplan documents no limit (its SDKs handle 429 with
 // Retry-After); 3 leads a second, each up to three requests, stays gentle
 // with a shared cloud account.
-func (m *Megaplan) DefaultRate() (int, time.Duration) {
-	if n, per, ok := m.RateOverride(); ok {
-		return n, per
-	}
-	return 3, time.Second
-}
+func (m *Megaplan) DefaultRate() (int, time.Duration) { return m.RateOr(3, time.Second, 1) }
 
 // ref is a link entity: contentType and id are all Megaplan needs.
 type ref struct {

@@ -34,12 +34,12 @@ func (k Kind) String() string { return kindNames[k] }
 // and resolves them at Provision, and docs/destinations.md's tables are
 // checked against them by a test.
 type Option struct {
-	Name     string
-	Kind     Kind
-	Target   any    // a pointer into the config struct, of the kind's type
+	Name   string
+	Kind   Kind
+	Target any // a pointer into the config struct, of the kind's type
 	// Into, for a SecretText, receives the resolved value at Provision: the
 	// config keeps the placeholder, never the secret.
-	Into *string
+	Into     *string
 	Required bool   // the block (or JSON config) must set it
 	Inline   bool   // may also be given right after the type: `destination x bitrix24 <url> {`
 	Default  string // what applies when unset, for the docs ("" = nothing)

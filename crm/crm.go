@@ -36,8 +36,8 @@ const DefaultTimeout = 30 * time.Second
 const MaxResponseBody = 1 << 20
 
 // Common holds the options every destination type takes. Embed it in the
-// type's config struct, call UnmarshalOption for each Caddyfile token and
-// Provision from the module's Provision.
+// type's config struct; its options join the type's in its Spec, and the
+// module's Provision calls Provision.
 type Common struct {
 	// BaseURL overrides the CRM's API address: self-hosted ("box")
 	// installs and tests. Each type documents its default.
@@ -49,35 +49,6 @@ type Common struct {
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
 	client *http.Client
-}
-
-// UnmarshalOption parses base_url, rate and timeout at the dispenser's
-// current token. It reports whether the token was one of them.
-func (c *Common) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
-	switch d.Val() {
-	case "base_url":
-		return true, SingleArg(d, &c.BaseURL)
-	case "rate":
-		if err := SingleArg(d, &c.Rate); err != nil {
-			return true, err
-		}
-		if _, _, err := ParseRate(c.Rate); err != nil {
-			return true, d.Err(err.Error())
-		}
-		return true, nil
-	case "timeout":
-		var s string
-		if err := SingleArg(d, &s); err != nil {
-			return true, err
-		}
-		dur, err := caddy.ParseDuration(s)
-		if err != nil {
-			return true, d.Errf("timeout: %v", err)
-		}
-		c.Timeout = caddy.Duration(dur)
-		return true, nil
-	}
-	return false, nil
 }
 
 // Provision resolves placeholders in base_url (falling back to
@@ -189,23 +160,9 @@ func SingleArg(d *caddyfile.Dispenser, dst *string) error {
 	return nil
 }
 
-// IDArg reads the one argument of the current option as a positive numeric
-// id (pipeline, manager, status...). what names the id in the error, like
-// "an amoCRM id".
-func IDArg[T ~int | ~int64](d *caddyfile.Dispenser, dst *T, what string) error {
-	opt, s := d.Val(), ""
-	if err := SingleArg(d, &s); err != nil {
-		return err
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 || int64(T(n)) != n {
-		return d.Errf("%s: %q is not %s (a positive number)", opt, s, what)
-	}
-	*dst = T(n)
-	return nil
-}
-
-// Secret resolves placeholders such as {env.AMOCRM_TOKEN} in a config value.
+// Secret resolves placeholders such as {env.AMOCRM_TOKEN} in a value read
+// at send time (header and field values). Options are resolved by
+// Spec.Resolve, which also names an unset variable.
 func Secret(s string) string {
 	if !strings.Contains(s, "{") {
 		return s

@@ -1,6 +1,7 @@
 package crm
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -63,7 +64,8 @@ type Spec struct {
 	// Check, if set, reports a combination of options one Option cannot
 	// say ("token, or login and password"); has tells whether an option is
 	// set. Parse runs it at the block's end (its error gets the block's
-	// line; a placeholder counts as set), Resolve after resolving.
+	// line; a placeholder counts as set), Resolve after resolving; both
+	// before the Required checks.
 	Check func(has func(name string) bool) error
 }
 
@@ -155,14 +157,12 @@ func (s Spec) Parse(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
+	if err := s.check(func(name string) bool { _, ok := set[name]; return ok }); err != nil {
+		return start.WrapErr(err)
+	}
 	for _, o := range opts {
 		if _, ok := set[o.Name]; o.Required && !ok {
 			return start.Err(s.missing(o))
-		}
-	}
-	if s.Check != nil {
-		if err := s.Check(func(name string) bool { _, ok := set[name]; return ok }); err != nil {
-			return start.Errf("%s: %v", s.Type, err)
 		}
 	}
 	return nil
@@ -281,8 +281,9 @@ func (s Spec) read(d *caddyfile.Dispenser, o *Option, args []string) error {
 // an {env.X} whose variable is unset when the value comes out empty, and
 // reports a required option that is missing. Errors start with the type.
 func (s Spec) Resolve() error {
+	opts := s.All()
 	has := map[string]bool{}
-	for _, o := range s.All() {
+	for _, o := range opts {
 		target := o.Target
 		if o.Kind == SecretText {
 			v, err := ResolveValue(*o.Target.(*string))
@@ -295,14 +296,24 @@ func (s Spec) Resolve() error {
 			}
 		}
 		has[o.Name] = !isZero(target)
+	}
+	if err := s.check(func(name string) bool { return has[name] }); err != nil {
+		return err
+	}
+	for _, o := range opts {
 		if o.Required && !has[o.Name] {
-			return fmt.Errorf("%s", s.missing(o))
+			return errors.New(s.missing(o))
 		}
 	}
-	if s.Check != nil {
-		if err := s.Check(func(name string) bool { return has[name] }); err != nil {
-			return fmt.Errorf("%s: %w", s.Type, err)
-		}
+	return nil
+}
+
+func (s Spec) check(has func(string) bool) error {
+	if s.Check == nil {
+		return nil
+	}
+	if err := s.Check(has); err != nil {
+		return fmt.Errorf("%s: %w", s.Type, err)
 	}
 	return nil
 }

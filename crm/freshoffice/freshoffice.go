@@ -123,7 +123,7 @@ func (FreshOffice) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// UnmarshalCaddyfile parses
+// spec declares the options of
 //
 //	destination <name> freshoffice {
 //		token     <token>
@@ -134,51 +134,29 @@ func (FreshOffice) CaddyModule() caddy.ModuleInfo {
 //		timezone  <IANA zone>
 //		base_url | rate | timeout ...
 //	}
-func (f *FreshOffice) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // type name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		if ok, err := f.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		var err error
-		switch d.Val() {
-		case "token":
-			err = crm.SingleArg(d, &f.Token)
-		case "timezone":
-			err = crm.SingleArg(d, &f.Timezone)
-		case "manager":
-			err = crm.IDArg(d, &f.Manager, "a FreshOffice id")
-		case "deal_type":
-			err = crm.IDArg(d, &f.DealType, "a FreshOffice id")
-		case "status":
-			err = crm.IDArg(d, &f.Status, "a FreshOffice id")
-		case "company":
-			err = crm.IDArg(d, &f.Company, "a FreshOffice id")
-		default:
-			return d.Errf("freshoffice: unknown option %q (want token, manager, deal_type, status, company, timezone, base_url, rate, timeout)", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+func (f *FreshOffice) spec() crm.Spec {
+	return crm.Spec{Type: "freshoffice", Common: &f.Common, IDName: "a FreshOffice id", Options: []crm.Option{
+		{Name: "token", Kind: crm.SecretText, Target: &f.Token, Into: &f.token, Required: true, Doc: "the API 2.0 bearer token"},
+		{Name: "manager", Kind: crm.ID, Target: &f.Manager, Required: true, Doc: "the user_id deals are assigned to"},
+		{Name: "deal_type", Kind: crm.ID, Target: &f.DealType, Default: "1"},
+		{Name: "status", Kind: crm.ID, Target: &f.Status, Default: "1"},
+		{Name: "company", Kind: crm.ID, Target: &f.Company, Default: "a contractor per lead"},
+		{Name: "timezone", Target: &f.Timezone, Default: "Europe/Moscow"},
+	}}
 }
+
+// UnmarshalCaddyfile parses the block declared by spec.
+func (f *FreshOffice) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return f.spec().Parse(d) }
 
 // Provision resolves placeholders and checks the required options.
 func (f *FreshOffice) Provision(caddy.Context) error {
+	if err := f.spec().Resolve(); err != nil {
+		return err
+	}
 	if err := f.Common.Provision(DefaultBaseURL); err != nil {
 		return fmt.Errorf("freshoffice: %w", err)
 	}
-	f.token = strings.TrimSpace(crm.Secret(f.Token))
-	if f.token == "" {
-		return errors.New("freshoffice: token is required")
-	}
+	f.token = strings.TrimSpace(f.token)
 	if f.Manager <= 0 {
 		return errors.New("freshoffice: manager is required (the user_id deals are assigned to)")
 	}
@@ -201,12 +179,7 @@ func (f *FreshOffice) Provision(caddy.Context) error {
 }
 
 // DefaultRate: FreshOffice documents no limit; 3/s is a cautious guess.
-func (f *FreshOffice) DefaultRate() (int, time.Duration) {
-	if n, per, ok := f.RateOverride(); ok {
-		return n, per
-	}
-	return 3, time.Second
-}
+func (f *FreshOffice) DefaultRate() (int, time.Duration) { return f.RateOr(3, time.Second, 1) }
 
 // roistatKeys maps the crm keys of Roistat's help page for FreshOffice to
 // API 2.0 fields; every one of them is numeric.

@@ -335,7 +335,7 @@ func TestCaddyfile(t *testing.T) {
 		"freshoffice {\n token a b\n}":            `token: one value expected, got also "b"`,
 		"freshoffice {\n rate fast\n}":            `rate "fast"`,
 		"freshoffice {\n timeout soon\n}":         "timeout:",
-		"freshoffice extra {\n token t\n}":        "wrong argument count",
+		"freshoffice extra {\n token t\n}":        `unexpected argument "extra"; options go in the block`,
 		"freshoffice {\n base_url a b\n token\n}": "base_url: one value expected",
 	}
 	for in, want := range bad {
@@ -353,7 +353,7 @@ func TestProvisionErrors(t *testing.T) {
 		want string
 	}{
 		{FreshOffice{Manager: 1}, "freshoffice: token is required"},
-		{FreshOffice{Token: "{env.LEADPROXY_TEST_UNSET}", Manager: 1}, "freshoffice: token is required"},
+		{FreshOffice{Token: "{env.LEADPROXY_TEST_UNSET}", Manager: 1}, "freshoffice: token: environment variable LEADPROXY_TEST_UNSET is not set"},
 		{FreshOffice{Token: "t"}, "freshoffice: manager is required"},
 		{FreshOffice{Token: "t", Manager: 1, Timezone: "Mars/Olympus"}, "freshoffice: timezone"},
 		{FreshOffice{Common: crm.Common{BaseURL: "ftp://fo.example.com"}, Token: "t", Manager: 1}, "freshoffice: base_url"},

@@ -108,7 +108,7 @@ func (MoySklad) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// UnmarshalCaddyfile parses
+// spec declares the options of
 //
 //	destination <name> moysklad {
 //		token        <token>
@@ -116,38 +116,22 @@ func (MoySklad) CaddyModule() caddy.ModuleInfo {
 //		store        <uuid>
 //		base_url | rate | timeout ...
 //	}
-func (m *MoySklad) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // type name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		if ok, err := m.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		var dst *string
-		switch d.Val() {
-		case "token":
-			dst = &m.Token
-		case "organization":
-			dst = &m.Organization
-		case "store":
-			dst = &m.Store
-		default:
-			return d.Errf("moysklad: unknown option %q (want token, organization, store, base_url, rate, timeout)", d.Val())
-		}
-		if err := crm.SingleArg(d, dst); err != nil {
-			return err
-		}
-	}
-	return nil
+func (m *MoySklad) spec() crm.Spec {
+	return crm.Spec{Type: "moysklad", Common: &m.Common, Options: []crm.Option{
+		{Name: "token", Kind: crm.SecretText, Target: &m.Token, Into: &m.token, Required: true, Doc: "an access token"},
+		{Name: "organization", Kind: crm.SecretText, Target: &m.Organization, Into: &m.organization, Required: true, Doc: "the UUID of the legal entity"},
+		{Name: "store", Kind: crm.SecretText, Target: &m.Store, Into: &m.store, Default: "none"},
+	}}
 }
+
+// UnmarshalCaddyfile parses the block declared by spec.
+func (m *MoySklad) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return m.spec().Parse(d) }
 
 // Provision resolves placeholders and checks the required options.
 func (m *MoySklad) Provision(caddy.Context) error {
+	if err := m.spec().Resolve(); err != nil {
+		return err
+	}
 	if err := m.Common.Provision(DefaultBaseURL); err != nil {
 		return fmt.Errorf("moysklad: %w", err)
 	}
@@ -155,18 +139,9 @@ func (m *MoySklad) Provision(caddy.Context) error {
 	if u, _ := url.Parse(m.api); u != nil && u.Path == "" {
 		m.api += apiPath
 	}
-	m.token = crm.Secret(m.Token)
-	if m.token == "" {
-		return errors.New("moysklad: token is required")
-	}
-	m.organization = crm.Secret(m.Organization)
-	if m.organization == "" {
-		return errors.New("moysklad: organization is required (the UUID of the legal entity)")
-	}
 	if !IsUUID(m.organization) {
 		return fmt.Errorf("moysklad: organization %q: want a UUID like 850c8195-f504-11e5-8a84-bae50000015e", m.organization)
 	}
-	m.store = crm.Secret(m.Store)
 	if m.store != "" && !IsUUID(m.store) {
 		return fmt.Errorf("moysklad: store %q: want a UUID", m.store)
 	}
@@ -179,12 +154,7 @@ func (m *MoySklad) Provision(caddy.Context) error {
 // Send makes up to 3 requests (find, create counterparty, create order), so
 // one Send a second stays inside the limit. Drains that exceed it meet 429s,
 // and many 429s a minute get API access disabled: hence the margin.
-func (m *MoySklad) DefaultRate() (int, time.Duration) {
-	if n, per, ok := m.RateOverride(); ok {
-		return n, per
-	}
-	return 1, time.Second
-}
+func (m *MoySklad) DefaultRate() (int, time.Duration) { return m.RateOr(1, time.Second, 1) }
 
 var uuidRe = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 

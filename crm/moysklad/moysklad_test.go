@@ -39,7 +39,7 @@ const (
 
 func newDest(t *testing.T, f *moyskladtest.Fake, extra string) *MoySklad {
 	t.Helper()
-	m, err := parse("moysklad {\n" + f.Caddyfile() + "\n" + extra + "\n}")
+	m, err := parse(crmtest.Block("moysklad", f.Caddyfile(), extra))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,7 +539,7 @@ func TestCaddyfile(t *testing.T) {
 		{"moysklad {\n token\n}", "token: missing value"},
 		{"moysklad {\n organization a b\n}", `organization: one value expected, got also "b"`},
 		{"moysklad {\n rate 0/1s\n}", "not a positive count"},
-		{"moysklad extra {\n}", "wrong argument count"},
+		{"moysklad extra {\n}", `unexpected argument "extra"; options go in the block`},
 	}
 	for _, c := range bad {
 		if _, err := parse(c.block); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -555,7 +555,7 @@ func TestProvision(t *testing.T) {
 		want string
 	}{
 		{MoySklad{Organization: org}, "moysklad: token is required"},
-		{MoySklad{Token: "{env.TEST_MOYSKLAD_UNSET}", Organization: org}, "moysklad: token is required"},
+		{MoySklad{Token: "{env.TEST_MOYSKLAD_UNSET}", Organization: org}, "moysklad: token: environment variable TEST_MOYSKLAD_UNSET is not set"},
 		{MoySklad{Token: "t"}, "moysklad: organization is required"},
 		{MoySklad{Token: "t", Organization: "Моя компания"}, `organization "Моя компания": want a UUID`},
 		{MoySklad{Token: "t", Organization: org, Store: "Основной склад"}, `store "Основной склад": want a UUID`},

@@ -77,7 +77,7 @@ func (RetailCRM) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// UnmarshalCaddyfile parses
+// spec declares the options of
 //
 //	destination <name> retailcrm {
 //		base_url https://<account>.retailcrm.ru
@@ -85,49 +85,24 @@ func (RetailCRM) CaddyModule() caddy.ModuleInfo {
 //		site     <store code>
 //		rate | timeout ...
 //	}
-func (r *RetailCRM) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // type name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		if ok, err := r.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		switch d.Val() {
-		case "api_key":
-			if err := crm.SingleArg(d, &r.APIKey); err != nil {
-				return err
-			}
-		case "site":
-			if err := crm.SingleArg(d, &r.Site); err != nil {
-				return err
-			}
-		default:
-			return d.Errf("retailcrm: unknown option %q (want base_url, api_key, site, rate, timeout)", d.Val())
-		}
-	}
-	return nil
+func (r *RetailCRM) spec() crm.Spec {
+	return crm.Spec{Type: "retailcrm", Common: &r.Common, Options: []crm.Option{
+		{Name: "base_url", Required: true, Doc: "https://<account>.retailcrm.ru"},
+		{Name: "api_key", Kind: crm.SecretText, Target: &r.APIKey, Into: &r.apiKey, Required: true, Doc: "an API key with the order create and read scopes"},
+		{Name: "site", Kind: crm.SecretText, Target: &r.Site, Into: &r.site, Required: true, Doc: "the store's symbolic code"},
+	}}
 }
+
+// UnmarshalCaddyfile parses the block declared by spec.
+func (r *RetailCRM) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return r.spec().Parse(d) }
 
 // Provision resolves placeholders and checks the required options.
 func (r *RetailCRM) Provision(caddy.Context) error {
+	if err := r.spec().Resolve(); err != nil {
+		return err
+	}
 	if err := r.Common.Provision(""); err != nil {
 		return fmt.Errorf("retailcrm: %w", err)
-	}
-	if r.BaseURL == "" {
-		return errors.New("retailcrm: base_url is required (https://<account>.retailcrm.ru)")
-	}
-	r.apiKey = crm.Secret(r.APIKey)
-	if r.apiKey == "" {
-		return errors.New("retailcrm: api_key is required")
-	}
-	r.site = crm.Secret(r.Site)
-	if r.site == "" {
-		return errors.New("retailcrm: site is required (the store's symbolic code)")
 	}
 	// Accept the account address with or without the API path.
 	base := strings.TrimSuffix(strings.TrimSuffix(r.BaseURL, "/api/v5"), "/api")
@@ -138,12 +113,7 @@ func (r *RetailCRM) Provision(caddy.Context) error {
 // DefaultRate is retailCRM's documented limit: 10 requests a second per IP.
 // A Send makes one request (two when a 400 sends it looking for a resent
 // order), so the limit holds per Send as well.
-func (r *RetailCRM) DefaultRate() (int, time.Duration) {
-	if n, per, ok := r.RateOverride(); ok {
-		return n, per
-	}
-	return 10, time.Second
-}
+func (r *RetailCRM) DefaultRate() (int, time.Duration) { return r.RateOr(10, time.Second, 1) }
 
 // Order is the part of retailCRM's order object the adapter fills.
 type Order struct {

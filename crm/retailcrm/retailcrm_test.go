@@ -22,7 +22,7 @@ import (
 // (the fake's lines, then extra lines that override them), then Provision.
 func newDest(t *testing.T, f *retailcrmtest.Fake, extra string) *RetailCRM {
 	t.Helper()
-	r, err := parse("retailcrm {\n" + f.Caddyfile() + "\n" + extra + "\n}")
+	r, err := parse(crmtest.Block("retailcrm", f.Caddyfile(), extra))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +370,7 @@ func TestCaddyfile(t *testing.T) {
 		{"retailcrm {\n site a b\n}", `site: one value expected, got also "b"`},
 		{"retailcrm {\n rate fast\n}", `rate "fast"`},
 		{"retailcrm {\n timeout soon\n}", "timeout:"},
-		{"retailcrm extra {\n}", "wrong argument count"},
+		{"retailcrm extra {\n}", `unexpected argument "extra"; options go in the block`},
 	}
 	for _, c := range bad {
 		if _, err := parse(c.block); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -387,7 +387,7 @@ func TestProvisionErrors(t *testing.T) {
 		{RetailCRM{APIKey: "k", Site: "s"}, "retailcrm: base_url is required"},
 		{RetailCRM{APIKey: "k", Site: "s", Common: commonURL("ftp://shop")}, "want an absolute http(s) URL"},
 		{RetailCRM{Site: "s", Common: commonURL("https://shop.retailcrm.ru")}, "retailcrm: api_key is required"},
-		{RetailCRM{APIKey: "{env.TEST_RETAILCRM_UNSET}", Site: "s", Common: commonURL("https://shop.retailcrm.ru")}, "retailcrm: api_key is required"},
+		{RetailCRM{APIKey: "{env.TEST_RETAILCRM_UNSET}", Site: "s", Common: commonURL("https://shop.retailcrm.ru")}, "retailcrm: api_key: environment variable TEST_RETAILCRM_UNSET is not set"},
 		{RetailCRM{APIKey: "k", Common: commonURL("https://shop.retailcrm.ru")}, "retailcrm: site is required"},
 	}
 	for _, c := range cases {

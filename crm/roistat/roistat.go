@@ -87,48 +87,23 @@ func (Roistat) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// UnmarshalCaddyfile parses
+// spec declares the options of
 //
 //	destination <name> roistat {
 //		key   <integration key>
 //		param <name> <value>
 //		base_url | rate | timeout ...
 //	}
-func (r *Roistat) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // type name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		if ok, err := r.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		switch d.Val() {
-		case "key":
-			if err := crm.SingleArg(d, &r.Key); err != nil {
-				return err
-			}
-		case "param":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return d.Err("param: want <name> <value>")
-			}
-			if err := checkParam(args[0]); err != nil {
-				return d.Errf("param: %v", err)
-			}
-			if r.Params == nil {
-				r.Params = map[string]string{}
-			}
-			r.Params[args[0]] = args[1]
-		default:
-			return d.Errf("roistat: unknown option %q (want key, param, base_url, rate, timeout)", d.Val())
-		}
-	}
-	return nil
+func (r *Roistat) spec() crm.Spec {
+	return crm.Spec{Type: "roistat", Common: &r.Common, Options: []crm.Option{
+		{Name: "key", Kind: crm.SecretText, Target: &r.Key, Into: &r.key, Required: true, Doc: "the project's key for CRM integration"},
+		{Name: "param", Kind: crm.Pairs, Target: &r.Params, Default: "none", Shape: "<name> <value>",
+			Check: func(k string) (string, error) { return k, checkParam(k) }},
+	}}
 }
+
+// UnmarshalCaddyfile parses the block declared by spec.
+func (r *Roistat) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return r.spec().Parse(d) }
 
 func checkParam(name string) error {
 	switch {
@@ -144,13 +119,13 @@ func checkParam(name string) error {
 
 // Provision resolves placeholders and checks the required options.
 func (r *Roistat) Provision(caddy.Context) error {
+	if err := r.spec().Resolve(); err != nil {
+		return err
+	}
 	if err := r.Common.Provision(DefaultBaseURL); err != nil {
 		return fmt.Errorf("roistat: %w", err)
 	}
-	r.key = strings.TrimSpace(crm.Secret(r.Key))
-	if r.key == "" {
-		return errors.New("roistat: key is required")
-	}
+	r.key = strings.TrimSpace(r.key)
 	for name := range r.Params {
 		if err := checkParam(name); err != nil {
 			return fmt.Errorf("roistat: param %v", err)
@@ -160,12 +135,7 @@ func (r *Roistat) Provision(caddy.Context) error {
 }
 
 // DefaultRate: Roistat documents no limit for proxy leads; 3/s is a guess.
-func (r *Roistat) DefaultRate() (int, time.Duration) {
-	if n, per, ok := r.RateOverride(); ok {
-		return n, per
-	}
-	return 3, time.Second
-}
+func (r *Roistat) DefaultRate() (int, time.Duration) { return r.RateOr(3, time.Second, 1) }
 
 // Send forwards the lead and returns the id Roistat answered, if any.
 func (r *Roistat) Send(ctx context.Context, l *lead.Lead) (string, error) {

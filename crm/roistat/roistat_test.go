@@ -340,7 +340,7 @@ func TestCaddyfile(t *testing.T) {
 		"roistat {\n param title Заявка\n}":        `param: "title" is filled from the lead`,
 		"roistat {\n param key abc\n}":             `param: "key" is filled from the lead`,
 		"roistat {\n param fields[tags] a\n}":      "set deal fields with a form's crm",
-		"roistat abc {\n key k\n}":                 "wrong argument count",
+		"roistat abc {\n key k\n}":                 `unexpected argument "abc"; options go in the block`,
 		"roistat {\n rate many\n}":                 `rate "many"`,
 		"roistat {\n timeout never\n}":             "timeout:",
 		"roistat {\n base_url a b\n key k\n}":      "base_url: one value expected",
@@ -362,7 +362,7 @@ func TestProvisionErrors(t *testing.T) {
 		want string
 	}{
 		{Roistat{}, "roistat: key is required"},
-		{Roistat{Key: "{env.LEADPROXY_TEST_UNSET}"}, "roistat: key is required"},
+		{Roistat{Key: "{env.LEADPROXY_TEST_UNSET}"}, "roistat: key: environment variable LEADPROXY_TEST_UNSET is not set"},
 		{Roistat{Key: "k", Params: map[string]string{"phone": "1"}}, `roistat: param "phone" is filled from the lead`},
 		{Roistat{Common: crm.Common{BaseURL: "cloud.roistat.com"}, Key: "k"}, "roistat: base_url"},
 	}

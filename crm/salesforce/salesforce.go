@@ -44,7 +44,6 @@ package salesforce
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/mail"
@@ -110,6 +109,8 @@ type Salesforce struct {
 
 	sobject  string // {base_url}/services/data/vNN.N/sobjects/Lead
 	tokenURL string
+	token    string // Token resolved
+	refresh  string // RefreshToken resolved
 	clientID string
 	secret   string
 	tokens   *oauth.Tokens
@@ -132,28 +133,14 @@ var (
 
 // Provision resolves placeholders and checks the options.
 func (s *Salesforce) Provision(ctx caddy.Context) error {
+	if err := s.spec().Resolve(); err != nil {
+		return err
+	}
 	if err := s.Common.Provision(""); err != nil {
 		return fmt.Errorf("salesforce: %w", err)
 	}
-	if s.BaseURL == "" {
-		return errors.New("salesforce: base_url is required (the instance URL, https://<MyDomain>.my.salesforce.com)")
-	}
-	token, refresh := crm.Secret(s.Token), crm.Secret(s.RefreshToken)
-	s.clientID, s.secret = crm.Secret(s.ClientID), crm.Secret(s.ClientSecret)
-	var missing []string
-	for _, o := range []struct{ name, val string }{{"client_id", s.clientID}, {"client_secret", s.secret}, {"refresh_token", refresh}} {
-		if o.val == "" {
-			missing = append(missing, o.name)
-		}
-	}
-	refreshFlow := len(missing) == 0
-	switch {
-	case len(missing) == 1 || len(missing) == 2:
-		return fmt.Errorf("salesforce: client_id, client_secret and refresh_token go together; missing %s", strings.Join(missing, ", "))
-	case token == "" && !refreshFlow:
-		return errors.New("salesforce: token or client_id + client_secret + refresh_token is required")
-	}
-	s.tokenURL = crm.Secret(s.TokenURL)
+	token, refresh := s.token, s.refresh
+	refreshFlow := s.clientID != "" // with the secret and refresh token: Resolve checked they go together
 	if s.tokenURL == "" {
 		s.tokenURL = DefaultTokenURL
 	}
@@ -206,12 +193,7 @@ func (s *Salesforce) SetTokenStore(name string, ts crm.TokenStore) {
 // only the org's rolling 24-hour allocation (shared with its other
 // integrations; exceeding it is a retried 403). 10 a second drains a
 // backlog quickly without bursting into that allocation.
-func (s *Salesforce) DefaultRate() (int, time.Duration) {
-	if n, per, ok := s.RateOverride(); ok {
-		return n, per
-	}
-	return 10, time.Second
-}
+func (s *Salesforce) DefaultRate() (int, time.Duration) { return s.RateOr(10, time.Second, 1) }
 
 // Send creates (or, with external_id, upserts) the Lead and returns its id.
 func (s *Salesforce) Send(ctx context.Context, l *lead.Lead) (string, error) {

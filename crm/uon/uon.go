@@ -85,7 +85,7 @@ func (UON) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// UnmarshalCaddyfile parses
+// spec declares the options of
 //
 //	destination <name> uon {
 //		key      <api key>
@@ -93,45 +93,26 @@ func (UON) CaddyModule() caddy.ModuleInfo {
 //		timezone <IANA zone>
 //		base_url | rate | timeout ...
 //	}
-func (u *UON) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // type name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		if ok, err := u.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		var err error
-		switch d.Val() {
-		case "key":
-			err = crm.SingleArg(d, &u.Key)
-		case "source":
-			err = crm.SingleArg(d, &u.Source)
-		case "timezone":
-			err = crm.SingleArg(d, &u.Timezone)
-		default:
-			return d.Errf("uon: unknown option %q (want key, source, timezone, base_url, rate, timeout)", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+func (u *UON) spec() crm.Spec {
+	return crm.Spec{Type: "uon", Common: &u.Common, Options: []crm.Option{
+		{Name: "key", Kind: crm.SecretText, Target: &u.Key, Into: &u.key, Required: true, Doc: "the U-ON API key"},
+		{Name: "source", Target: &u.Source, Default: "U-ON's own"},
+		{Name: "timezone", Target: &u.Timezone, Default: "Europe/Moscow"},
+	}}
 }
+
+// UnmarshalCaddyfile parses the block declared by spec.
+func (u *UON) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return u.spec().Parse(d) }
 
 // Provision resolves placeholders and checks the required options.
 func (u *UON) Provision(caddy.Context) error {
+	if err := u.spec().Resolve(); err != nil {
+		return err
+	}
 	if err := u.Common.Provision(DefaultBaseURL); err != nil {
 		return fmt.Errorf("uon: %w", err)
 	}
-	u.key = strings.TrimSpace(crm.Secret(u.Key))
-	if u.key == "" {
-		return errors.New("uon: key is required")
-	}
+	u.key = strings.TrimSpace(u.key)
 	u.endpoint = u.BaseURL + "/" + url.PathEscape(u.key) + "/lead/create.json"
 	u.loc = moscow
 	if u.Timezone != "" {
@@ -145,12 +126,7 @@ func (u *UON) Provision(caddy.Context) error {
 }
 
 // DefaultRate: U-ON answers 429 past an undocumented limit; 3/s is a guess.
-func (u *UON) DefaultRate() (int, time.Duration) {
-	if n, per, ok := u.RateOverride(); ok {
-		return n, per
-	}
-	return 3, time.Second
-}
+func (u *UON) DefaultRate() (int, time.Duration) { return u.RateOr(3, time.Second, 1) }
 
 // Send creates the lead and returns its U-ON id.
 func (u *UON) Send(ctx context.Context, l *lead.Lead) (string, error) {

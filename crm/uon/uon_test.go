@@ -244,7 +244,7 @@ func TestCaddyfile(t *testing.T) {
 		"uon {\n key\n}":          "key: missing value",
 		"uon {\n key a b\n}":      `key: one value expected, got also "b"`,
 		"uon {\n rate 0/1s\n}":    `rate "0/1s"`,
-		"uon abc {\n key k\n}":    "wrong argument count",
+		"uon abc {\n key k\n}":    `unexpected argument "abc"; options go in the block`,
 		"uon {\n timeout 5x\n}":   "timeout:",
 		"uon {\n source a b\n}":   "source: one value expected",
 		"uon {\n timezone\n}":     "timezone: missing value",
@@ -267,7 +267,7 @@ func TestProvisionErrors(t *testing.T) {
 		want string
 	}{
 		{UON{}, "uon: key is required"},
-		{UON{Key: "{env.LEADPROXY_TEST_UNSET}"}, "uon: key is required"},
+		{UON{Key: "{env.LEADPROXY_TEST_UNSET}"}, "uon: key: environment variable LEADPROXY_TEST_UNSET is not set"},
 		{UON{Key: "k", Timezone: "Mars/Olympus"}, "uon: timezone"},
 		{UON{Common: crm.Common{BaseURL: "api.u-on.ru"}, Key: "k"}, "uon: base_url"},
 	}

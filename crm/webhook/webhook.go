@@ -45,9 +45,10 @@ type Webhook struct {
 	// Headers are added to every request (for receivers that want a token).
 	Headers map[string]string `json:"headers,omitempty"`
 
-	url string
-	key []byte
-	now func() time.Time
+	url    string
+	secret string // Secret resolved
+	key    []byte
+	now    func() time.Time
 }
 
 // CaddyModule returns the Caddy module information.
@@ -58,70 +59,46 @@ func (Webhook) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// UnmarshalCaddyfile parses
+// spec declares the options of
 //
-//	destination <name> webhook {
+//	destination <name> webhook [<url>] {
 //		url     <url>
 //		secret  whsec_...
 //		header  <name> <value>
 //		base_url | rate | timeout ...
 //	}
-func (w *Webhook) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // type name
-	if d.NextArg() {
-		w.URL = d.Val()
-	}
-	for d.NextBlock(0) {
-		if ok, err := w.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			continue
+func (w *Webhook) spec() crm.Spec {
+	return crm.Spec{Type: "webhook", Common: &w.Common, Options: []crm.Option{
+		{Name: "url", Kind: crm.SecretText, Target: &w.URL, Into: &w.url, Inline: true, Doc: "the receiver's http(s) URL", Default: "base_url"},
+		{Name: "secret", Kind: crm.SecretText, Target: &w.Secret, Into: &w.secret, Required: true,
+			Doc: `"whsec_" + base64 key, as Standard Webhooks receivers verify it; use a placeholder: secret {env.HOOK_SECRET}`},
+		{Name: "header", Kind: crm.Pairs, Target: &w.Headers, Shape: "<name> <value>", Default: "none"},
+	}, Check: func(has func(string) bool) error {
+		if !has("url") && !has("base_url") {
+			return errors.New("url is required")
 		}
-		switch d.Val() {
-		case "url":
-			if err := crm.SingleArg(d, &w.URL); err != nil {
-				return err
-			}
-		case "secret":
-			if err := crm.SingleArg(d, &w.Secret); err != nil {
-				return err
-			}
-		case "header":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return d.Err("header: want <name> <value>")
-			}
-			if w.Headers == nil {
-				w.Headers = map[string]string{}
-			}
-			w.Headers[args[0]] = args[1]
-		default:
-			return d.Errf("webhook: unknown option %q (want url, secret, header, base_url, rate, timeout)", d.Val())
-		}
-	}
-	return nil
+		return nil
+	}}
 }
+
+// UnmarshalCaddyfile parses the block declared by spec.
+func (w *Webhook) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return w.spec().Parse(d) }
 
 // Provision resolves placeholders and decodes the secret.
 func (w *Webhook) Provision(caddy.Context) error {
+	if err := w.spec().Resolve(); err != nil {
+		return err
+	}
 	if err := w.Common.Provision(""); err != nil {
 		return fmt.Errorf("webhook: %w", err)
 	}
-	w.url = crm.Secret(w.URL)
 	if w.url == "" {
 		w.url = w.BaseURL
-	}
-	if w.url == "" {
-		return errors.New("webhook: url is required")
 	}
 	if !strings.HasPrefix(w.url, "http://") && !strings.HasPrefix(w.url, "https://") {
 		return fmt.Errorf("webhook: url %q: want an http(s) URL", w.URL)
 	}
-	if w.Secret == "" {
-		return errors.New(`webhook: secret is required ("whsec_" + base64 key, as Standard Webhooks receivers verify it); use a placeholder: secret {env.HOOK_SECRET}`)
-	}
-	key, err := DecodeSecret(crm.Secret(w.Secret))
+	key, err := DecodeSecret(w.secret)
 	if err != nil {
 		return fmt.Errorf("webhook: secret: %w", err)
 	}
@@ -134,12 +111,7 @@ func (w *Webhook) Provision(caddy.Context) error {
 
 // DefaultRate: a webhook has no documented limit; 20/s keeps a receiver
 // from being flooded when a backlog drains.
-func (w *Webhook) DefaultRate() (int, time.Duration) {
-	if n, per, ok := w.RateOverride(); ok {
-		return n, per
-	}
-	return 20, time.Second
-}
+func (w *Webhook) DefaultRate() (int, time.Duration) { return w.RateOr(20, time.Second, 1) }
 
 // Envelope is the Standard Webhooks payload.
 type Envelope struct {

@@ -23,7 +23,7 @@ type testDest struct {
 	Wait    caddy.Duration
 }
 
-func (t *testDest) spec() Spec {
+func (t *testDest) Spec() Spec {
 	return Spec{Type: "test", Common: &t.Common, IDName: "a test id", Options: []Option{
 		{Name: "url", Target: &t.Inline, Inline: true},
 		{Name: "token", Kind: SecretText, Target: &t.Token, Into: &t.token, Required: true, Doc: "the API token"},
@@ -39,7 +39,7 @@ func (t *testDest) spec() Spec {
 
 func parseTest(in string) (*testDest, error) {
 	t := new(testDest)
-	return t, t.spec().Parse(caddyfile.NewTestDispenser(in))
+	return t, t.Spec().Parse(caddyfile.NewTestDispenser(in))
 }
 
 func TestSpecParse(t *testing.T) {
@@ -101,7 +101,7 @@ func TestSpecParseRefusals(t *testing.T) {
 func TestSpecResolve(t *testing.T) {
 	t.Setenv("LP_TEST_SPEC_TOKEN", "s3cret")
 	d := &testDest{Token: "{env.LP_TEST_SPEC_TOKEN}"}
-	if err := d.spec().Resolve(); err != nil {
+	if err := d.Spec().Resolve(); err != nil {
 		t.Fatal(err)
 	}
 	if d.token != "s3cret" || d.Token != "{env.LP_TEST_SPEC_TOKEN}" {
@@ -113,7 +113,7 @@ func TestSpecResolve(t *testing.T) {
 		"{env.LP_TEST_SPEC_UNSET}":  "test: token: environment variable LP_TEST_SPEC_UNSET is not set (from {env.LP_TEST_SPEC_UNSET})",
 		"{env.LP_TEST_SPEC_UNSET} ": "environment variable LP_TEST_SPEC_UNSET is not set",
 	} {
-		err := (&testDest{Token: tok}).spec().Resolve()
+		err := (&testDest{Token: tok}).Spec().Resolve()
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("token %q: err = %v, want %q", tok, err, want)
 		}

@@ -101,7 +101,7 @@ func (AmoCRM) CaddyModule() caddy.ModuleInfo {
 // Provision resolves placeholders and checks the required options.
 func (a *AmoCRM) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	if err := a.spec().Resolve(); err != nil {
+	if err := a.Spec().Resolve(); err != nil {
 		return err
 	}
 	if err := a.Common.Provision(""); err != nil {

@@ -6,7 +6,7 @@ import (
 	"github.com/leadproxy/leadproxy/crm"
 )
 
-// spec declares the options of
+// Spec declares the options of
 //
 //	destination <name> amocrm {
 //		base_url            https://<subdomain>.amocrm.ru
@@ -17,7 +17,7 @@ import (
 //		tags                <tag>...
 //		rate | timeout ...
 //	}
-func (a *AmoCRM) spec() crm.Spec {
+func (a *AmoCRM) Spec() crm.Spec {
 	return crm.Spec{Type: "amocrm", Common: &a.Common, IDName: "an amoCRM id", Options: []crm.Option{
 		{Name: "base_url", Required: true, Doc: "https://<subdomain>.amocrm.ru or https://<subdomain>.kommo.com"},
 		{Name: "token", Kind: crm.SecretText, Target: &a.Token, Into: &a.token, Required: true, Doc: "a long-lived token of a private integration"},
@@ -28,5 +28,5 @@ func (a *AmoCRM) spec() crm.Spec {
 	}}
 }
 
-// UnmarshalCaddyfile parses the block declared by spec.
-func (a *AmoCRM) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return a.spec().Parse(d) }
+// UnmarshalCaddyfile parses the block declared by Spec.
+func (a *AmoCRM) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return a.Spec().Parse(d) }

@@ -113,7 +113,7 @@ var (
 // Provision resolves the webhook URL and checks the options.
 func (b *Bitrix24) Provision(ctx caddy.Context) error {
 	b.logger = ctx.Logger()
-	if err := b.spec().Resolve(); err != nil {
+	if err := b.Spec().Resolve(); err != nil {
 		return err
 	}
 	if err := b.Common.Provision(""); err != nil {

@@ -9,7 +9,7 @@ import (
 	"github.com/leadproxy/leadproxy/crm"
 )
 
-// spec declares the options of
+// Spec declares the options of
 //
 //	destination <name> bitrix24 [<webhook_url>] {
 //		webhook_url https://<portal>/rest/<user>/<code>/
@@ -17,7 +17,7 @@ import (
 //		field       <NAME> <value>    # any number
 //		base_url | rate | timeout ...
 //	}
-func (b *Bitrix24) spec() crm.Spec {
+func (b *Bitrix24) Spec() crm.Spec {
 	return crm.Spec{Type: "bitrix24", Common: &b.Common, Options: []crm.Option{
 		{Name: "webhook_url", Kind: crm.SecretText, Target: &b.WebhookURL, Into: &b.webhook, Required: true, Inline: true,
 			Doc: "https://<portal>/rest/<user>/<code>/"},
@@ -27,8 +27,8 @@ func (b *Bitrix24) spec() crm.Spec {
 	}}
 }
 
-// UnmarshalCaddyfile parses the block declared by spec.
-func (b *Bitrix24) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return b.spec().Parse(d) }
+// UnmarshalCaddyfile parses the block declared by Spec.
+func (b *Bitrix24) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return b.Spec().Parse(d) }
 
 func checkEntity(v string) (string, error) {
 	e := strings.ToLower(strings.TrimSpace(v))

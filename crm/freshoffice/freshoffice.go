@@ -123,7 +123,7 @@ func (FreshOffice) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// spec declares the options of
+// Spec declares the options of
 //
 //	destination <name> freshoffice {
 //		token     <token>
@@ -134,7 +134,7 @@ func (FreshOffice) CaddyModule() caddy.ModuleInfo {
 //		timezone  <IANA zone>
 //		base_url | rate | timeout ...
 //	}
-func (f *FreshOffice) spec() crm.Spec {
+func (f *FreshOffice) Spec() crm.Spec {
 	return crm.Spec{Type: "freshoffice", Common: &f.Common, IDName: "a FreshOffice id", Options: []crm.Option{
 		{Name: "token", Kind: crm.SecretText, Target: &f.Token, Into: &f.token, Required: true, Doc: "the API 2.0 bearer token"},
 		{Name: "manager", Kind: crm.ID, Target: &f.Manager, Required: true, Doc: "the user_id deals are assigned to"},
@@ -145,12 +145,12 @@ func (f *FreshOffice) spec() crm.Spec {
 	}}
 }
 
-// UnmarshalCaddyfile parses the block declared by spec.
-func (f *FreshOffice) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return f.spec().Parse(d) }
+// UnmarshalCaddyfile parses the block declared by Spec.
+func (f *FreshOffice) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return f.Spec().Parse(d) }
 
 // Provision resolves placeholders and checks the required options.
 func (f *FreshOffice) Provision(caddy.Context) error {
-	if err := f.spec().Resolve(); err != nil {
+	if err := f.Spec().Resolve(); err != nil {
 		return err
 	}
 	if err := f.Common.Provision(DefaultBaseURL); err != nil {

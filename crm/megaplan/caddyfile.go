@@ -8,7 +8,7 @@ import (
 	"github.com/leadproxy/leadproxy/crm"
 )
 
-// spec declares the options of
+// Spec declares the options of
 //
 //	destination <name> megaplan {
 //		base_url  https://<account>.megaplan.ru
@@ -21,7 +21,7 @@ import (
 //		utm_field <source|medium|campaign|term|content> <deal field>
 //		rate | timeout ...
 //	}
-func (m *Megaplan) spec() crm.Spec {
+func (m *Megaplan) Spec() crm.Spec {
 	return crm.Spec{Type: "megaplan", Common: &m.Common, IDName: "a Megaplan id", Options: []crm.Option{
 		{Name: "base_url", Required: true, Doc: "https://<account>.megaplan.ru"},
 		{Name: "token", Kind: crm.SecretText, Target: &m.Token, Into: &m.token, Doc: "a long-lived API token; or login and password"},
@@ -44,7 +44,7 @@ func (m *Megaplan) spec() crm.Spec {
 	}}
 }
 
-// UnmarshalCaddyfile parses the block declared by spec.
-func (m *Megaplan) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return m.spec().Parse(d) }
+// UnmarshalCaddyfile parses the block declared by Spec.
+func (m *Megaplan) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return m.Spec().Parse(d) }
 
 func checkUTMKey(k string) (string, error) { return k, crm.CheckUTMKey(k) }

@@ -106,7 +106,7 @@ func (Megaplan) CaddyModule() caddy.ModuleInfo {
 
 // Provision resolves placeholders and checks the required options.
 func (m *Megaplan) Provision(ctx caddy.Context) error {
-	if err := m.spec().Resolve(); err != nil {
+	if err := m.Spec().Resolve(); err != nil {
 		return err
 	}
 	if err := m.Common.Provision(""); err != nil {

@@ -108,7 +108,7 @@ func (MoySklad) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// spec declares the options of
+// Spec declares the options of
 //
 //	destination <name> moysklad {
 //		token        <token>
@@ -116,7 +116,7 @@ func (MoySklad) CaddyModule() caddy.ModuleInfo {
 //		store        <uuid>
 //		base_url | rate | timeout ...
 //	}
-func (m *MoySklad) spec() crm.Spec {
+func (m *MoySklad) Spec() crm.Spec {
 	return crm.Spec{Type: "moysklad", Common: &m.Common, Options: []crm.Option{
 		{Name: "token", Kind: crm.SecretText, Target: &m.Token, Into: &m.token, Required: true, Doc: "an access token"},
 		{Name: "organization", Kind: crm.SecretText, Target: &m.Organization, Into: &m.organization, Required: true, Doc: "the UUID of the legal entity"},
@@ -124,12 +124,12 @@ func (m *MoySklad) spec() crm.Spec {
 	}}
 }
 
-// UnmarshalCaddyfile parses the block declared by spec.
-func (m *MoySklad) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return m.spec().Parse(d) }
+// UnmarshalCaddyfile parses the block declared by Spec.
+func (m *MoySklad) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return m.Spec().Parse(d) }
 
 // Provision resolves placeholders and checks the required options.
 func (m *MoySklad) Provision(caddy.Context) error {
-	if err := m.spec().Resolve(); err != nil {
+	if err := m.Spec().Resolve(); err != nil {
 		return err
 	}
 	if err := m.Common.Provision(DefaultBaseURL); err != nil {

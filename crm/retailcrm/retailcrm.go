@@ -77,7 +77,7 @@ func (RetailCRM) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// spec declares the options of
+// Spec declares the options of
 //
 //	destination <name> retailcrm {
 //		base_url https://<account>.retailcrm.ru
@@ -85,7 +85,7 @@ func (RetailCRM) CaddyModule() caddy.ModuleInfo {
 //		site     <store code>
 //		rate | timeout ...
 //	}
-func (r *RetailCRM) spec() crm.Spec {
+func (r *RetailCRM) Spec() crm.Spec {
 	return crm.Spec{Type: "retailcrm", Common: &r.Common, Options: []crm.Option{
 		{Name: "base_url", Required: true, Doc: "https://<account>.retailcrm.ru"},
 		{Name: "api_key", Kind: crm.SecretText, Target: &r.APIKey, Into: &r.apiKey, Required: true, Doc: "an API key with the order create and read scopes"},
@@ -93,12 +93,12 @@ func (r *RetailCRM) spec() crm.Spec {
 	}}
 }
 
-// UnmarshalCaddyfile parses the block declared by spec.
-func (r *RetailCRM) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return r.spec().Parse(d) }
+// UnmarshalCaddyfile parses the block declared by Spec.
+func (r *RetailCRM) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return r.Spec().Parse(d) }
 
 // Provision resolves placeholders and checks the required options.
 func (r *RetailCRM) Provision(caddy.Context) error {
-	if err := r.spec().Resolve(); err != nil {
+	if err := r.Spec().Resolve(); err != nil {
 		return err
 	}
 	if err := r.Common.Provision(""); err != nil {

@@ -87,14 +87,14 @@ func (Roistat) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// spec declares the options of
+// Spec declares the options of
 //
 //	destination <name> roistat {
 //		key   <integration key>
 //		param <name> <value>
 //		base_url | rate | timeout ...
 //	}
-func (r *Roistat) spec() crm.Spec {
+func (r *Roistat) Spec() crm.Spec {
 	return crm.Spec{Type: "roistat", Common: &r.Common, Options: []crm.Option{
 		{Name: "key", Kind: crm.SecretText, Target: &r.Key, Into: &r.key, Required: true, Doc: "the project's key for CRM integration"},
 		{Name: "param", Kind: crm.Pairs, Target: &r.Params, Default: "none", Shape: "<name> <value>",
@@ -102,8 +102,8 @@ func (r *Roistat) spec() crm.Spec {
 	}}
 }
 
-// UnmarshalCaddyfile parses the block declared by spec.
-func (r *Roistat) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return r.spec().Parse(d) }
+// UnmarshalCaddyfile parses the block declared by Spec.
+func (r *Roistat) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return r.Spec().Parse(d) }
 
 func checkParam(name string) error {
 	switch {
@@ -119,7 +119,7 @@ func checkParam(name string) error {
 
 // Provision resolves placeholders and checks the required options.
 func (r *Roistat) Provision(caddy.Context) error {
-	if err := r.spec().Resolve(); err != nil {
+	if err := r.Spec().Resolve(); err != nil {
 		return err
 	}
 	if err := r.Common.Provision(DefaultBaseURL); err != nil {

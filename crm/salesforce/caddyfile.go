@@ -9,7 +9,7 @@ import (
 	"github.com/leadproxy/leadproxy/crm"
 )
 
-// spec declares the options of
+// Spec declares the options of
 //
 //	destination <name> salesforce {
 //		base_url         https://<MyDomain>.my.salesforce.com
@@ -25,7 +25,7 @@ import (
 //		utm_field        <source|medium|campaign|term|content> <Field__c>
 //		rate | timeout ...
 //	}
-func (s *Salesforce) spec() crm.Spec {
+func (s *Salesforce) Spec() crm.Spec {
 	return crm.Spec{Type: "salesforce", Common: &s.Common, Options: []crm.Option{
 		{Name: "base_url", Required: true, Doc: "the instance URL, https://<MyDomain>.my.salesforce.com"},
 		{Name: "token", Kind: crm.SecretText, Target: &s.Token, Into: &s.token, Doc: "an access token; or the refresh flow"},
@@ -56,5 +56,5 @@ func (s *Salesforce) spec() crm.Spec {
 	}}
 }
 
-// UnmarshalCaddyfile parses the block declared by spec.
-func (s *Salesforce) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return s.spec().Parse(d) }
+// UnmarshalCaddyfile parses the block declared by Spec.
+func (s *Salesforce) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return s.Spec().Parse(d) }

@@ -133,7 +133,7 @@ var (
 
 // Provision resolves placeholders and checks the options.
 func (s *Salesforce) Provision(ctx caddy.Context) error {
-	if err := s.spec().Resolve(); err != nil {
+	if err := s.Spec().Resolve(); err != nil {
 		return err
 	}
 	if err := s.Common.Provision(""); err != nil {

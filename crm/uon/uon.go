@@ -85,7 +85,7 @@ func (UON) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// spec declares the options of
+// Spec declares the options of
 //
 //	destination <name> uon {
 //		key      <api key>
@@ -93,7 +93,7 @@ func (UON) CaddyModule() caddy.ModuleInfo {
 //		timezone <IANA zone>
 //		base_url | rate | timeout ...
 //	}
-func (u *UON) spec() crm.Spec {
+func (u *UON) Spec() crm.Spec {
 	return crm.Spec{Type: "uon", Common: &u.Common, Options: []crm.Option{
 		{Name: "key", Kind: crm.SecretText, Target: &u.Key, Into: &u.key, Required: true, Doc: "the U-ON API key"},
 		{Name: "source", Target: &u.Source, Default: "U-ON's own"},
@@ -101,12 +101,12 @@ func (u *UON) spec() crm.Spec {
 	}}
 }
 
-// UnmarshalCaddyfile parses the block declared by spec.
-func (u *UON) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return u.spec().Parse(d) }
+// UnmarshalCaddyfile parses the block declared by Spec.
+func (u *UON) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return u.Spec().Parse(d) }
 
 // Provision resolves placeholders and checks the required options.
 func (u *UON) Provision(caddy.Context) error {
-	if err := u.spec().Resolve(); err != nil {
+	if err := u.Spec().Resolve(); err != nil {
 		return err
 	}
 	if err := u.Common.Provision(DefaultBaseURL); err != nil {

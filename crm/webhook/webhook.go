@@ -59,7 +59,7 @@ func (Webhook) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// spec declares the options of
+// Spec declares the options of
 //
 //	destination <name> webhook [<url>] {
 //		url     <url>
@@ -67,7 +67,7 @@ func (Webhook) CaddyModule() caddy.ModuleInfo {
 //		header  <name> <value>
 //		base_url | rate | timeout ...
 //	}
-func (w *Webhook) spec() crm.Spec {
+func (w *Webhook) Spec() crm.Spec {
 	return crm.Spec{Type: "webhook", Common: &w.Common, Options: []crm.Option{
 		{Name: "url", Kind: crm.SecretText, Target: &w.URL, Into: &w.url, Inline: true, Doc: "the receiver's http(s) URL", Default: "base_url"},
 		{Name: "secret", Kind: crm.SecretText, Target: &w.Secret, Into: &w.secret, Required: true,
@@ -81,12 +81,12 @@ func (w *Webhook) spec() crm.Spec {
 	}}
 }
 
-// UnmarshalCaddyfile parses the block declared by spec.
-func (w *Webhook) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return w.spec().Parse(d) }
+// UnmarshalCaddyfile parses the block declared by Spec.
+func (w *Webhook) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return w.Spec().Parse(d) }
 
 // Provision resolves placeholders and decodes the secret.
 func (w *Webhook) Provision(caddy.Context) error {
-	if err := w.spec().Resolve(); err != nil {
+	if err := w.Spec().Resolve(); err != nil {
 		return err
 	}
 	if err := w.Common.Provision(""); err != nil {

@@ -519,44 +519,12 @@ func TestSendPlaceholders(t *testing.T) {
 	sendOne(t, f, m, sampleLead())
 }
 
-func TestCaddyfile(t *testing.T) {
-	m, err := parse(`moysklad {
-		token        {env.MOYSKLAD_TOKEN}
-		organization ` + moyskladtest.Organization + `
-		store        ` + storeID + `
-		rate         2/3s
-		timeout      15s
-	}`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.Token != "{env.MOYSKLAD_TOKEN}" || m.Organization != moyskladtest.Organization || m.Store != storeID ||
-		m.Rate != "2/3s" || time.Duration(m.Timeout) != 15*time.Second || m.BaseURL != "" {
-		t.Errorf("parsed %+v", m)
-	}
-	bad := []struct{ block, want string }{
-		{"moysklad {\n login admin\n}", `moysklad: unknown option "login" (want token, organization, store, base_url, rate, timeout)`},
-		{"moysklad {\n token\n}", "token: missing value"},
-		{"moysklad {\n organization a b\n}", `organization: one value expected, got also "b"`},
-		{"moysklad {\n rate 0/1s\n}", "not a positive count"},
-		{"moysklad extra {\n}", `unexpected argument "extra"; options go in the block`},
-	}
-	for _, c := range bad {
-		if _, err := parse(c.block); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%q: error %v, want it to contain %q", c.block, err, c.want)
-		}
-	}
-}
-
 func TestProvision(t *testing.T) {
 	org := moyskladtest.Organization
 	bad := []struct {
 		m    MoySklad
 		want string
 	}{
-		{MoySklad{Organization: org}, "moysklad: token is required"},
-		{MoySklad{Token: "{env.TEST_MOYSKLAD_UNSET}", Organization: org}, "moysklad: token: environment variable TEST_MOYSKLAD_UNSET is not set"},
-		{MoySklad{Token: "t"}, "moysklad: organization is required"},
 		{MoySklad{Token: "t", Organization: "Моя компания"}, `organization "Моя компания": want a UUID`},
 		{MoySklad{Token: "t", Organization: org, Store: "Основной склад"}, `store "Основной склад": want a UUID`},
 		{MoySklad{Token: "t", Organization: org, Common: crm.Common{BaseURL: "api.moysklad.ru"}}, "want an absolute http(s) URL"},
@@ -577,17 +545,6 @@ func TestProvision(t *testing.T) {
 		if err := m.Provision(caddy.Context{}); err != nil || m.api != c.api {
 			t.Errorf("base_url %q: api %q, err %v; want %q", c.base, m.api, err, c.api)
 		}
-	}
-}
-
-func TestDefaultRate(t *testing.T) {
-	var m MoySklad
-	if n, per := m.DefaultRate(); n != 1 || per != time.Second {
-		t.Errorf("default %d/%v, want 1/1s", n, per)
-	}
-	m.Rate = "11/3s"
-	if n, per := m.DefaultRate(); n != 11 || per != 3*time.Second {
-		t.Errorf("override %d/%v", n, per)
 	}
 }
 

@@ -25,6 +25,7 @@ func (f *FreshOffice) Spec() crm.Spec {
 		{Name: "status", Kind: crm.ID, Target: &f.Status, Default: "1"},
 		{Name: "company", Kind: crm.ID, Target: &f.Company, Default: "a contractor per lead"},
 		{Name: "timezone", Target: &f.Timezone, Default: "Europe/Moscow"},
+		{Name: "base_url", Default: DefaultBaseURL},
 	}}
 }
 

@@ -28,7 +28,7 @@ func (m *Megaplan) Spec() crm.Spec {
 		{Name: "login", Kind: crm.SecretText, Target: &m.Login, Into: &m.login, Doc: "the user deals are created as"},
 		{Name: "password", Kind: crm.SecretText, Target: &m.Password, Into: &m.password},
 		{Name: "program", Kind: crm.ID, Target: &m.Program, Required: true, Doc: "the id of the deal scheme"},
-		{Name: "manager", Kind: crm.ID, Target: &m.Manager, Default: "Megaplan's own"},
+		{Name: "manager", Kind: crm.ID, Target: &m.Manager, Default: "Megaplan's default"},
 		{Name: "currency", Target: &m.Currency, Default: "the account's main currency"},
 		{Name: "utm_field", Kind: crm.Pairs, Target: &m.UTMFields, Default: "none", Shape: "<utm key> <deal field>", Check: checkUTMKey},
 	}, Check: func(has func(string) bool) error {

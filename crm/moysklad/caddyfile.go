@@ -19,6 +19,7 @@ func (m *MoySklad) Spec() crm.Spec {
 		{Name: "token", Kind: crm.SecretText, Target: &m.Token, Into: &m.token, Required: true, Doc: "an access token"},
 		{Name: "organization", Kind: crm.SecretText, Target: &m.Organization, Into: &m.organization, Required: true, Doc: "the UUID of the legal entity"},
 		{Name: "store", Kind: crm.SecretText, Target: &m.Store, Into: &m.store, Default: "none"},
+		{Name: "base_url", Default: DefaultBaseURL},
 	}}
 }
 

@@ -18,6 +18,7 @@ func (r *Roistat) Spec() crm.Spec {
 		{Name: "key", Kind: crm.SecretText, Target: &r.Key, Into: &r.key, Required: true, Doc: "the project's key for CRM integration"},
 		{Name: "param", Kind: crm.Pairs, Target: &r.Params, Default: "none", Shape: "<name> <value>",
 			Check: func(k string) (string, error) { return k, checkParam(k) }},
+		{Name: "base_url", Default: DefaultBaseURL},
 	}}
 }
 

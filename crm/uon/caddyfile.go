@@ -19,6 +19,7 @@ func (u *UON) Spec() crm.Spec {
 		{Name: "key", Kind: crm.SecretText, Target: &u.Key, Into: &u.key, Required: true, Doc: "the U-ON API key"},
 		{Name: "source", Target: &u.Source, Default: "U-ON's own"},
 		{Name: "timezone", Target: &u.Timezone, Default: "Europe/Moscow"},
+		{Name: "base_url", Default: DefaultBaseURL},
 	}}
 }
 

@@ -105,6 +105,10 @@ func TestConfigErrors(t *testing.T) {
 		{"webhook unknown option", wrap("\t\tdestination h webhook {\n\t\t\tsecrett x\n\t\t}", ""), `webhook: unknown option "secrett" (want url, secret, header, base_url, rate, timeout), at Caddyfile:4`},
 		{"bad rate", wrap("\t\tdestination h webhook {\n\t\t\turl http://x/\n\t\t\trate fast\n\t\t}", ""), `rate "fast": want <n>/<duration>, like 7/1s, at Caddyfile:5`},
 		{"bad max_body", wrap("", "\t\tmax_body lots"), `max_body`},
+		{"destination in the site's leadproxy", wrap("", "\t\tdestination amo amocrm {\n\t\t}"), `destination belongs in the global options block: { leadproxy { destination <name> <type> { ... } } }; a site picks destinations with send_to, at Caddyfile:8`},
+		{"destination as a site directive", "example.com {\n\tdestination amo amocrm {\n\t\ttoken t\n\t}\n\trespond ok\n}\n", `destination belongs in the global options block`},
+		{"missing required destination option", wrap("\t\tdestination amo amocrm {\n\t\t\tbase_url https://x.amocrm.ru\n\t\t}", ""), `amocrm: token is required (a long-lived token of a private integration), at Caddyfile:3`},
+		{"stray destination argument", wrap("\t\tdestination amo amocrm stray {\n\t\t\ttoken abc\n\t\t}", ""), `amocrm: unexpected argument "stray"; options go in the block, at Caddyfile:3`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

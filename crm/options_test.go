@@ -138,3 +138,44 @@ func TestRateOr(t *testing.T) {
 		t.Errorf("override: %d/%v", n, per)
 	}
 }
+
+// FuzzSpecParse: any block is read or refused with the file and line,
+// never a panic, and what is read holds only what was written.
+func FuzzSpecParse(f *testing.F) {
+	for _, s := range []string{
+		"test {\n token t\n}",
+		"test https://x {\n token {env.T}\n id 42\n tags a \"b, c\"\n header X 1\n on off\n wait 5s\n}",
+		"test a b {\n}", "test {\n token a\n token b\n}", "test {\n header X\n}", "test {\n id -1\n}",
+		"test {\n token t\n small 99999999999999999999\n}", "test {\n rate 10/s\n timeout 1m\n}", "test {",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		if !caddyfile.NewTestDispenser(in).Next() {
+			return // no tokens: no line to name (Caddy never hands a module that)
+		}
+		d := new(testDest)
+		err := d.Spec().Parse(caddyfile.NewTestDispenser(in))
+		if err != nil {
+			if !strings.Contains(err.Error(), "Testfile:") {
+				t.Fatalf("%q: %v names no file and line", in, err)
+			}
+			return
+		}
+		if d.ID < 0 || d.Small < 0 {
+			t.Fatalf("%q: a negative id was read", in)
+		}
+	})
+}
+
+// FuzzParseAmount: a number read is finite and not negative.
+func FuzzParseAmount(f *testing.F) {
+	for _, s := range []string{"10 000", "1 500,50", "1'000", "-5", "Inf", "1e308", "0x1p3", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if v, ok := ParseAmount(s); ok && (v < 0 || v != v || v > 1e19) {
+			t.Fatalf("ParseAmount(%q) = %v", s, v)
+		}
+	})
+}

@@ -91,9 +91,7 @@ type Megaplan struct {
 	api             string // {base_url}/api/v3
 	token           string // Token resolved
 	login, password string
-	tokens          *oauth.Tokens
-	storeKey        string
-	store           crm.TokenStore
+	oauth.Keeper
 }
 
 // CaddyModule returns the Caddy module information.
@@ -130,19 +128,8 @@ func (m *Megaplan) Provision(ctx caddy.Context) error {
 		grant = m.grant
 	}
 	seed := oauth.Seed(m.api, token, m.login, m.password)
-	m.tokens = oauth.New(oauth.Token{Access: token}, seed, grant, ctx.Logger())
-	if m.store != nil {
-		m.tokens.SetStore(m.storeKey, m.store)
-	}
+	m.Keep("megaplan", oauth.New(oauth.Token{Access: token}, seed, grant, ctx.Logger()))
 	return nil
-}
-
-// SetTokenStore keeps the renewed tokens in ts (crm.TokenKeeper).
-func (m *Megaplan) SetTokenStore(name string, ts crm.TokenStore) {
-	m.storeKey, m.store = "megaplan/"+name, ts
-	if m.tokens != nil {
-		m.tokens.SetStore(m.storeKey, ts)
-	}
 }
 
 // DefaultRate: Megaplan documents no limit (its SDKs handle 429 with
@@ -177,7 +164,7 @@ type contractorHuman struct {
 // Send finds or creates the contractor, then creates the deal, and returns
 // the deal's id.
 func (m *Megaplan) Send(ctx context.Context, l *lead.Lead) (string, error) {
-	if m.tokens == nil {
+	if m.Tokens() == nil {
 		return "", lead.Permanent(0, "megaplan: not provisioned")
 	}
 	contractor, err := m.contractor(ctx, l)
@@ -341,7 +328,7 @@ func (m *Megaplan) call(ctx context.Context, method, path string, query, body an
 		// QueryEscape keeps "+" of a phone as %2B; spaces become %20, not "+".
 		u += "?" + strings.ReplaceAll(url.QueryEscape(string(q)), "+", "%20")
 	}
-	resp, err := m.tokens.Do(ctx, func(access string) (*crm.Response, error) {
+	resp, err := m.Tokens().Do(ctx, func(access string) (*crm.Response, error) {
 		return crm.DoJSON(ctx, m.Client(), method, u, body, crm.Bearer(access))
 	}, func(r *crm.Response) bool {
 		status, _ := effective(r)

@@ -113,9 +113,7 @@ type Salesforce struct {
 	refresh  string // RefreshToken resolved
 	clientID string
 	secret   string
-	tokens   *oauth.Tokens
-	storeKey string
-	store    crm.TokenStore
+	oauth.Keeper
 }
 
 // CaddyModule returns the Caddy module information.
@@ -174,19 +172,8 @@ func (s *Salesforce) Provision(ctx caddy.Context) error {
 		grant = s.grant
 	}
 	seed := oauth.Seed(s.BaseURL, s.tokenURL, token, s.clientID, s.secret, refresh)
-	s.tokens = oauth.New(oauth.Token{Access: token, Refresh: refresh}, seed, grant, ctx.Logger())
-	if s.store != nil {
-		s.tokens.SetStore(s.storeKey, s.store)
-	}
+	s.Keep("salesforce", oauth.New(oauth.Token{Access: token, Refresh: refresh}, seed, grant, ctx.Logger()))
 	return nil
-}
-
-// SetTokenStore keeps the renewed tokens in ts (crm.TokenKeeper).
-func (s *Salesforce) SetTokenStore(name string, ts crm.TokenStore) {
-	s.storeKey, s.store = "salesforce/"+name, ts
-	if s.tokens != nil {
-		s.tokens.SetStore(s.storeKey, ts)
-	}
 }
 
 // DefaultRate: Salesforce documents no per-second limit for sObject create,
@@ -197,7 +184,7 @@ func (s *Salesforce) DefaultRate() (int, time.Duration) { return s.RateOr(10, ti
 
 // Send creates (or, with external_id, upserts) the Lead and returns its id.
 func (s *Salesforce) Send(ctx context.Context, l *lead.Lead) (string, error) {
-	if s.tokens == nil {
+	if s.Tokens() == nil {
 		return "", lead.Permanent(0, "salesforce: not provisioned")
 	}
 	body, err := crm.JSONBody(s.fields(l))
@@ -249,7 +236,7 @@ func (s *Salesforce) lookup(ctx context.Context, leadID string) (string, error) 
 // call makes one REST request with the current token, renewed once on 401,
 // and classifies the answer.
 func (s *Salesforce) call(ctx context.Context, method, target string, body []byte) (*crm.Response, error) {
-	resp, err := s.tokens.Do(ctx, func(access string) (*crm.Response, error) {
+	resp, err := s.Tokens().Do(ctx, func(access string) (*crm.Response, error) {
 		h := crm.Bearer(access)
 		if body != nil && (s.AllowDuplicates == nil || *s.AllowDuplicates) {
 			h.Set("Sforce-Duplicate-Rule-Header", "allowSave=true")

@@ -143,9 +143,14 @@ func (s Spec) Parse(d *caddyfile.Dispenser) error {
 			return d.Errf("%s: unexpected argument %q; options go in the block", s.Type, d.Val())
 		}
 	}
+	prev := ""
 	for d.NextBlock(0) {
 		name := d.Val()
 		o := byName[name]
+		if name == "{" && prev != "" {
+			return d.Errf("%s: takes no block; its value goes on its line", prev)
+		}
+		prev = name
 		if o == nil {
 			return d.Errf("%s: unknown option %q (want %s)", s.Type, name, strings.Join(s.Names(), ", "))
 		}

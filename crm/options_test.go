@@ -87,6 +87,7 @@ func TestSpecParseRefusals(t *testing.T) {
 		{"test {\n token t\n rate fast\n}", `rate "fast": want <n>/<duration>`},
 		{"test {\n token t\n timeout x\n}", "timeout: "},
 		{"\n\ntest {\n id 1\n}", "test: token is required (the API token), at Testfile:3"},
+		{"test {\n token t {\n  colour red\n }\n}", "token: takes no block; its value goes on its line, at Testfile:2"},
 	} {
 		_, err := parseTest(c.in)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -57,15 +57,20 @@ type scriptJSON struct {
 }
 
 // autoRule is the pseudo-rule of `auto on`, last so that configured rules
-// win: every form with an email or tel input. Browsers without :has() (before
-// 2022–2023) reject the selector and skip only this rule.
+// win: every form with an email or phone field, by input type or by a name
+// the server's auto-detection reads as email or phone (phone, mail,
+// телефон, tel, also as the innermost key: order[phone]). Browsers without
+// :has() (before 2022–2023) reject the selector and skip only this rule.
 var autoRule = scriptRule{
 	ID:       "auto",
 	Mech:     "s",
-	Selector: "form:has(input[type=email],input[type=tel])",
+	Selector: AutoSelector,
 	Sources:  [][]any{},
 	ByType:   []string{RoleEmail, RolePhone},
 }
+
+// AutoSelector is the forms `auto on` captures.
+const AutoSelector = `form:has(input[type=email],input[type=tel],input[name*=mail i],input[name*=phone i],input[name*=телефон i],input[name=tel i],input[name$="[tel]" i])`
 
 // BuildScript returns the capture script with cfg baked in and a strong ETag
 // derived from its bytes. Call it once per config and serve the bytes.

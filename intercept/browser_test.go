@@ -512,6 +512,9 @@ func TestBrowserJSSources(t *testing.T) {
 			{Label: "Город", Source: Source{Kind: SourceJS, Value: `return document.querySelector("#city").value.toUpperCase()`}},
 			// this is the form the rule matched.
 			{Label: "Ответ", Source: Source{Kind: SourceJS, Value: `return this.elements.answer.value // the quiz answer`}},
+			// A source sees the page's globals, never the minified
+			// script's one-letter locals.
+			{Label: "Имена", Source: Source{Kind: SourceJS, Value: `return [typeof e, typeof t, typeof n, typeof _, typeof $].join()`}},
 		},
 		CRM: []Labeled{{Label: "broken", Source: Source{Kind: SourceJS, Value: `return window.noSuchWidget.value`}}},
 	}
@@ -527,7 +530,7 @@ func TestBrowserJSSources(t *testing.T) {
 	s.waitFor(t, 1, 1)
 	s.settle(t, tab)
 	post, rep := s.captured(t, rule.ID(), 1)
-	want := map[string]string{"extra:Город": "КАЗАНЬ", "extra:Ответ": "Угловая"}
+	want := map[string]string{"extra:Город": "КАЗАНЬ", "extra:Ответ": "Угловая", "extra:Имена": "undefined,undefined,undefined,undefined,undefined"}
 	wantMap(t, "marker x", post.Marker.Values, want)
 	wantMap(t, "report x", rep.Values, want)
 	wantAbsent(t, "marker x", post.Marker.Values, "crm:broken")

@@ -1,15 +1,14 @@
 // leadproxy capture script. Wire formats: docs/capture-protocol.md.
 // BuildScript replaces LP_CONFIG (JSON) and LP_JS (the js sources as
-// functions); compactScript (script.go) strips comments and spaces, so they
-// cost nothing on the wire. Keep to what it understands: // comments only, no
-// template literals, no string or regexp spanning a line, and a semicolon
-// after every statement. Every entry point is guarded: the script must never
-// throw into the host page.
-(function (w, d, L) {
+// functions) after tdewolff/minify has minified this file (script.go), so
+// comments and long names cost nothing on the wire. The js sources sit
+// outside the function, as its arguments: the minifier's one-letter local
+// names ($, _, e...) must not capture the names a source uses. Every entry
+// point is guarded: the script must never throw into the host page.
+(function (w, d, L, C, F) {
   try {
     if (w.leadproxy) return;
     w.leadproxy = { version: "1" };
-    var C = LP_CONFIG, F = LP_JS;
     if (!C.r.length) return;
     // Catches what excludedName in body.go does (and a little more):
     // passwords, CSRF tokens, card data.
@@ -158,4 +157,4 @@
       return S.apply(this, arguments);
     };
   } catch (e) {}
-})(window, document, location);
+})(window, document, location, LP_CONFIG, LP_JS);

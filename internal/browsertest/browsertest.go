@@ -174,3 +174,23 @@ func (b *Tab) Problems() []string {
 	defer b.mu.Unlock()
 	return append([]string(nil), b.problems...)
 }
+
+// NodeModules returns the folder of the form libraries the stack tests load
+// (stacks/node_modules, installed by `npm ci` in internal/browsertest/stacks,
+// as .ci/run does), found from the test's package folder. When they are
+// missing it skips t, or fails it when LEADPROXY_REQUIRE_BROWSER=1: a
+// missing library must not pass for a tested one.
+func NodeModules(t testing.TB) string {
+	t.Helper()
+	for _, dir := range []string{"../internal/browsertest/stacks/node_modules", "stacks/node_modules", "../stacks/node_modules"} {
+		if fi, err := os.Stat(dir + "/.package-lock.json"); err == nil && !fi.IsDir() {
+			return dir
+		}
+	}
+	err := errors.New("the form libraries are not installed: run `npm ci` in internal/browsertest/stacks")
+	if os.Getenv("LEADPROXY_REQUIRE_BROWSER") == "1" {
+		t.Fatal(err)
+	}
+	t.Skip(err)
+	return ""
+}

@@ -62,3 +62,24 @@ func TestRuleValidateRefusesForeignSelectors(t *testing.T) {
 		t.Errorf("selector source: %v", err)
 	}
 }
+
+// FuzzCheckSelector: any text gets an answer without a panic, and what it
+// accepts the audit can compile.
+func FuzzCheckSelector(f *testing.F) {
+	for _, s := range browserSelectors {
+		f.Add(s)
+	}
+	for _, c := range foreignSelectors {
+		f.Add(c.sel)
+	}
+	f.Add(`a[b="\"]:contains(x)"]`)
+	f.Add(`\:contains`)
+	f.Fuzz(func(t *testing.T, sel string) {
+		if CheckSelector(sel) != nil {
+			return
+		}
+		if _, err := compileBrowserSelector(sel); err != nil {
+			t.Fatalf("CheckSelector accepts %q, the audit cannot compile it: %v", sel, err)
+		}
+	})
+}

@@ -67,7 +67,8 @@ func newBrowserTab(t *testing.T) *browserTab {
 // testdata/browser (placeholders {{other}} filled in), the built script at
 // /_leadproxy/c.js, and records form posts (with their marker and visit
 // cookies decoded as the handler does) and /_leadproxy/collect reports.
-// POSTs to /send* answer 303 to /thanks; other POSTs answer JSON.
+// POSTs to /send* answer 303 to /thanks, to */refuse 422; other POSTs
+// answer JSON.
 type testSite struct {
 	srv     *httptest.Server
 	script  []byte
@@ -144,6 +145,10 @@ func (s *testSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/refuse") {
+			// The site's own validation refuses the submission.
+			w.WriteHeader(http.StatusUnprocessableEntity)
+		}
 		io.WriteString(w, `{"ok":true}`)
 	default:
 		// favicon and anything else: empty, so no 404 reaches the console.

@@ -140,15 +140,17 @@
     // it; the report waits until the attempt goes out (out).
     function attempt(R, c, el, path, e) {
       if (el.closest("[data-leadproxy-ignore]")) return;
-      pend = { R: R, c: c, el: el, path: path, e: e };
+      pend = { R: R, c: c, el: el, path: path, e: e, t: Date.now() };
       var v = now(pend);
       mark(pend, v, sid(pend, v));
     }
-    // The pending attempt goes out with the values it carries now: the
+    // The pending attempt goes out with the values it carries now (v): the
     // marker is set again and the report is returned, to send when the
     // request has succeeded.
-    function out() {
-      var p = pend, v = now(p), q = sid(p, v), j;
+    function out(v) {
+      var p = pend, q, j;
+      v = v || now(p);
+      q = sid(p, v);
       pend = 0;
       mark(p, v, q);
       j = JSON.stringify({ v: 1, r: p.R.i, s: q.s, hp: "", page: L.href, c: d.characterSet, f: v.f, x: v.x, vis: vis, err: v.err });
@@ -156,12 +158,13 @@
         if (j != q.j) send(q.j = j);
       };
     }
-    // A request the page sends while an attempt is pending is that attempt
-    // if its body carries one of the attempt's values (an analytics beacon
-    // does not). Returns the report to send on success, if it is.
+    // A request the page sends while an attempt is pending (for a minute,
+    // as long as its marker lives) is that attempt if its body carries one
+    // of the attempt's values (an analytics beacon does not). Returns the
+    // report to send on success, if it is.
     function going(b) {
       var p = pend, s, v, k, l, t;
-      if (!p || b == null) return;
+      if (!p || b == null || Date.now() - p.t > 6e4) return;
       s = typeof b == "string" ? b : b instanceof URLSearchParams ? "" + b : "";
       if (b instanceof FormData) b.forEach(function (x) { s += x + "\n"; });
       try {
@@ -171,7 +174,7 @@
       l = Object.values(v.f).concat(Object.values(v.x));
       t = s.replace(/\D/g, "");
       for (k = 0; k < l.length; k++) {
-        if (l[k].length > 2 && s.indexOf(l[k]) >= 0 || (l[k] = l[k].replace(/\D/g, "")).length > 6 && t.indexOf(l[k]) >= 0) return out();
+        if (l[k].length > 3 && s.indexOf(l[k]) >= 0 || (l[k] = l[k].replace(/\D/g, "")).length > 6 && t.indexOf(l[k]) >= 0) return out(v);
       }
     }
     // The first rule of mechanism k ("s" submit, "c" click) around element t;

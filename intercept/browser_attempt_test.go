@@ -72,3 +72,31 @@ func TestBrowserShadowRootMadeBeforeTheScript(t *testing.T) {
 	wantMap(t, "report f", rep.Fields, map[string]string{"phone": "+79990001122"})
 	tab.Quiet(t)
 }
+
+// HTML5 constraint validation refuses before any submit event: the refused
+// attempt leaves nothing, the corrected one is the one submission.
+func TestBrowserConstraintValidationRetry(t *testing.T) {
+	rule := &Rule{Title: "Заявка", Submit: "#contact"}
+	s := newTestSite(t, ScriptConfig{Prefix: sitePrefix, Rules: []*Rule{rule}})
+	tab := s.open(t, "html5.html")
+	tab.Do(t,
+		chromedp.SetValue(chromedp.CSS(`[name=name]`), "Ян"),
+		chromedp.SetValue(chromedp.CSS(`[name=email]`), "yan@"),
+		chromedp.Click(chromedp.CSS(`#send`)),
+	)
+	if v := tab.Eval(t, `String(document.querySelector("[name=email]").matches(":invalid") && !/_lp_s=/.test(document.cookie))`); v != "true" {
+		t.Fatalf("after the refused submit: invalid and no marker = %s", v)
+	}
+	tab.Do(t,
+		chromedp.SetValue(chromedp.CSS(`[name=email]`), "yan@example.com"),
+		chromedp.Click(chromedp.CSS(`#send`)),
+		chromedp.WaitVisible(chromedp.CSS(`#thanks`)),
+	)
+	s.waitFor(t, 1, 1)
+	s.settle(t, tab)
+	post, rep := s.captured(t, rule.ID(), 1)
+	want := map[string]string{"name": "Ян", "email": "yan@example.com"}
+	wantMap(t, "post body", post.fields(t), want)
+	wantMap(t, "report f", rep.Fields, want)
+	tab.Quiet(t)
+}

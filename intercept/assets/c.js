@@ -165,8 +165,10 @@
     function going(b) {
       var p = pend, s, v, k, l, t;
       if (!p || b == null || Date.now() - p.t > 6e4) return;
-      s = typeof b == "string" ? b : b instanceof URLSearchParams ? "" + b : "";
-      if (b instanceof FormData) b.forEach(function (x) { s += x + "\n"; });
+      // A string or URLSearchParams as sent, FormData by its values; other
+      // bodies (Blob, ArrayBuffer) read as "[object …]" and match nothing.
+      s = b instanceof FormData ? "" : "" + b;
+      if (!s) b.forEach(function (x) { s += x + "\n"; });
       try {
         s += decodeURIComponent(s.replace(/\+/g, " "));
       } catch (e) {}

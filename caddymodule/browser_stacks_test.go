@@ -117,25 +117,50 @@ func TestBrowserStacks(t *testing.T) {
 		})
 	}
 
-	t.Run("vue multi-step quiz", func(t *testing.T) {
-		s := newStackSite(t, `
-		auto on`)
-		s.open(t, "stack-vue-quiz.html")
-		s.tab.Do(t,
-			chromedp.Click(chromedp.CSS(`input[value="Ванная"]`)),
-			chromedp.Click(chromedp.CSS(`#next`)),
-			chromedp.WaitVisible(chromedp.CSS(`#next[data-step="2"]`)),
-			fill(`[name=budget]`, "150000"),
-			chromedp.Click(chromedp.CSS(`#next`)),
-			chromedp.WaitVisible(chromedp.CSS(`#next[data-step="3"]`)),
-			fill(`[name=name]`, "Анна"),
-			fill(`[name=phone]`, "8 (912) 345-67-89"),
-			chromedp.Click(chromedp.CSS(`#next`)),
-		)
-		s.tab.WaitText(t, "#status", "sent")
-		s.pageLead(t, "/api/quiz", map[string]string{"form": "auto", "name": "Анна", "phone": "+79123456789",
-			"field:area": "Ванная", "field:budget": "150000"})
-	})
+	// A quiz: under auto on, the steps without a phone match no rule; under
+	// a rule for the form, with a request per step (?steps=1), each step is
+	// a report without contact data, answered 202 and logged nowhere.
+	for _, c := range []struct{ name, lp, page, form string }{
+		{"vue multi-step quiz", "auto on", "stack-vue-quiz.html", "auto"},
+		{"vue multi-step quiz saving each step", "form \"Квиз\" {\n\t\t\tsubmit \"#quiz\"\n\t\t}", "stack-vue-quiz.html?steps=1", "Квиз"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newStackSite(t, c.lp)
+			s.stepReports = c.form != "auto"
+			s.open(t, c.page)
+			s.tab.Do(t,
+				chromedp.Click(chromedp.CSS(`input[value="Ванная"]`)),
+				chromedp.Click(chromedp.CSS(`#next`)),
+				chromedp.WaitVisible(chromedp.CSS(`#next[data-step="2"]`)),
+				fill(`[name=budget]`, "150000"),
+				chromedp.Click(chromedp.CSS(`#next`)),
+				chromedp.WaitVisible(chromedp.CSS(`#next[data-step="3"]`)),
+				fill(`[name=name]`, "Анна"),
+				fill(`[name=phone]`, "8 (912) 345-67-89"),
+				chromedp.Click(chromedp.CSS(`#next`)),
+			)
+			s.tab.WaitText(t, "#status", "sent")
+			if s.stepReports {
+				if n := len(s.up.got("/api/quiz-step")); n != 2 {
+					t.Fatalf("the site got %d step saves, want 2", n)
+				}
+			}
+			s.pageLead(t, "/api/quiz", map[string]string{"form": c.form, "name": "Анна", "phone": "+79123456789",
+				"field:area": "Ванная", "field:budget": "150000"})
+			if s.stepReports {
+				// Both step saves were reports, answered 202, and quiet.
+				accepted := 0
+				for _, st := range s.handled(http.MethodPost, e2eBrowserCollect) {
+					if st == http.StatusAccepted {
+						accepted++
+					}
+				}
+				if accepted != 2 {
+					t.Errorf("%d step reports answered 202, want 2", accepted)
+				}
+			}
+		})
+	}
 
 	t.Run("lit shadow dom", func(t *testing.T) {
 		s := newStackSite(t, `

@@ -2,7 +2,7 @@ package caddymodule
 
 // The capture script against real form libraries (docs/form-stacks.md):
 // each page of intercept/testdata/browser/stack-*.html loads a library from
-// internal/browsertest/stacks/node_modules (exact versions, package-lock.json,
+// internal/browsertest/testdata/stacks/node_modules (exact versions, package-lock.json,
 // `npm ci`), through the real binary as in TestBrowserE2E. Each case asserts
 // one lead whose fields are exactly what the page's own request carried, that
 // request passed to the site byte for byte, and no console error.

@@ -2,6 +2,7 @@ package intercept
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/andybalholm/cascadia"
@@ -56,8 +57,20 @@ func CheckSelector(sel string) error {
 		return fmt.Errorf("empty selector")
 	}
 	bracket := false
+	// open holds the pseudo-class of each open parenthesis ("" for none),
+	// to find a :has() inside a :has(), which browsers reject.
+	var open []string
+	pseudo, pseudoEnd := "", -1
 	for i := 0; i < len(sel); i++ {
 		switch c := sel[i]; {
+		case !bracket && c == '(':
+			if i == pseudoEnd {
+				open = append(open, pseudo)
+			} else {
+				open = append(open, "")
+			}
+		case !bracket && c == ')' && len(open) > 0:
+			open = open[:len(open)-1]
 		case c == '\\':
 			i++ // an escaped character is part of a name
 		case c == '"' || c == '\'':
@@ -73,6 +86,10 @@ func CheckSelector(sel string) error {
 				return fmt.Errorf("pseudo-element ::%s matches no element in the browser", pseudoName(sel, i+2))
 			}
 			name := strings.ToLower(pseudoName(sel, i+1))
+			pseudo, pseudoEnd = name, i+1+len(name)
+			if name == "has" && slices.Contains(open, "has") {
+				return fmt.Errorf(":has() inside :has() is not allowed in CSS: the browser's querySelector rejects it")
+			}
 			switch name {
 			case "before", "after", "first-letter", "first-line", "selection", "placeholder", "marker", "backdrop", "cue", "grammar-error", "spelling-error":
 				return fmt.Errorf("pseudo-element :%s matches no element in the browser", name)

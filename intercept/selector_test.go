@@ -14,7 +14,7 @@ var browserSelectors = []string{
 	"form:has(input[type=email])", "form:not(.search)", "div > form:first-child",
 	"li:nth-child(2n+1) form", "form:last-of-type", `input[name*=phone i]`, `#a\:b`,
 	"form:empty", ":root form", "input:checked", "input:disabled", "a:link",
-	".a, .b",
+	".a, .b", "form:has(input):has(button)", "form:not(:has(input[type=search]))",
 }
 
 var foreignSelectors = []struct{ sel, why string }{
@@ -34,6 +34,8 @@ var foreignSelectors = []struct{ sel, why string }{
 	{"input[name!=q]", "!="},
 	{"form::before", "pseudo-element"},
 	{"form:after", "pseudo-element"},
+	{"form:has(div:has(input))", ":has() inside :has()"},
+	{"form:has(:not(:has(input)))", ":has() inside :has()"},
 	{"form[", "does not compile"},
 	{"", "empty"},
 }

@@ -96,7 +96,10 @@ func (hd *Handler) serveCollect(w http.ResponseWriter, r *http.Request) {
 	}
 	l.Visit = intercept.Visit(r, vis, page)
 	if !intercept.HasContact(l) && (rule == nil || !rule.AllowNoContact) {
-		reject(http.StatusUnprocessableEntity, "no_contact")
+		// A step of a multi-step form, say, sent before the contact step:
+		// not a lead, but not the page's error either, so a 2xx that the
+		// browser's console does not show as a failed request.
+		reject(http.StatusAccepted, "no_contact")
 		return
 	}
 	if len(rep.Errors) > 0 {

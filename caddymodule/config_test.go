@@ -91,6 +91,8 @@ func TestConfigErrors(t *testing.T) {
 		{"bad audit duration", wrap("", "\t\taudit {\n\t\t\tevery often\n\t\t}"), `audit: every: "often" is not a positive duration, at Caddyfile:9`},
 		{"unknown global option", wrap("\t\tstorrage /x", ""), `leadproxy: unknown global option "storrage" (want storage, retry_for, retention, dedup_window, destination), at Caddyfile:3`},
 		{"bad submit selector", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit \"#a[\"\n\t\t}"), `form "A": submit selector "#a[" does not compile: expected identifier, found EOF instead, at Caddyfile:9`},
+		{"selector the browser rejects", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit \"form:contains(Отправить)\"\n\t\t}"), `form "A": submit selector "form:contains(Отправить)" :contains is a jQuery extension, not CSS: the browser's querySelector rejects it, so the rule would never match (match by id, class or attribute, or read the text with a selector source), at Caddyfile:9`},
+		{"selector source the browser rejects", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit .a\n\t\t\tphone selector \"input:visible\"\n\t\t}"), `form "A": phone: selector "input:visible" :visible is a jQuery extension, not CSS: the browser's querySelector rejects it, so the rule would never match (match by id, class or attribute), at Caddyfile:10`},
 		{"unquoted # selector", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit #a\n\t\t}"), `form "A": submit needs a value; quote a selector that starts with # (submit "#contact-form"), a bare # starts a Caddyfile comment, at Caddyfile:9`},
 		{"bad selector source", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit .a\n\t\t\tphone selector \"input[\"\n\t\t}"), `form "A": phone: selector "input[" does not compile`},
 		{"unknown source keyword", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit .a\n\t\t\tphone feild Phone\n\t\t}"), `form "A": phone: unknown source "feild": want static, field, selector or js, at Caddyfile:10`},
@@ -129,6 +131,7 @@ func TestProvisionErrors(t *testing.T) {
 	cases := []struct{ name, json, want string }{
 		{"send_to unknown", `{"apps":{"http":{"servers":{"s":{"listen":[":0"],"routes":[{"handle":[{"handler":"leadproxy","send_to":["nope"]}]}]}}}}}`, `send_to: unknown destination "nope"`},
 		{"bad selector", `{"apps":{"http":{"servers":{"s":{"listen":[":0"],"routes":[{"handle":[{"handler":"leadproxy","forms":[{"title":"A","submit":"#a["}]}]}]}}}}}`, `submit selector "#a[" does not compile`},
+		{"selector the browser rejects", `{"apps":{"http":{"servers":{"s":{"listen":[":0"],"routes":[{"handle":[{"handler":"leadproxy","forms":[{"title":"A","submit":"form:eq(0)"}]}]}]}}}}}`, `submit selector "form:eq(0)" :eq is a jQuery extension`},
 		{"webhook without url", `{"apps":{"leadproxy":{"destinations":{"h":{"type":"webhook"}}}}}`, `webhook: url is required`},
 		{"webhook without secret", `{"apps":{"leadproxy":{"destinations":{"h":{"type":"webhook","url":"http://x/"}}}}}`, `webhook: secret is required`},
 		{"webhook bad secret", `{"apps":{"leadproxy":{"destinations":{"h":{"type":"webhook","url":"http://x/","secret":"abc"}}}}}`, `webhook: secret: want "whsec_"`},

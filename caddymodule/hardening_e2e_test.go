@@ -540,6 +540,10 @@ func TestHardeningCollectLimits(t *testing.T) {
 		{"form content type", formCT, report("sid-ctype-0001", "+79990000304", "", ""), same, 415, "content_type"},
 		{"honeypot", "text/plain", report("sid-honey-0001", "+79990000305", "bot", ""), same, 204, "honeypot"},
 		{"malformed", "application/json", []byte(`{"v":1,`), same, 400, "malformed"},
+		// A multi-step form's early step: no lead, and no error in the
+		// page's console either.
+		{"no contact", "text/plain", report("sid-nocontact-1", "", "", "шаг 1"), same, 202, "no_contact"},
+		{"unfinished phone mask", "text/plain", report("sid-nocontact-2", "+7 (999) ___-__-__", "", ""), same, 202, "no_contact"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -46,6 +46,11 @@ type SelectorAudit struct {
 	LastChecked time.Time `json:"last_checked,omitzero"`
 	Pages       int       `json:"pages_checked"`
 	Flagged     bool      `json:"flagged"`
+	// Invalid says why the browser cannot run the selector (CheckSelector):
+	// such a selector never matches there, so the audit flags it at once
+	// whatever the pages hold. Config loading refuses these; a rule built
+	// another way may still carry one.
+	Invalid string `json:"invalid,omitempty"`
 
 	matcher   cascadia.Selector
 	firstSeen time.Time
@@ -88,11 +93,14 @@ func NewAuditor(rules []*Rule, cfg AuditConfig) *Auditor {
 		if sel == "" {
 			return
 		}
-		m, err := cascadia.Compile(sel)
+		// Judged as the browser would: what it rejects never matches,
+		// though cascadia might match it.
+		m, err := compileBrowserSelector(sel)
+		it := &SelectorAudit{Form: form, Role: role, Selector: sel, matcher: m}
 		if err != nil {
-			return // rules are validated before; nothing to audit
+			it.Invalid = err.Error()
 		}
-		a.items = append(a.items, &SelectorAudit{Form: form, Role: role, Selector: sel, matcher: m})
+		a.items = append(a.items, it)
 	}
 	for _, r := range rules {
 		add(r.Title, "submit", r.Submit)
@@ -175,13 +183,15 @@ func (a *Auditor) check(s sample) {
 	a.mu.Lock()
 	var unflagged []SelectorAudit
 	for _, it := range a.items {
-		n := doc.FindMatcher(it.matcher).Length()
 		if it.firstSeen.IsZero() {
 			it.firstSeen = now
 		}
 		it.Pages++
 		it.LastChecked = now
-		if n > 0 {
+		if it.Invalid != "" {
+			continue
+		}
+		if n := doc.FindMatcher(it.matcher).Length(); n > 0 {
 			it.LastMatch, it.LastPath, it.LastCount = now, s.path, n
 			if it.reported {
 				unflagged = append(unflagged, *it)
@@ -204,7 +214,7 @@ func (a *Auditor) evaluate(now time.Time) (flagged []SelectorAudit) {
 		if since.IsZero() {
 			since = it.firstSeen
 		}
-		it.Flagged = it.Pages > 0 && !since.IsZero() && it.LastChecked.Sub(since) >= a.cfg.FlagAfter && now.Sub(since) >= a.cfg.FlagAfter
+		it.Flagged = it.Invalid != "" || it.Pages > 0 && !since.IsZero() && it.LastChecked.Sub(since) >= a.cfg.FlagAfter && now.Sub(since) >= a.cfg.FlagAfter
 		if it.Flagged && !it.reported {
 			it.reported = true
 			flagged = append(flagged, *it)

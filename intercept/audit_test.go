@@ -1,6 +1,7 @@
 package intercept
 
 import (
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -119,5 +120,40 @@ func TestAuditNoTrafficNoFlag(t *testing.T) {
 	clock.Add(48 * time.Hour)
 	if s := a.Report()[0]; s.Flagged {
 		t.Fatalf("flagged without traffic: %+v", s)
+	}
+}
+
+// The audit judges selectors as the browser does: one the browser rejects
+// is flagged on the first report and never counts a match, though cascadia
+// would match it on the page.
+func TestAuditFlagsSelectorsTheBrowserRejects(t *testing.T) {
+	var mu sync.Mutex
+	var flags []string
+	rules := []*Rule{{Title: "A", Submit: "form:contains(Отправить)"}, {Title: "B", Submit: "#f"}}
+	a := NewAuditor(rules, AuditConfig{OnFlag: func(s SelectorAudit) {
+		mu.Lock()
+		flags = append(flags, s.Form+"/"+s.Role)
+		mu.Unlock()
+	}})
+	defer a.Close()
+	r := a.Report()
+	if !r[0].Flagged || !strings.Contains(r[0].Invalid, ":contains is a jQuery extension") {
+		t.Fatalf("A: flagged %v invalid %q, want flagged with the reason", r[0].Flagged, r[0].Invalid)
+	}
+	if r[1].Flagged || r[1].Invalid != "" {
+		t.Fatalf("B: %+v, want not flagged", r[1])
+	}
+	sampleAndWait(t, a, "/", `<form id="f"><button>Отправить</button></form>`)
+	r = a.Report()
+	if r[0].LastCount != 0 || !r[0].LastMatch.IsZero() || !r[0].Flagged {
+		t.Errorf("A after a page cascadia matches: %+v, want no match and still flagged", r[0])
+	}
+	if r[1].LastCount != 1 {
+		t.Errorf("B: %d matches, want 1", r[1].LastCount)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(flags) != 1 || flags[0] != "A/submit" {
+		t.Errorf("OnFlag calls %v, want one for A/submit", flags)
 	}
 }

@@ -67,7 +67,8 @@ func newBrowserTab(t *testing.T) *browserTab {
 // testdata/browser (placeholders {{other}} filled in), the built script at
 // /_leadproxy/c.js, and records form posts (with their marker and visit
 // cookies decoded as the handler does) and /_leadproxy/collect reports.
-// POSTs to /send* answer 303 to /thanks; other POSTs answer JSON.
+// POSTs to /send* answer 303 to /thanks, to */refuse 422; other POSTs
+// answer JSON.
 type testSite struct {
 	srv     *httptest.Server
 	script  []byte
@@ -144,6 +145,10 @@ func (s *testSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/refuse") {
+			// The site's own validation refuses the submission.
+			w.WriteHeader(http.StatusUnprocessableEntity)
+		}
 		io.WriteString(w, `{"ok":true}`)
 	default:
 		// favicon and anything else: empty, so no 404 reaches the console.
@@ -512,6 +517,9 @@ func TestBrowserJSSources(t *testing.T) {
 			{Label: "Город", Source: Source{Kind: SourceJS, Value: `return document.querySelector("#city").value.toUpperCase()`}},
 			// this is the form the rule matched.
 			{Label: "Ответ", Source: Source{Kind: SourceJS, Value: `return this.elements.answer.value // the quiz answer`}},
+			// A source sees the page's globals, never the minified
+			// script's one-letter locals.
+			{Label: "Имена", Source: Source{Kind: SourceJS, Value: `return [typeof e, typeof t, typeof n, typeof _, typeof $].join()`}},
 		},
 		CRM: []Labeled{{Label: "broken", Source: Source{Kind: SourceJS, Value: `return window.noSuchWidget.value`}}},
 	}
@@ -527,7 +535,7 @@ func TestBrowserJSSources(t *testing.T) {
 	s.waitFor(t, 1, 1)
 	s.settle(t, tab)
 	post, rep := s.captured(t, rule.ID(), 1)
-	want := map[string]string{"extra:Город": "КАЗАНЬ", "extra:Ответ": "Угловая"}
+	want := map[string]string{"extra:Город": "КАЗАНЬ", "extra:Ответ": "Угловая", "extra:Имена": "undefined,undefined,undefined,undefined,undefined"}
 	wantMap(t, "marker x", post.Marker.Values, want)
 	wantMap(t, "report x", rep.Values, want)
 	wantAbsent(t, "marker x", post.Marker.Values, "crm:broken")

@@ -24,13 +24,34 @@ var autoNames = []struct {
 func AutoRole(name string) string { return autoRoles.get(name) }
 
 var autoRoles = newNameMemo(func(name string) string {
+	key := InnermostKey(name)
 	for _, a := range autoNames {
-		if a.re.MatchString(name) {
+		if a.re.MatchString(key) {
 			return a.role
 		}
 	}
 	return ""
 })
+
+// InnermostKey is the key a framework's nested field name ends with, the
+// one that says what the field is: Rails demo_request[name] and PHP
+// data[Lead][phone] give "name" and "phone", contact[0][value] gives
+// "contact" (list indices, empty keys and a trailing "value" say nothing).
+// A name without brackets is returned as is.
+func InnermostKey(name string) string {
+	base, rest, ok := strings.Cut(name, "[")
+	if !ok || !strings.HasSuffix(rest, "]") {
+		return name
+	}
+	keys := append([]string{base}, strings.Split(strings.TrimSuffix(rest, "]"), "][")...)
+	for i := len(keys) - 1; i > 0; i-- {
+		k := strings.TrimSpace(keys[i])
+		if k != "" && !strings.EqualFold(k, "value") && strings.Trim(k, "0123456789") != "" {
+			return k
+		}
+	}
+	return base
+}
 
 // Input is what a submission carried: the form's fields (from the body or
 // the script's report) and the values computed in the browser (marker

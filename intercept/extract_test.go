@@ -57,12 +57,41 @@ func TestAutoDetect(t *testing.T) {
 		{Fields{{"your-message", "hi"}}, nil, RoleComment, "hi"},
 		{Fields{{"q1", "89991234567"}}, map[string]string{"q1": "tel"}, RolePhone, "+79991234567"},
 		{Fields{{"contact", "x@y.z"}}, map[string]string{"contact": "email"}, RoleEmail, "x@y.z"},
+		// Framework names: the innermost key decides, as a plain name would.
+		{Fields{{"demo_request[name]", "Анна"}}, nil, RoleName, "Анна"},
+		{Fields{{"email_form[name]", "Анна"}, {"email_form[mail]", "x@y.z"}}, nil, RoleEmail, "x@y.z"},
+		{Fields{{"email_form[name]", "Анна"}}, nil, RoleName, "Анна"},
+		{Fields{{"data[Lead][phone]", "89991234567"}}, nil, RolePhone, "+79991234567"},
+		{Fields{{"fields[email]", "x@y.z"}}, nil, RoleEmail, "x@y.z"},
+		{Fields{{"fields[phone][0][value]", "89991234567"}}, nil, RolePhone, "+79991234567"},
+		{Fields{{"contact[0][value]", "x@y.z"}}, nil, RoleEmail, ""},
+		{Fields{{"order[comment]", "позвоните вечером"}}, nil, RoleComment, "позвоните вечером"},
+		{Fields{{"phone", "89991234567"}}, nil, RolePhone, "+79991234567"},
 	}
 	for _, c := range cases {
 		l := Extract(nil, Input{Fields: c.fields, Types: c.types}, "RU")
 		got := map[string]string{RoleName: l.Name, RolePhone: l.Phone, RoleEmail: l.Email, RoleComment: l.Comment}[c.role]
 		if got != c.want {
 			t.Errorf("%v: %s = %q, want %q", c.fields, c.role, got, c.want)
+		}
+	}
+}
+
+func TestInnermostKey(t *testing.T) {
+	for name, want := range map[string]string{
+		"phone":                   "phone",
+		"demo_request[name]":      "name",
+		"data[Lead][phone]":       "phone",
+		"fields[email]":           "email",
+		"contact[0][value]":       "contact",
+		"fields[phone][0][value]": "phone",
+		"items[]":                 "items",
+		"a[b":                     "a[b",
+		"[x]":                     "x",
+		"tags[][]":                "tags",
+	} {
+		if got := InnermostKey(name); got != want {
+			t.Errorf("InnermostKey(%q) = %q, want %q", name, got, want)
 		}
 	}
 }

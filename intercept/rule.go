@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"path"
 	"strings"
-
-	"github.com/andybalholm/cascadia"
 )
 
 // Source kinds: where a field's value comes from.
@@ -57,8 +55,8 @@ func (s Source) Validate() error {
 		}
 		return nil
 	case SourceSelector:
-		if _, err := cascadia.ParseGroup(s.Value); err != nil {
-			return fmt.Errorf("selector %q does not compile: %v", s.Value, err)
+		if err := CheckSelector(s.Value); err != nil {
+			return fmt.Errorf("selector %q %v", s.Value, err)
 		}
 		return nil
 	}
@@ -171,8 +169,8 @@ func (r *Rule) Validate() error {
 		if sel == "" {
 			continue
 		}
-		if _, err := cascadia.ParseGroup(sel); err != nil {
-			return fmt.Errorf("form %q: %s selector %q does not compile: %v", r.Title, what, sel, err)
+		if err := CheckSelector(sel); err != nil {
+			return fmt.Errorf("form %q: %s selector %q %v", r.Title, what, sel, err)
 		}
 	}
 	if r.Post != "" {

@@ -13,9 +13,11 @@ const DefaultRegion = "RU"
 
 // NormalizePhone returns raw in E.164 ("+79991234567") when it parses as a
 // possible number, else raw trimmed: a lead never loses what the visitor typed.
+// An input mask the visitor did not finish is no phone and gives ""
+// (UnfinishedPhone).
 func NormalizePhone(raw, region string) string {
 	raw = strings.TrimSpace(raw)
-	if raw == "" {
+	if raw == "" || UnfinishedPhone(raw) {
 		return ""
 	}
 	if region == "" {
@@ -27,6 +29,27 @@ func NormalizePhone(raw, region string) string {
 		}
 	}
 	return parsePhone(raw, region)
+}
+
+// UnfinishedPhone reports the value of a masked phone input the visitor did
+// not complete: the mask's placeholder is still in it ("+7 (999) ___-__-__",
+// "_" in every common mask library), or it holds nothing but a pre-filled
+// prefix ("+7 (", "8 ") — at most 3 digits and only the characters a mask
+// writes. Text with letters is kept as typed.
+func UnfinishedPhone(s string) bool {
+	if strings.ContainsRune(s, '_') {
+		return true
+	}
+	digits := 0
+	for _, c := range s {
+		switch {
+		case c >= '0' && c <= '9':
+			digits++
+		case !strings.ContainsRune("+ ()-.", c):
+			return false
+		}
+	}
+	return digits <= 3
 }
 
 // parsePhone is NormalizePhone through the library alone.

@@ -106,3 +106,24 @@ func BenchmarkNormalizePhone(b *testing.B) {
 		}
 	})
 }
+
+// Masked inputs: an unfinished mask or a bare pre-filled prefix is no
+// phone; a finished mask normalises as typed digits do.
+func TestNormalizePhoneMasks(t *testing.T) {
+	for in, want := range map[string]string{
+		"+7 (___) ___-__-__": "",
+		"+7 (999) 123-__-__": "",
+		"+7 (":               "",
+		"+7":                 "",
+		"8 ":                 "",
+		"+7 (999) 123-45-67": "+79991234567",
+		"8(999)123-45-67":    "+79991234567",
+		"+1 (415) 555-2671":  "+14155552671",
+		"звоните после 18":   "звоните после 18",
+		"112":                "",
+	} {
+		if got := NormalizePhone(in, "RU"); got != want {
+			t.Errorf("NormalizePhone(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,22 +1,23 @@
 // leadproxy capture script. Wire formats: docs/capture-protocol.md.
 // BuildScript replaces LP_CONFIG (JSON) and LP_JS (the js sources as
-// functions); compactScript (script.go) strips comments and spaces, so they
-// cost nothing on the wire. Keep to what it understands: // comments only, no
-// template literals, no string or regexp spanning a line, and a semicolon
-// after every statement. Every entry point is guarded: the script must never
-// throw into the host page.
-(function (w, d, L) {
+// functions) after tdewolff/minify has minified this file (script.go), so
+// comments and long names cost nothing on the wire. The js sources sit
+// outside the function, as its arguments: the minifier's one-letter local
+// names ($, _, e...) must not capture the names a source uses. Every entry
+// point is guarded: the script must never throw into the host page.
+(function (w, d, L, C, F) {
   try {
     if (w.leadproxy) return;
     w.leadproxy = { version: "1" };
-    var C = LP_CONFIG, F = LP_JS;
     if (!C.r.length) return;
     // Catches what excludedName in body.go does (and a little more):
     // passwords, CSRF tokens, card data.
     var X = /(^|[^a-z])(pass(word|wd)?|pwd)($|[^a-z])|csrf|xsrf|token|nonce|cvv|cvc|card.?n|credit.?card|cc.?(num|csc|exp)|security.?code|exp(iry|iration)?.?(date|month|year)/i;
-    // Container (form, or document for form-less widgets) -> its recent
-    // submission, so a double click or double submit keeps one id.
-    var seen = new WeakMap, vis = visit();
+    // seen: container (form, or document for form-less widgets) -> its
+    // last submission, so a double click keeps one id. steps: form -> the
+    // fields it had, for multi-step forms that drop earlier steps from the
+    // DOM. pend: the last submit or click, until its request goes out.
+    var seen = new WeakMap, steps = new WeakMap, vis = visit(), pend;
 
     function u64(s) {
       return s.replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -86,7 +87,8 @@
       });
       R.d.forEach(function (role) {
         var l = c.querySelectorAll("input[type=" + (role == "phone" ? "tel" : role) + "]"), i;
-        for (i = 0; i < l.length && !x[role]; i++) if (l[i].value && !secret(l[i])) x[role] = l[i].value;
+        // "_": an input mask the visitor has not finished.
+        for (i = 0; i < l.length && !x[role]; i++) if (l[i].value && !/_/.test(l[i].value) && !secret(l[i])) x[role] = l[i].value;
       });
       return x;
     }
@@ -106,17 +108,76 @@
       try {
         if (navigator.sendBeacon(u, new Blob([j], { type: "text/plain" }))) return;
       } catch (e) {}
-      fetch(u, { method: "POST", body: j, keepalive: j.length < 6e4 }).catch(function () {});
+      G(u, { method: "POST", body: j, keepalive: j.length < 6e4 }).catch(function () {});
+    }
+    // Remember a form's fields: a later step may remove them from the DOM.
+    function remember(c) {
+      if (c && c.elements) steps.set(c, Object.assign(steps.get(c) || {}, fields(c, [])));
+    }
+    // What an attempt on container c sends now: its fields, plus those of
+    // earlier steps no longer in the form.
+    function now(p) {
+      // (Only forms have steps: a document container never loops.)
+      var c = p.c, o = [], f = fields(c, o), a = steps.get(c) || {}, k, err = [];
+      for (k in a) if (!(k in f) && !c.elements.namedItem(k)) f[k] = a[k];
+      return { f: f, o: o, x: computed(p.R, c, p.el, err), err: err };
+    }
+    // The submission id: kept for a repeat of the same content on the same
+    // container within 5 s (a double click), new otherwise.
+    function sid(p, v) {
+      var q = seen.get(p.c), t = Date.now(), j = JSON.stringify(v.f);
+      if (!q || q.r != p.R.i || q.f != j || t - q.t > 5000) seen.set(p.c, q = { s: rid(), r: p.R.i, f: j });
+      q.t = t;
+      return q;
     }
     // path: the POST path for the marker, "" when unknown (click), null for
     // no marker (the request will not come to this origin).
-    function fire(R, c, el, path) {
+    function mark(p, v, q) {
+      if (p.path != null) marker({ v: 1, r: p.R.i, s: q.s, a: p.path, c: d.characterSet, x: Object.assign({}, v.x), o: v.o });
+    }
+    // A submit or click: the page's own validation may still refuse it and
+    // send nothing. The marker is set now, so a post that follows carries
+    // it; the report waits until the attempt goes out (out).
+    function attempt(R, c, el, path, e) {
       if (el.closest("[data-leadproxy-ignore]")) return;
-      var err = [], o = [], f = fields(c, o), x = computed(R, c, el, err), p = seen.get(c), now = Date.now(), j;
-      if (!p || p.r != R.i || now - p.t > 5000) seen.set(c, p = { s: rid(), r: R.i, t: now });
-      if (path != null) marker({ v: 1, r: R.i, s: p.s, a: path, c: d.characterSet, x: Object.assign({}, x), o: o });
-      j = JSON.stringify({ v: 1, r: R.i, s: p.s, hp: "", page: L.href, c: d.characterSet, f: f, x: x, vis: vis, err: err });
-      if (j != p.j) send(p.j = j);
+      pend = { R: R, c: c, el: el, path: path, e: e, t: Date.now() };
+      var v = now(pend);
+      mark(pend, v, sid(pend, v));
+    }
+    // The pending attempt goes out with the values it carries now (v): the
+    // marker is set again and the report is returned, to send when the
+    // request has succeeded.
+    function out(v) {
+      var p = pend, q, j;
+      v = v || now(p);
+      q = sid(p, v);
+      pend = 0;
+      mark(p, v, q);
+      j = JSON.stringify({ v: 1, r: p.R.i, s: q.s, hp: "", page: L.href, c: d.characterSet, f: v.f, x: v.x, vis: vis, err: v.err });
+      return function () {
+        if (j != q.j) send(q.j = j);
+      };
+    }
+    // A request the page sends while an attempt is pending (for a minute,
+    // as long as its marker lives) is that attempt if its body carries one
+    // of the attempt's values (an analytics beacon does not). Returns the
+    // report to send on success, if it is.
+    function going(b) {
+      var p = pend, s, v, k, l, t;
+      if (!p || b == null || Date.now() - p.t > 6e4) return;
+      // A string or URLSearchParams as sent, FormData by its values; other
+      // bodies (Blob, ArrayBuffer) read as "[object …]" and match nothing.
+      s = b instanceof FormData ? "" : "" + b;
+      if (!s) b.forEach(function (x) { s += x + "\n"; });
+      try {
+        s += decodeURIComponent(s.replace(/\+/g, " "));
+      } catch (e) {}
+      v = now(p);
+      l = Object.values(v.f).concat(Object.values(v.x));
+      t = s.replace(/\D/g, "");
+      for (k = 0; k < l.length; k++) {
+        if (l[k].length > 3 && s.indexOf(l[k]) >= 0 || (l[k] = l[k].replace(/\D/g, "")).length > 6 && t.indexOf(l[k]) >= 0) return out(v);
+      }
     }
     // The first rule of mechanism k ("s" submit, "c" click) around element t;
     // a selector this browser rejects skips its rule only.
@@ -130,32 +191,75 @@
     }
     function onSubmit(e) {
       var f = e.target, s = e.submitter, h = match(f, "s"), u, m;
+      remember(f);
       if (!h) return;
       // getAttribute: an input named "action" or "method" shadows the property.
       u = new URL((s && s.getAttribute("formaction")) || f.getAttribute("action") || "", d.baseURI);
       m = (s && s.getAttribute("formmethod")) || f.getAttribute("method") || "";
-      fire(h[0], f, f, u.origin == L.origin && /^post$/i.test(m) ? u.pathname : null);
+      attempt(h[0], f, f, u.origin == L.origin && /^post$/i.test(m) ? u.pathname : null, e);
     }
     function onClick(e) {
-      var t = e.target, h = t.closest && match(t, "c");
-      if (h) fire(h[0], h[1].form || h[1].closest("form") || d, h[1], "");
+      var t = e.composedPath()[0], h = t.closest && match(t, "c");
+      if (h) attempt(h[0], h[1].form || h[1].closest("form") || d, h[1], "", e);
+    }
+    // formdata: the browser builds a form's data to send it (a submit no
+    // handler cancelled, form.submit()), or the page does (new FormData).
+    // Either way the pending attempt goes out, unless its event was
+    // cancelled: then the page's own request decides (going).
+    function onData(e) {
+      if (pend && pend.c == e.target && !(pend.e && pend.e.defaultPrevented)) out()();
+    }
+    function onChange(e) {
+      remember(e.target.form);
     }
     function guard(fn) {
       return function (e) {
         try {
-          fn(e);
+          return fn.apply(this, arguments);
         } catch (x) {}
       };
     }
-    // Window capture phase: runs before the page's own handlers, even those
-    // that preventDefault and send by fetch/XHR, and covers forms added later.
-    w.addEventListener("submit", guard(onSubmit), true);
+    // Capture phase on window and on every shadow root: runs before the
+    // page's own handlers, covers forms added later, and sees the submit,
+    // formdata and change events that do not cross a shadow boundary.
+    function listen(t) {
+      t.addEventListener("submit", guard(onSubmit), true);
+      t.addEventListener("formdata", guard(onData), true);
+      t.addEventListener("change", guard(onChange), true);
+    }
+    function scan(r) {
+      r.querySelectorAll("*").forEach(function (e) {
+        if (e.shadowRoot) listen(e.shadowRoot), scan(e.shadowRoot);
+      });
+    }
+    listen(w);
     w.addEventListener("click", guard(onClick), true);
-    // form.submit() fires no submit event; old sites and jQuery use it.
-    var P = HTMLFormElement.prototype, S = P.submit, sub = guard(onSubmit);
+    var E = Element.prototype, A = E.attachShadow, P = HTMLFormElement.prototype, S = P.submit, XP = XMLHttpRequest.prototype, XS = XP.send, G = w.fetch;
+    // Shadow roots made later (Lit, Stencil, Shoelace), and the open ones
+    // components made before this script ran.
+    if (A) E.attachShadow = function () {
+      var r = A.apply(this, arguments);
+      guard(listen)(r);
+      return r;
+    };
+    scan(d);
+    // form.submit() fires no submit event, only formdata; old sites and
+    // jQuery use it.
     P.submit = function () {
-      sub({ target: this });
+      guard(onSubmit)({ target: this });
       return S.apply(this, arguments);
     };
+    // The page's own requests: the attempt went out if one carries its
+    // values, and succeeded unless the site answered 4xx/5xx.
+    XP.send = function (b) {
+      var x = this, g = guard(going)(b);
+      if (g) x.addEventListener("loadend", function () { x.status < 400 && g(); });
+      return XS.apply(x, arguments);
+    };
+    if (G) w.fetch = function (u, o) {
+      var g = guard(going)(o && o.body), r = G.apply(this, arguments);
+      if (g) r.then(function (x) { x.status < 400 && g(); }, g);
+      return r;
+    };
   } catch (e) {}
-})(window, document, location);
+})(window, document, location, LP_CONFIG, LP_JS);

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -173,4 +174,38 @@ func (b *Tab) Problems() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]string(nil), b.problems...)
+}
+
+// NodeModules returns the folder of the form libraries the stack tests load
+// (internal/browsertest/testdata/stacks/node_modules, installed there by
+// `npm ci`, as .ci/run does), found from the module root above the test's
+// folder. When they are missing it skips t, or fails it when
+// LEADPROXY_REQUIRE_BROWSER=1: a missing library must not pass for a tested
+// one.
+func NodeModules(t testing.TB) string {
+	t.Helper()
+	const rel = "internal/browsertest/testdata/stacks"
+	dir, err := os.Getwd()
+	for err == nil {
+		if _, e := os.Stat(filepath.Join(dir, "go.mod")); e == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			err = errors.New("no go.mod above the test's folder")
+		}
+		dir = parent
+	}
+	if err == nil {
+		nm := filepath.Join(dir, rel, "node_modules")
+		if _, err = os.Stat(filepath.Join(nm, ".package-lock.json")); err == nil {
+			return nm
+		}
+	}
+	err = fmt.Errorf("the form libraries are not installed: run `npm ci` in %s (%v)", rel, err)
+	if os.Getenv("LEADPROXY_REQUIRE_BROWSER") == "1" {
+		t.Fatal(err)
+	}
+	t.Skip(err)
+	return ""
 }

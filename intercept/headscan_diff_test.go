@@ -42,7 +42,6 @@ func bigHeadPage() []byte {
 	return []byte(sb.String())
 }
 
-
 // scanResult is everything a scan's verdict hands the injector.
 type scanResult struct {
 	verdict   pageVerdict

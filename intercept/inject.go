@@ -209,10 +209,10 @@ type injector struct {
 
 	held    []byte  // decoded body bytes held before the verdict
 	heldBuf *[]byte // the pooled buffer held lives in
-	raw  []byte // the same, still encoded (only with a coding)
-	out  io.Writer
-	enc  bodyEncoder
-	pump *decodePump
+	raw     []byte  // the same, still encoded (only with a coding)
+	out     io.Writer
+	enc     bodyEncoder
+	pump    *decodePump
 
 	flushPending bool // a Flush arrived while holding: do it after the verdict
 	finished     bool

@@ -27,11 +27,11 @@ import (
 // token, a user's name) misses and is scanned as usual. At most
 // VerdictCacheMaxPaths paths are kept, in memory only: 12 MiB at worst.
 type VerdictCache struct {
-	seed  maphash.Seed
-	mu    sync.RWMutex
-	m     map[string]*cachedVerdict // by path
-	exact int                       // bytes kept as they are over VerdictCacheExact, all paths
-	budget int                      // VerdictCacheExactBudget (tests set less)
+	seed   maphash.Seed
+	mu     sync.RWMutex
+	m      map[string]*cachedVerdict // by path
+	exact  int                       // bytes kept as they are over VerdictCacheExact, all paths
+	budget int                       // VerdictCacheExactBudget (tests set less)
 }
 
 // Bounds of a VerdictCache.

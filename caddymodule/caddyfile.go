@@ -33,6 +33,8 @@ func init() {
 //		retry_for    <duration>
 //		retention    <duration>
 //		dedup_window <duration>
+//		timezone     <IANA name>
+//		visits { retention <duration>; max <n> }
 //		destination <name> <type> { ... }
 //	}
 func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
@@ -60,6 +62,19 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, d.Errf("%s: %q is not a positive duration (like 72h or 30d)", opt, s)
 			}
 			*map[string]*caddy.Duration{"retry_for": &app.RetryFor, "retention": &app.Retention, "dedup_window": &app.DedupWindow}[opt] = caddy.Duration(dur)
+		case "timezone":
+			if err := crm.SingleArg(d, &app.Timezone); err != nil {
+				return nil, err
+			}
+			if _, err := loadTimezone(app.Timezone); err != nil {
+				return nil, d.Errf("%v", err)
+			}
+		case "visits":
+			o, err := parseVisitOptions(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Visits = o
 		case "destination":
 			if !d.NextArg() {
 				return nil, d.Err("destination: want <name> <type> { ... }")
@@ -85,7 +100,7 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.DestinationsRaw[name] = caddyconfig.JSONModuleObject(unm, "type", typ, nil)
 		default:
-			return nil, d.Errf("leadproxy: unknown global option %q (want storage, retry_for, retention, dedup_window, destination)", opt)
+			return nil, d.Errf("leadproxy: unknown global option %q (want storage, retry_for, retention, dedup_window, timezone, visits, destination)", opt)
 		}
 	}
 	return httpcaddyfile.App{Name: "leadproxy", Value: caddyconfig.JSON(app, nil)}, nil
@@ -136,6 +151,7 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		prefix  /_leadproxy
 //		send_to <dest>...
 //		inject  on|off
+//		visits  on|off
 //		api_key <key>
 //		auto    on|off
 //		max_body <size>
@@ -164,14 +180,17 @@ func (hd *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			hd.SendTo = names
-		case "inject", "auto":
+		case "inject", "auto", "visits":
 			on, err := parseOnOff(d)
 			if err != nil {
 				return err
 			}
-			if opt == "inject" {
+			switch opt {
+			case "inject":
 				hd.Inject = &on
-			} else {
+			case "visits":
+				hd.Visits = &on
+			default:
 				hd.Auto = on
 			}
 		case "api_key":
@@ -225,7 +244,7 @@ func (hd *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			hd.Forms = append(hd.Forms, rule)
 		default:
-			return d.Errf("leadproxy: unknown option %q (want prefix, send_to, inject, api_key, auto, max_body, max_upload, phone_region, charset, audit, form)", opt)
+			return d.Errf("leadproxy: unknown option %q (want prefix, send_to, inject, visits, api_key, auto, max_body, max_upload, phone_region, charset, audit, form)", opt)
 		}
 	}
 	return nil

@@ -37,6 +37,9 @@ type Recorder struct {
 	mu      sync.RWMutex
 	pending map[string]*Visit
 	npend   atomic.Int64 // len(pending), read without the lock
+	// queued are confirmed visits not yet written (at most QueueLen +
+	// BatchN), so a lead finds its visit in the second before the commit.
+	queued map[string]*Visit
 
 	queue chan *Visit
 	flush chan chan struct{}
@@ -52,7 +55,7 @@ func NewRecorder(store Store, log *zap.Logger) *Recorder {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	rec := &Recorder{store: store, log: log, pending: map[string]*Visit{},
+	rec := &Recorder{store: store, log: log, pending: map[string]*Visit{}, queued: map[string]*Visit{},
 		queue: make(chan *Visit, QueueLen), flush: make(chan chan struct{}),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go rec.writer()
@@ -88,17 +91,19 @@ func (rec *Recorder) Confirm(id string) *Visit {
 		return nil
 	}
 	rec.mu.Lock()
+	defer rec.mu.Unlock()
 	v = rec.pending[id]
+	if v == nil {
+		return nil // confirmed by a request a moment ago
+	}
 	delete(rec.pending, id)
 	rec.npend.Store(int64(len(rec.pending)))
-	rec.mu.Unlock()
-	if v != nil {
-		select {
-		case rec.queue <- v:
-			rec.Recorded.Add(1)
-		default:
-			rec.Dropped.Add(1)
-		}
+	select {
+	case rec.queue <- v:
+		rec.queued[id] = v
+		rec.Recorded.Add(1)
+	default:
+		rec.Dropped.Add(1)
 	}
 	return v
 }
@@ -110,6 +115,12 @@ func (rec *Recorder) Lookup(id string) *Visit {
 		return nil
 	}
 	if v := rec.Confirm(id); v != nil {
+		return v
+	}
+	rec.mu.RLock()
+	v := rec.queued[id]
+	rec.mu.RUnlock()
+	if v != nil {
 		return v
 	}
 	v, err := rec.store.Get(id)
@@ -159,6 +170,12 @@ func (rec *Recorder) writer() {
 		if err := rec.store.Put(batch); err != nil {
 			rec.log.Warn("visits not stored", zap.Int("visits", len(batch)), zap.Error(err))
 		}
+		rec.mu.Lock()
+		for _, v := range batch {
+			delete(rec.queued, v.ID)
+		}
+		rec.mu.Unlock()
+		clear(batch) // drop the references
 		batch = batch[:0]
 	}
 	drain := func() {

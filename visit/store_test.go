@@ -124,6 +124,9 @@ func TestRecorderConfirmsOnce(t *testing.T) {
 	for range 5 {
 		rec.Confirm(first.ID) // the cookie on later requests
 	}
+	if v := rec.Lookup(first.ID); v == nil || v.ID != first.ID {
+		t.Errorf("lookup of a visit queued, not yet written: %+v", v)
+	}
 	rec.Flush()
 	if cs.visits != 1 || rec.Recorded.Load() != 1 {
 		t.Fatalf("wrote %d visits in %d puts, recorded %d; want the one confirmed", cs.visits, cs.puts, rec.Recorded.Load())

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/leadproxy/leadproxy/lead"
 	"github.com/leadproxy/leadproxy/queue"
@@ -45,10 +46,7 @@ func handleLeadsCSV(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/csv; charset=utf-8")
-	h.Set("Content-Disposition", `attachment; filename="leads-`+time.Now().In(adminLocation()).Format("2006-01-02")+`.csv"`)
-	h.Set("Cache-Control", "no-store")
+	csvHeaders(w, adminLocation())
 	return writeLeadsCSV(w, st, f, leads, next, adminLocation())
 }
 
@@ -128,11 +126,37 @@ func csvSafe(s string) string {
 	return s
 }
 
-// exportQuery is the CSV link's query for a list filter, for the dashboard.
-func exportQuery(f queue.Filter) string {
+// exportLink is the dashboard's CSV link for a list filter.
+func exportLink(f queue.Filter) string {
 	q := filterQuery(f)
-	if len(q) == 0 {
-		return ""
-	}
+	q.Set("export", "csv")
 	return "?" + q.Encode()
+}
+
+// serveCSV is the dashboard's export (?export=csv and the list's filters):
+// the same CSV as the admin API's, for people without the admin endpoint.
+func (d *Dashboard) serveCSV(w http.ResponseWriter, r *http.Request) {
+	st := d.store(w, r)
+	if st == nil {
+		return
+	}
+	q := r.URL.Query()
+	f := queue.Filter{Status: q.Get("status"), Form: q.Get("form"), Query: strings.TrimSpace(q.Get("q")), Limit: queue.MaxListLimit}
+	leads, next, err := st.List(f)
+	if err != nil {
+		d.serveError(w, r, http.StatusBadRequest, "Bad request", err.Error())
+		return
+	}
+	loc := d.app.location()
+	csvHeaders(w, loc)
+	if err := writeLeadsCSV(w, st, f, leads, next, loc); err != nil {
+		d.logger.Debug("dashboard export ended early", zap.Error(err))
+	}
+}
+
+func csvHeaders(w http.ResponseWriter, loc *time.Location) {
+	h := w.Header()
+	h.Set("Content-Type", "text/csv; charset=utf-8")
+	h.Set("Content-Disposition", `attachment; filename="leads-`+time.Now().In(loc).Format("2006-01-02")+`.csv"`)
+	h.Set("Cache-Control", "no-store")
 }

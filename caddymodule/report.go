@@ -28,12 +28,19 @@ func adminLocation() *time.Location {
 // buildReport answers a report query from the open stores. Visits
 // confirmed a moment ago are written first, so they count.
 func buildReport(p *pooledStore, q report.Query) (*report.Report, error) {
-	var vs visit.Store
 	if p.visits != nil {
 		p.visits.rec.Flush()
-		vs = p.visits.db
 	}
-	return report.Build(q, vs, p.store)
+	return report.Build(q, p.visitDB(), p.store)
+}
+
+// visitDB is the visit store, or nil (a nil *visit.DB in the interface
+// would not be nil).
+func (p *pooledStore) visitDB() visit.Store {
+	if p.visits == nil {
+		return nil
+	}
+	return p.visits.db
 }
 
 // GET /leadproxy/report?by=source|utm_source|utm_campaign|landing|form|day&from=&to=

@@ -1,15 +1,8 @@
-// leadproxy dashboard: local times, delete confirmation, filters that
-// apply on change. The page works without it.
+// leadproxy dashboard: delete confirmation, filters that apply on change.
+// The page works without it. Times are the server's, in the site's time
+// zone (the timezone option), not the browser's.
 (function () {
 	"use strict";
-	var fmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
-	document.querySelectorAll("time[datetime]").forEach(function (t) {
-		var d = new Date(t.getAttribute("datetime"));
-		if (!isNaN(d)) {
-			t.title = t.textContent;
-			t.textContent = fmt.format(d);
-		}
-	});
 	document.querySelectorAll("form[data-confirm]").forEach(function (f) {
 		f.addEventListener("submit", function (e) {
 			if (!window.confirm(f.getAttribute("data-confirm"))) e.preventDefault();

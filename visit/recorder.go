@@ -34,9 +34,10 @@ type Recorder struct {
 	store Store
 	log   *zap.Logger
 
-	mu      sync.RWMutex
-	pending map[string]*Visit
-	npend   atomic.Int64 // len(pending), read without the lock
+	mu        sync.RWMutex
+	lastSweep time.Time // of pending by Seen, at most once a second
+	pending   map[string]*Visit
+	npend     atomic.Int64 // len(pending), read without the lock
 	// queued are confirmed visits not yet written (at most QueueLen +
 	// BatchN), so a lead finds its visit in the second before the commit.
 	queued map[string]*Visit
@@ -67,7 +68,12 @@ func (rec *Recorder) Seen(v *Visit) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if len(rec.pending) >= MaxPending {
-		rec.expireLocked(time.Now())
+		// Full: sweep, but not for every view of a flood of cookieless
+		// clients (a sweep walks the whole map under the lock).
+		if now := time.Now(); now.Sub(rec.lastSweep) > time.Second {
+			rec.lastSweep = now
+			rec.expireLocked(now)
+		}
 		if len(rec.pending) >= MaxPending {
 			rec.Dropped.Add(1)
 			return

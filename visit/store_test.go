@@ -175,3 +175,16 @@ func TestRecorderBatches(t *testing.T) {
 		t.Errorf("%d commits for %d visits: not batched by %d", cs.puts, n, BatchN)
 	}
 }
+
+func TestRecorderPendingBound(t *testing.T) {
+	rec := NewRecorder(openTestDB(t, DBOptions{}), nil)
+	defer rec.Close()
+	now := time.Now()
+	for i := range MaxPending + 10 {
+		at := now.Add(time.Duration(i) * time.Microsecond)
+		rec.Seen(&Visit{ID: NewID(at), At: at})
+	}
+	if got := rec.npend.Load(); got != MaxPending || rec.Dropped.Load() != 10 {
+		t.Errorf("%d waiting, %d dropped; want %d and 10", got, rec.Dropped.Load(), MaxPending)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/leadproxy/leadproxy/crm"
@@ -200,9 +202,20 @@ func (hd *Handler) expandAPI(r *http.Request, l *lead.Lead) {
 	}
 }
 
-// loadTimezone reads the timezone option ("" is the machine's zone).
+// loadTimezone reads the timezone option ("" is the machine's zone, by
+// its IANA name where TZ or /etc/localtime gives one, so the report can
+// say which zone its days are in).
 func loadTimezone(name string) (*time.Location, error) {
 	if name == "" {
+		name = os.Getenv("TZ")
+		if link, err := os.Readlink("/etc/localtime"); name == "" && err == nil {
+			if _, zone, ok := strings.Cut(link, "zoneinfo/"); ok {
+				name = zone
+			}
+		}
+		if loc, err := time.LoadLocation(strings.TrimPrefix(name, ":")); name != "" && err == nil {
+			return loc, nil
+		}
 		return time.Local, nil
 	}
 	loc, err := time.LoadLocation(name)
@@ -251,3 +264,30 @@ func parseVisitOptions(d *caddyfile.Dispenser) (*VisitOptions, error) {
 	}
 	return o, nil
 }
+
+// visitCollectors count the recorder's visits (leadproxy_visits_total by
+// result: recorded, dropped past a bound, expired with their cookie never
+// back) and the visits stored (leadproxy_visits_stored).
+var visitCollectors = func() []prometheus.Collector {
+	counter := func(result string, read func(*visit.Recorder) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "leadproxy_visits_total",
+			Help:        "Visits of browsers without a visit cookie, by result: recorded, dropped (a bound was reached), expired (the cookie never came back: no cookies, a bot).",
+			ConstLabels: prometheus.Labels{"result": result}}, func() float64 {
+			if p := current.Load(); p != nil && p.visits != nil {
+				return float64(read(p.visits.rec))
+			}
+			return 0
+		})
+	}
+	return []prometheus.Collector{
+		counter("recorded", func(r *visit.Recorder) uint64 { return r.Recorded.Load() }),
+		counter("dropped", func(r *visit.Recorder) uint64 { return r.Dropped.Load() }),
+		counter("expired", func(r *visit.Recorder) uint64 { return r.Expired.Load() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "leadproxy_visits_stored", Help: "Visits in the visit store."}, func() float64 {
+			if p := current.Load(); p != nil && p.visits != nil {
+				return float64(p.visits.db.Count())
+			}
+			return 0
+		}),
+	}
+}()

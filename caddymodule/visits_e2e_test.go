@@ -161,8 +161,8 @@ func TestVisitsLeadsReportExport(t *testing.T) {
 		t.Errorf("API lead placeholders: title %q comment %q crm %v", al.Title, al.Comment, al.CRM)
 	}
 
-	// The report: three recorded visits (the bot's and the cookieless one
-	// are not), a lead under ads and one under organic.
+	// The report: two recorded visits (the bot's and the one whose cookie
+	// never came back are not), a lead under ads and one under organic.
 	src := getReport(t, c, "source")
 	if visitsOf(src["ads"]) != 1 || src["ads"].Leads != 1 || visitsOf(src["organic"]) != 1 || src["organic"].Leads != 1 ||
 		src["ads"].Conversion == nil || *src["ads"].Conversion != 1 {
@@ -176,6 +176,17 @@ func TestVisitsLeadsReportExport(t *testing.T) {
 	}
 	if forms := getReport(t, c, "form"); forms["api"].Leads != 1 || forms["api"].Visits != nil {
 		t.Errorf("report by form: %+v", forms)
+	}
+	resp, err = http.Get(c.Admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`leadproxy_visits_total{result="recorded"} 2`, `leadproxy_visits_total{result="dropped"} 0`, "leadproxy_visits_stored 2"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 	if st := c.AdminJSON("/leadproxy/report?by=city", nil); st != 400 {
 		t.Errorf("by=city: %d, want 400", st)

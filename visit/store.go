@@ -64,8 +64,15 @@ type DB struct {
 
 const bVisit = "visit"
 
-// OpenDB opens (or creates) the visit store.
-func OpenDB(opts DBOptions) (*DB, error) {
+// OpenDB opens (or creates) the visit store. A folder nutsdb cannot read
+// (nutsdb panics on some torn tails a full disk leaves) is an error, never
+// a crash: the caller goes on without visits.
+func OpenDB(opts DBOptions) (d *DB, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			d, err = nil, fmt.Errorf("visit store %s: unreadable: %v", opts.Dir, p)
+		}
+	}()
 	if opts.Retention <= 0 {
 		opts.Retention = DefaultRetention
 	}
@@ -90,7 +97,7 @@ func OpenDB(opts DBOptions) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("visit store %s: %w", opts.Dir, err)
 	}
-	d := &DB{db: db, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
+	d = &DB{db: db, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
 	err = db.Update(func(tx *nutsdb.Tx) error {
 		if err := tx.NewKVBucket(bVisit); err != nil && !errors.Is(err, nutsdb.ErrBucketAlreadyExist) {
 			return err

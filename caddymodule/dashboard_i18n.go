@@ -26,6 +26,13 @@ func dashLang(w http.ResponseWriter, r *http.Request) string {
 	if l := r.URL.Query().Get("lang"); l == "ru" || l == "en" {
 		http.SetCookie(w, &http.Cookie{Name: langCookie, Value: l, Path: "/", MaxAge: 365 * 24 * 3600,
 			HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+	}
+	return requestLang(r)
+}
+
+// requestLang is the request's language, without remembering it.
+func requestLang(r *http.Request) string {
+	if l := r.URL.Query().Get("lang"); l == "ru" || l == "en" {
 		return l
 	}
 	if c, err := r.Cookie(langCookie); err == nil && (c.Value == "ru" || c.Value == "en") {

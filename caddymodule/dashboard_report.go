@@ -123,10 +123,10 @@ func (d *Dashboard) serveReport(w http.ResponseWriter, r *http.Request) {
 		days.By = report.ByDay
 		var byDay *report.Report
 		if byDay, err = report.Build(days, p.visitDB(), p.store); err == nil {
-			v.Chart = buildChart(byDay, dashLang(w, r))
+			v.Chart = buildChart(byDay, requestLang(r))
 		}
 	} else if err == nil {
-		v.Chart = buildChart(rep, dashLang(w, r))
+		v.Chart = buildChart(rep, requestLang(r))
 	}
 	if err != nil {
 		d.logger.Error("dashboard: report", zap.Error(err))

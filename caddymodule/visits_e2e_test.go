@@ -39,6 +39,12 @@ http://127.0.0.1:{{PORT_SITE}} {
 	}
 	reverse_proxy {{UPSTREAM}}
 }
+http://127.0.0.1:{{PORT_OFF}} {
+	leadproxy {
+		visits off
+	}
+	reverse_proxy {{UPSTREAM}}
+}
 `
 
 const browserUA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
@@ -190,6 +196,19 @@ func TestVisitsLeadsReportExport(t *testing.T) {
 	}
 	if st := c.AdminJSON("/leadproxy/report?by=city", nil); st != 400 {
 		t.Errorf("by=city: %d, want 400", st)
+	}
+
+	// visits off: no cookie, no visit; a reload keeps the visit store.
+	if off := navigate(t, c.URL("PORT_OFF")+"/?utm_source=x", browserUA, "", ""); off != "" {
+		t.Errorf("visits off set a cookie %q", off)
+	}
+	if err := c.Reload(visitsSite); err != nil {
+		t.Fatal(err)
+	}
+	email := navigate(t, site+"/news?utm_source=digest&utm_medium=email", browserUA, "", "")
+	navigate(t, site+"/news", browserUA, email, "")
+	if src := getReport(t, c, "source"); visitsOf(src["email"]) != 1 || visitsOf(src["ads"]) != 1 {
+		t.Errorf("report after a reload: %+v", src)
 	}
 
 	// Search finds the form lead's phone however it is typed.

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"os"
@@ -163,4 +164,33 @@ func saveScreenshot(t *testing.T, shot []byte, name string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestBrowserDashboardSearchAsTyped: typing a phone as a visitor would
+// write it narrows the list without pressing Filter.
+func TestBrowserDashboardSearchAsTyped(t *testing.T) {
+	f := newDashFixture(t, 50)
+	browser := browsertest.Launch(t)
+	tab := newDashTab(t, browser)
+	rows := `String(document.querySelectorAll("#results tr.lead").length)`
+	tab.Do(t, chromedp.Navigate(f.c.URL("PORT_SITE")+"/leads?lang=en"), chromedp.WaitVisible(chromedp.CSS("table.leads")))
+	if n := tab.Eval(t, rows); n != "5" {
+		t.Fatalf("%s rows before the search", n)
+	}
+	tab.Do(t, chromedp.SendKeys(chromedp.CSS(`input[name=q]`), "8 912 000-11"))
+	ctx, cancel := context.WithTimeout(tab.Ctx, browsertest.Wait)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelectorAll("#results tr.lead").length === 1`)); err != nil {
+		t.Fatalf("the list did not narrow as the phone was typed: %s rows", tab.Eval(t, rows))
+	}
+	if who := tab.Eval(t, `document.querySelector("#results tr.lead td.contact").textContent`); !strings.Contains(who, "+79120001122") {
+		t.Errorf("found %q", who)
+	}
+	if href := tab.Eval(t, `document.querySelector("a.export").getAttribute("href")`); !strings.Contains(href, "q=8+912+000-11") {
+		t.Errorf("export link %q does not follow the search", href)
+	}
+	if u := tab.Eval(t, `location.search`); !strings.Contains(u, "q=8+912") {
+		t.Errorf("the address %q does not keep the search", u)
+	}
+	tab.Quiet(t)
 }

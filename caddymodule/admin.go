@@ -38,6 +38,8 @@ func (adminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/leadproxy/leads/", Handler: caddy.AdminHandlerFunc(handleLead)},
 		{Pattern: "/leadproxy/stats", Handler: caddy.AdminHandlerFunc(handleStats)},
 		{Pattern: "/leadproxy/forms", Handler: caddy.AdminHandlerFunc(handleForms)},
+		{Pattern: "/leadproxy/report", Handler: caddy.AdminHandlerFunc(handleReport)},
+		{Pattern: "/leadproxy/leads.csv", Handler: caddy.AdminHandlerFunc(handleLeadsCSV)},
 	}
 }
 
@@ -65,15 +67,11 @@ func methodErr(allowed ...string) error {
 
 // GET /leadproxy/leads?status=&form=&q=&limit=&cursor=
 func handleLeads(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet {
-		return methodErr("GET")
-	}
-	st, err := currentStore()
+	st, f, err := listRequest(r)
 	if err != nil {
 		return err
 	}
 	q := r.URL.Query()
-	f := queue.Filter{Status: q.Get("status"), Form: q.Get("form"), Query: q.Get("q"), Cursor: q.Get("cursor")}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n <= 0 {

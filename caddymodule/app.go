@@ -57,6 +57,11 @@ type App struct {
 	// Destinations are the CRM accounts, by name. Each is a module in the
 	// leadproxy.destinations namespace, its type named by "type".
 	DestinationsRaw map[string]json.RawMessage `json:"destinations,omitempty" caddy:"namespace=leadproxy.destinations inline_key=type"`
+	// Visits bounds the visit store (retention, most visits kept).
+	Visits *VisitOptions `json:"visits,omitempty"`
+	// Timezone is the site's time zone (an IANA name, Europe/Moscow) for
+	// the dashboard's times and the report's days. Default: the machine's.
+	Timezone string `json:"timezone,omitempty"`
 
 	senders map[string]lead.Sender
 	dir     string
@@ -71,6 +76,7 @@ type App struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 	backoff   queue.Backoff // zero: the engine's default; see TestBackoffEnv
+	loc       *time.Location
 }
 
 // TestBackoffEnv names a test-only knob: "<min>,<max>" (Caddy durations,
@@ -132,6 +138,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.backoff, err = testBackoff(); err != nil {
 		return err
 	}
+	if a.loc, err = loadTimezone(a.Timezone); err != nil {
+		return err
+	}
 	a.senders = map[string]lead.Sender{}
 	if a.DestinationsRaw != nil {
 		mods, err := ctx.LoadModule(a, "DestinationsRaw")
@@ -191,7 +200,8 @@ func (a *App) Start() error {
 			return nil, fmt.Errorf("opening lead store %s: %w (if another Caddy process holds it, use 'caddy reload')", a.dir, err)
 		}
 		eng := queue.NewEngine(st, a.logger.Named("delivery"))
-		return &pooledStore{dir: a.dir, store: st, engine: eng, logger: a.logger.Named("queue")}, nil
+		return &pooledStore{dir: a.dir, store: st, engine: eng, logger: a.logger.Named("queue"),
+			visits: a.openVisits(a.logger.Named("visits"))}, nil
 	})
 	if err != nil {
 		// The site must not go down with its lead store (SPEC §7): start
@@ -217,6 +227,7 @@ func (a *App) Start() error {
 		}
 	}
 	initDeliveryMetrics(a.Destinations())
+	a.publishSettings()
 	p.engine.Configure(a.engineConfig())
 	p.engine.Start()
 	current.Store(p)
@@ -356,6 +367,7 @@ type pooledStore struct {
 	dir    string
 	store  *queue.Store
 	engine *queue.Engine
+	visits *visitStore // nil when its folder could not be opened
 	logger *zap.Logger
 	once   sync.Once
 
@@ -432,7 +444,7 @@ func (p *pooledStore) Destruct() error {
 		defer cancel()
 		p.engine.Stop(ctx)
 		current.CompareAndSwap(p, nil)
-		err = p.store.Close()
+		err = errors.Join(p.visits.close(), p.store.Close())
 	})
 	return err
 }

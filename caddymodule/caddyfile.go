@@ -39,6 +39,8 @@ const errDestinationInSite = "destination belongs in the global options block: {
 //		retry_for    <duration>
 //		retention    <duration>
 //		dedup_window <duration>
+//		timezone     <IANA name>
+//		visits { retention <duration>; max <n> }
 //		destination <name> <type> { ... }
 //	}
 func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
@@ -66,6 +68,19 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, d.Errf("%s: %q is not a positive duration (like 72h or 30d)", opt, s)
 			}
 			*map[string]*caddy.Duration{"retry_for": &app.RetryFor, "retention": &app.Retention, "dedup_window": &app.DedupWindow}[opt] = caddy.Duration(dur)
+		case "timezone":
+			if err := crm.SingleArg(d, &app.Timezone); err != nil {
+				return nil, err
+			}
+			if _, err := loadTimezone(app.Timezone); err != nil {
+				return nil, d.Errf("%v", err)
+			}
+		case "visits":
+			o, err := parseVisitOptions(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Visits = o
 		case "destination":
 			if !d.NextArg() {
 				return nil, d.Err("destination: want <name> <type> { ... }")
@@ -91,7 +106,7 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.DestinationsRaw[name] = caddyconfig.JSONModuleObject(unm, "type", typ, nil)
 		default:
-			return nil, d.Errf("leadproxy: unknown global option %q (want storage, retry_for, retention, dedup_window, destination)", opt)
+			return nil, d.Errf("leadproxy: unknown global option %q (want storage, retry_for, retention, dedup_window, timezone, visits, destination)", opt)
 		}
 	}
 	return httpcaddyfile.App{Name: "leadproxy", Value: caddyconfig.JSON(app, nil)}, nil
@@ -142,6 +157,7 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		prefix  /_leadproxy
 //		send_to <dest>...
 //		inject  on|off
+//		visits  on|off
 //		api_key <key>
 //		auto    on|off
 //		max_body <size>
@@ -170,14 +186,17 @@ func (hd *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			hd.SendTo = names
-		case "inject", "auto":
+		case "inject", "auto", "visits":
 			on, err := parseOnOff(d)
 			if err != nil {
 				return err
 			}
-			if opt == "inject" {
+			switch opt {
+			case "inject":
 				hd.Inject = &on
-			} else {
+			case "visits":
+				hd.Visits = &on
+			default:
 				hd.Auto = on
 			}
 		case "api_key":
@@ -233,7 +252,7 @@ func (hd *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "destination":
 			return d.Err(errDestinationInSite)
 		default:
-			return d.Errf("leadproxy: unknown option %q (want prefix, send_to, inject, api_key, auto, max_body, max_upload, phone_region, charset, audit, form)", opt)
+			return d.Errf("leadproxy: unknown option %q (want prefix, send_to, inject, visits, api_key, auto, max_body, max_upload, phone_region, charset, audit, form)", opt)
 		}
 	}
 	return nil

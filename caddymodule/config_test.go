@@ -84,12 +84,12 @@ func TestConfigErrors(t *testing.T) {
 	cases := []struct {
 		name, caddyfile, want string
 	}{
-		{"unknown handler option", wrap("", "\t\tinjekt on"), `leadproxy: unknown option "injekt" (want prefix, send_to, inject, api_key, auto, max_body, max_upload, phone_region, charset, audit, form), at Caddyfile:8`},
+		{"unknown handler option", wrap("", "\t\tinjekt on"), `leadproxy: unknown option "injekt" (want prefix, send_to, inject, visits, api_key, auto, max_body, max_upload, phone_region, charset, audit, form), at Caddyfile:8`},
 		{"unknown phone region", wrap("", "\t\tphone_region RUS"), `phone_region "RUS" is not a known country code (two capital letters like RU, KZ, BY, US), at Caddyfile:8`},
 		{"unknown charset", wrap("", "\t\tcharset windows-1215"), `charset "windows-1215" is not a known charset label (like windows-1251 or koi8-r), at Caddyfile:8`},
 		{"bad audit option", wrap("", "\t\taudit {\n\t\t\tflag_afterr 1h\n\t\t}"), `audit: unknown option "flag_afterr" (want every, flag_after, max_page), at Caddyfile:9`},
 		{"bad audit duration", wrap("", "\t\taudit {\n\t\t\tevery often\n\t\t}"), `audit: every: "often" is not a positive duration, at Caddyfile:9`},
-		{"unknown global option", wrap("\t\tstorrage /x", ""), `leadproxy: unknown global option "storrage" (want storage, retry_for, retention, dedup_window, destination), at Caddyfile:3`},
+		{"unknown global option", wrap("\t\tstorrage /x", ""), `leadproxy: unknown global option "storrage" (want storage, retry_for, retention, dedup_window, timezone, visits, destination), at Caddyfile:3`},
 		{"bad submit selector", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit \"#a[\"\n\t\t}"), `form "A": submit selector "#a[" does not compile: expected identifier, found EOF instead, at Caddyfile:9`},
 		{"selector the browser rejects", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit \"form:contains(Отправить)\"\n\t\t}"), `form "A": submit selector "form:contains(Отправить)" :contains is a jQuery extension, not CSS: the browser's querySelector rejects it, so the rule would never match (match by id, class or attribute, or read the text with a selector source), at Caddyfile:9`},
 		{"selector source the browser rejects", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit .a\n\t\t\tphone selector \"input:visible\"\n\t\t}"), `form "A": phone: selector "input:visible" :visible is a jQuery extension, not CSS: the browser's querySelector rejects it, so the rule would never match (match by id, class or attribute), at Caddyfile:10`},
@@ -111,6 +111,11 @@ func TestConfigErrors(t *testing.T) {
 		{"destination as a site directive", "example.com {\n\tdestination amo amocrm {\n\t\ttoken t\n\t}\n\trespond ok\n}\n", `destination belongs in the global options block`},
 		{"missing required destination option", wrap("\t\tdestination amo amocrm {\n\t\t\tbase_url https://x.amocrm.ru\n\t\t}", ""), `amocrm: token is required (a long-lived token of a private integration), at Caddyfile:3`},
 		{"stray destination argument", wrap("\t\tdestination amo amocrm stray {\n\t\t\ttoken abc\n\t\t}", ""), `amocrm: unexpected argument "stray"; options go in the block, at Caddyfile:3`},
+		{"bad timezone", wrap("\t\ttimezone Europe/Moskva", ""), `timezone "Europe/Moskva": not a time zone name (like Europe/Moscow)`},
+		{"bad visits option", wrap("\t\tvisits {\n\t\t\tkeep 1d\n\t\t}", ""), `visits: unknown option "keep" (want retention, max), at Caddyfile:4`},
+		{"bad visits retention", wrap("\t\tvisits {\n\t\t\tretention forever\n\t\t}", ""), `visits: retention "forever" is not a positive duration (like 90d), at Caddyfile:4`},
+		{"bad visits max", wrap("\t\tvisits {\n\t\t\tmax -5\n\t\t}", ""), `visits: max "-5" is not a positive number, at Caddyfile:4`},
+		{"bad visits value", wrap("", "\t\tvisits maybe"), `visits: want on or off, got "maybe", at Caddyfile:8`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -134,6 +139,7 @@ func TestProvisionErrors(t *testing.T) {
 		{"selector the browser rejects", `{"apps":{"http":{"servers":{"s":{"listen":[":0"],"routes":[{"handle":[{"handler":"leadproxy","forms":[{"title":"A","submit":"form:eq(0)"}]}]}]}}}}}`, `submit selector "form:eq(0)" :eq is a jQuery extension`},
 		{"webhook without url", `{"apps":{"leadproxy":{"destinations":{"h":{"type":"webhook"}}}}}`, `webhook: url is required`},
 		{"webhook without secret", `{"apps":{"leadproxy":{"destinations":{"h":{"type":"webhook","url":"http://x/"}}}}}`, `webhook: secret is required`},
+		{"bad timezone", `{"apps":{"leadproxy":{"timezone":"Mars/Olympus"}}}`, `timezone "Mars/Olympus": not a time zone name`},
 		{"webhook bad secret", `{"apps":{"leadproxy":{"destinations":{"h":{"type":"webhook","url":"http://x/","secret":"abc"}}}}}`, `webhook: secret: want "whsec_"`},
 	}
 	for _, c := range cases {

@@ -131,14 +131,16 @@ func (d *Dashboard) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 //go:embed dashboard
 var dashboardFS embed.FS
 
+// dashboardTmpl is parsed once; render clones it per request with the
+// request's language and the site's time zone (dashFuncs).
 var dashboardTmpl = template.Must(template.New("").Funcs(template.FuncMap{
-	"statusLabel": statusLabel,
-	"iso":         func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"human":       func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-	"truncate":    truncateRunes,
-	"duration":    func(d time.Duration) string { return d.Round(time.Millisecond).String() },
-	"leadLink":    leadLink,
-}).ParseFS(dashboardFS, "dashboard/*.html"))
+	"iso":      func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"truncate": truncateRunes,
+	"duration": func(d time.Duration) string { return d.Round(time.Millisecond).String() },
+	"leadLink": leadLink,
+	"pct":      percent,
+	"dict":     dict,
+}).Funcs(dashFuncs("en", time.UTC, &http.Request{URL: &url.URL{}})).ParseFS(dashboardFS, "dashboard/*.html"))
 
 // dashboardAsset is an embedded file served at ?asset=<name>&v=<hash>.
 type dashboardAsset struct {
@@ -224,6 +226,7 @@ type listView struct {
 	OldestPending string
 	Leads         []leadRow
 	First, Next   string
+	Export        string // the CSV of this filter
 }
 
 type leadView struct {
@@ -252,9 +255,17 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 			d.serveAsset(w, r, name)
 			return nil
 		}
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		if id := q.Get("lead"); id != "" {
 			d.serveLead(w, r, id)
+			return nil
+		}
+		if q.Get("export") == "csv" {
+			d.serveCSV(w, r)
+			return nil
+		}
+		if q.Get("view") == "report" {
+			d.serveReport(w, r)
 			return nil
 		}
 		d.serveList(w, r)
@@ -298,7 +309,11 @@ func (d *Dashboard) newPage(title string, q url.Values) page {
 
 func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, name string, v any) {
 	var buf bytes.Buffer
-	if err := dashboardTmpl.ExecuteTemplate(&buf, name, v); err != nil {
+	tmpl, err := dashboardTmpl.Clone()
+	if err == nil {
+		err = tmpl.Funcs(dashFuncs(dashLang(w, r), d.app.location(), r)).ExecuteTemplate(&buf, name, v)
+	}
+	if err != nil {
 		d.logger.Error("dashboard template", zap.String("template", name), zap.Error(err))
 		http.Error(w, "dashboard error", http.StatusInternalServerError)
 		return
@@ -333,16 +348,17 @@ func (d *Dashboard) serveList(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	f := queue.Filter{Status: q.Get("status"), Form: q.Get("form"), Query: strings.TrimSpace(q.Get("q")), Cursor: q.Get("cursor"), Limit: d.PageSize}
-	if f.Status != "" && !slices.Contains(dashboardStatuses, f.Status) {
-		f.Status = ""
-	}
 	leads, next, err := st.List(f)
+	if errors.Is(err, queue.ErrBadStatus) {
+		d.serveError(w, r, http.StatusBadRequest, "Bad request", err.Error())
+		return
+	}
 	if err != nil {
 		d.serveError(w, r, http.StatusBadRequest, "Leads", "This page link is no longer valid.")
 		return
 	}
 	csrf := csrfFor(w, r)
-	v := listView{page: d.newPage("Leads", q), Filter: f, Statuses: dashboardStatuses}
+	v := listView{page: d.newPage("Leads", q), Filter: f, Statuses: dashboardStatuses, Export: exportLink(f)}
 	here := filterQuery(f)
 	if f.Cursor != "" {
 		here.Set("cursor", f.Cursor)

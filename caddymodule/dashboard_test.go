@@ -44,6 +44,7 @@ const dashSite = `{
 	admin {{ADMIN}}
 	leadproxy {
 		storage {{STORAGE}}
+		timezone Europe/Moscow
 		destination crm webhook {
 			url {{HOOK}}/crm
 			secret {env.TEST_WEBHOOK_SECRET}
@@ -505,7 +506,7 @@ func TestBrowserDashboard(t *testing.T) {
 		"anna@example.com":  {"crm": "delivered", "sheet": "delivered"},
 		"fail@example.com":  {"crm": "failed", "sheet": "delivered"},
 		"retry@example.com": {"crm": "retrying", "sheet": "delivered"},
-		"skip@example.com":  {"not sent": "skipped"},
+		"skip@example.com":  {"Not sent": "skipped"}, // the one name of the no-CRM state
 		"xss@example.com":   {"crm": "delivered", "sheet": "delivered"},
 	}
 	for email, r := range rows {
@@ -543,17 +544,7 @@ func TestBrowserDashboard(t *testing.T) {
 	if n := len(readRows()); n != 4 {
 		t.Fatalf("%d rows after a delete", n)
 	}
-	shot := tab.screenshot(t)
-	out := filepath.Join(t.ArtifactDir(), "dashboard.png")
-	if err := os.WriteFile(out, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", out)
-	if os.Getenv("LEADPROXY_SCREENSHOT") == "1" {
-		if err := os.WriteFile(filepath.Join("..", "docs", "dashboard.png"), shot, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	saveScreenshot(t, tab.screenshot(t), "dashboard.png")
 
 	// The failed lead's page: each delivery and attempt; then retry.
 	failID := f.ids["fail@example.com"]

@@ -65,6 +65,9 @@ type Handler struct {
 	// submit, click and selector of the rules. Default: on, one sample per
 	// path a minute, flagged after 24h of traffic without a match.
 	Audit *AuditOptions `json:"audit,omitempty"`
+	// Visits turns the proxy's own visit recording on or off (visits.go).
+	// Default on.
+	Visits *bool `json:"visits,omitempty"`
 
 	app        *App
 	logger     *zap.Logger
@@ -178,6 +181,7 @@ func (hd *Handler) Validate() error {
 // ServeHTTP serves the endpoints under Prefix, captures form posts, and
 // injects the script into HTML responses.
 func (hd *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	hd.observeVisit(w, r)
 	if rest, ok := strings.CutPrefix(r.URL.Path, hd.Prefix+"/"); ok {
 		if handled, err := hd.serveEndpoint(w, r, rest); handled {
 			return err
@@ -368,6 +372,7 @@ func (hd *Handler) capture(w http.ResponseWriter, r *http.Request) {
 
 // store saves the lead for its rule's destinations; the request waits for the fsync.
 func (hd *Handler) store(ctx context.Context, r *http.Request, l *lead.Lead, rule *intercept.Rule) (*lead.Lead, bool, error) {
+	hd.attribute(r, l, rule) // its visit, and the placeholders of the rule's static values
 	return hd.storeFor(ctx, r, l, hd.destinationsFor(rule))
 }
 

@@ -74,8 +74,9 @@ var statsCache struct {
 }
 
 func registerMetrics(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{capturedTotal, captureFailedTotal, deliveriesTotal, deliveryDuration,
-		injectTotal, injectScansTotal, collectRejectedTotal, queueDepth, oldestPending, formsFlagged} {
+	collectors := []prometheus.Collector{capturedTotal, captureFailedTotal, deliveriesTotal, deliveryDuration,
+		injectTotal, injectScansTotal, collectRejectedTotal, queueDepth, oldestPending, formsFlagged}
+	for _, c := range append(collectors, visitCollectors...) {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

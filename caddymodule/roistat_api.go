@@ -50,6 +50,7 @@ func (hd *Handler) serveRoistatAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	l := roistatLead(p, hd.PhoneRegion)
+	hd.expandAPI(r, l) // the visit its roistat parameter names, and Roistat's placeholders
 	var dests []string
 	if p.Get("is_skip_sending") != "1" {
 		dests = hd.destinationsFor(nil)

@@ -60,7 +60,9 @@ type Lead struct {
 	Traceparent string `json:"traceparent,omitempty"`
 }
 
-// Visit is the attribution the capture script keeps for the visitor.
+// Visit is the lead's attribution: the visit the proxy recorded (the
+// roistat_visit cookie, or the API's roistat parameter) and what the
+// capture script kept for the visitor.
 type Visit struct {
 	ID        string            `json:"id,omitempty"`
 	Page      string            `json:"page,omitempty"`
@@ -69,6 +71,12 @@ type Visit struct {
 	UTM       map[string]string `json:"utm,omitempty"`
 	IP        string            `json:"ip,omitempty"`
 	UserAgent string            `json:"user_agent,omitempty"`
+
+	// Clicks are the ad click ids of the landing URL (yclid, gclid, fbclid).
+	Clicks map[string]string `json:"clicks,omitempty"`
+	// Source is the class of the visit's source: ads, organic, social,
+	// referral, direct or email (docs/visits.md).
+	Source string `json:"source,omitempty"`
 }
 
 // Callback is a request to call the visitor back (Roistat API).
@@ -169,6 +177,7 @@ func (l *Lead) Summary() string {
 		line("Страница", v.Page)
 		line("Первая страница", v.Landing)
 		line("Источник", v.Referrer)
+		line("Канал", v.Source)
 		for _, k := range SortedKeys(v.UTM) {
 			line("utm_"+k, v.UTM[k])
 		}

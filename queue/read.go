@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/nutsdb/nutsdb"
@@ -30,12 +29,15 @@ func (s *Store) Get(id string) (*lead.Lead, error) {
 
 // Filter selects leads for List. Status is the lead's summary status
 // (lead.Lead.Status), Form an exact form name, Query a case-insensitive
-// substring of name, phone, email, title or comment. Cursor is the
-// next_cursor of the previous page.
+// substring of name, phone, email, title, comment, source or UTM tag, or
+// a phone however written (search.go). Cursor is the next_cursor of the
+// previous page.
 type Filter struct {
 	Status, Form, Query string
 	Limit               int
 	Cursor              string
+	// Region is the country of phones typed without a code; default RU.
+	Region string
 }
 
 // List limits.
@@ -53,6 +55,9 @@ func (s *Store) List(f Filter) (leads []*lead.Lead, nextCursor string, err error
 		limit = DefaultListLimit
 	}
 	limit = min(limit, MaxListLimit)
+	if err := checkStatus(f.Status); err != nil {
+		return nil, "", err
+	}
 	var from []byte
 	if f.Cursor != "" {
 		from, err = hex.DecodeString(f.Cursor)
@@ -60,7 +65,7 @@ func (s *Store) List(f Filter) (leads []*lead.Lead, nextCursor string, err error
 			return nil, "", errors.New("queue: bad cursor")
 		}
 	}
-	q := strings.ToLower(strings.TrimSpace(f.Query))
+	q := newQuery(f.Query, f.Region)
 	err = s.view(func(tx *nutsdb.Tx) error {
 		leads, nextCursor = nil, ""
 		var last []byte
@@ -127,22 +132,14 @@ func candidates(tx *nutsdb.Tx, status string, from []byte) func(func([]byte) boo
 	}
 }
 
-func matches(l *lead.Lead, f Filter, q string) bool {
+func matches(l *lead.Lead, f Filter, q query) bool {
 	if f.Status != "" && l.Status() != f.Status {
 		return false
 	}
 	if f.Form != "" && l.Form != f.Form {
 		return false
 	}
-	if q == "" {
-		return true
-	}
-	for _, v := range []string{l.Name, l.Phone, l.Email, l.Title, l.Comment} {
-		if strings.Contains(strings.ToLower(v), q) {
-			return true
-		}
-	}
-	return false
+	return q.match(l)
 }
 
 // Stats is the /leadproxy/stats answer.

@@ -194,7 +194,6 @@ func (hd *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	if hd.inject == nil {
 		return next.ServeHTTP(w, r)
 	}
-	intercept.PrepareRequest(r)
 	ww, finish := intercept.Wrap(w, r, hd.inject)
 	err := next.ServeHTTP(ww, r)
 	if ferr := finish(); err == nil && ferr != nil {

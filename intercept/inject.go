@@ -111,30 +111,6 @@ func (c *InjectConfig) maxPrefix() int {
 	return DefaultMaxPrefix
 }
 
-// PrepareRequest must be called before the next handler. For a request that
-// can be a document navigation (GET without Range, Accept with text/html or
-// Sec-Fetch-Dest: document) it deletes Accept-Encoding, so the upstream
-// answers with identity bytes; Caddy's encode has chosen its coding from the
-// original header already.
-func PrepareRequest(r *http.Request) {
-	if r.Method != http.MethodGet || r.Header.Get("Range") != "" {
-		return
-	}
-	if acceptsHTML(r.Header) || strings.EqualFold(r.Header.Get("Sec-Fetch-Dest"), "document") {
-		r.Header.Del("Accept-Encoding")
-	}
-}
-
-func acceptsHTML(h http.Header) bool {
-	for _, v := range h.Values("Accept") {
-		v = strings.ToLower(v)
-		if strings.Contains(v, "text/html") || strings.Contains(v, "application/xhtml+xml") {
-			return true
-		}
-	}
-	return false
-}
-
 // Wrap returns the writer to hand to the next handler, and finish, to call
 // after it returns: finish sends what is still held, closes a re-bodyEncoder and
 // reports the result. Requests that are never injected get w itself back.

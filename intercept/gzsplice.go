@@ -1,0 +1,1049 @@
+package intercept
+
+// Splicing the tag into a gzip page without compressing the page again.
+//
+// A deflate stream is a sequence of tokens (literals and back-references of
+// up to 258 bytes, at most 32 KiB back) in blocks, each with its Huffman
+// tables in its header. Inserting the tag at decoded offset ins shifts
+// everything after it, which breaks only the back-references that start at
+// or after ins and reach before it; none can start at ins+32 KiB or later.
+// So the splicer decodes the member while keeping every token's place,
+// picks X, the first token boundary at or after ins and after the end of the
+// last such reference, and writes:
+//
+//   - the upstream's gzip header, byte for byte;
+//   - decoded [0, X) with the tag at ins, deflated at the best level, ended
+//     by a sync flush (non-final, byte-aligned);
+//   - empty blocks that bring the bit position to the original's at X, mod 8;
+//   - the header of the original block that holds X (its Huffman tables),
+//     unless X is a block's start;
+//   - the original bits from X on, unchanged: the first partial byte through
+//     the bit writer, then a byte copy to the end of the member;
+//   - the trailer: CRC-32 and size of the new content, from the prefix's CRC
+//     and the suffix's by crc32Combine.
+//
+// The rest of the member is still decoded (and the result discarded): that
+// checks the upstream's CRC and size, and finds the member's end, so a
+// second member is copied as it is behind the patched first one. Decoding
+// costs a fraction of deflating; only the prefix is deflated.
+//
+// Before anything of ours went out, a stream that does not decode (or whose
+// insertion point lies past the first member) is written as it came and the
+// rest copied: the page goes out untouched and the result is "error".
+
+import (
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"io"
+	"math"
+	"sync"
+
+	kflate "github.com/klauspost/compress/flate"
+
+	"bytes"
+	"compress/flate"
+)
+
+var (
+	errGzipHeader  = errors.New("gzip: invalid header")
+	errDeflateData = errors.New("gzip: invalid deflate data")
+	errGzipTrailer = errors.New("gzip: checksum or size mismatch")
+	errPastMember  = errors.New("gzip: insertion point past the first member")
+)
+
+const (
+	deflateWindow = 32 << 10
+	fastBits      = 10
+)
+
+// huffman is a canonical code: counts per length and the symbols in code
+// order (as in zlib's puff), with a table for codes up to fastBits long.
+type huffman struct {
+	count [16]uint16
+	sym   [288]uint16
+	fast  [1 << fastBits]uint16 // symbol<<4 | length; 0: longer code
+}
+
+// init builds the code from code lengths under zlib's rules: no
+// over-subscribed code; an incomplete one only as a single code of length 1
+// (lit/len and distance codes), or no code at all for distances.
+func (h *huffman) init(lengths []uint8, kind int) bool {
+	h.count = [16]uint16{}
+	for _, l := range lengths {
+		h.count[l]++
+	}
+	codes := len(lengths) - int(h.count[0])
+	h.count[0] = 0
+	left := 1
+	for l := 1; l < 16; l++ {
+		left = left<<1 - int(h.count[l])
+		if left < 0 {
+			return false
+		}
+	}
+	if left > 0 {
+		switch {
+		case codes == 0 && kind == huffDist:
+		case codes == 1 && h.count[1] == 1 && kind != huffCodeLen:
+		default:
+			return false
+		}
+	}
+	var offs [16]uint16
+	for l := 1; l < 15; l++ {
+		offs[l+1] = offs[l] + h.count[l]
+	}
+	for s, l := range lengths {
+		if l != 0 {
+			h.sym[offs[l]] = uint16(s)
+			offs[l]++
+		}
+	}
+	h.fast = [1 << fastBits]uint16{}
+	code, idx := 0, 0
+	for l := 1; l <= fastBits; l++ {
+		for i := 0; i < int(h.count[l]); i++ {
+			e := h.sym[idx]<<4 | uint16(l)
+			idx++
+			for j := reverseBits(code, l); j < 1<<fastBits; j += 1 << l {
+				h.fast[j] = e
+			}
+			code++
+		}
+		code <<= 1
+	}
+	return true
+}
+
+const (
+	huffCodeLen = iota
+	huffLit
+	huffDist
+)
+
+func reverseBits(v, n int) int {
+	r := 0
+	for i := 0; i < n; i++ {
+		r = r<<1 | v&1
+		v >>= 1
+	}
+	return r
+}
+
+var (
+	lenBase  = [29]uint16{3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258}
+	lenExtra = [29]uint8{0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0}
+	dstBase  = [30]uint16{1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577}
+	dstExtra = [30]uint8{0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13}
+	clOrder  = [19]uint8{16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15}
+)
+
+var fixedLit, fixedDist = func() (*huffman, *huffman) {
+	var l [288]uint8
+	for i := range l {
+		switch {
+		case i < 144:
+			l[i] = 8
+		case i < 256:
+			l[i] = 9
+		case i < 280:
+			l[i] = 7
+		default:
+			l[i] = 8
+		}
+	}
+	var d [32]uint8 // 30 and 31 complete the code; they never occur
+	for i := range d {
+		d[i] = 5
+	}
+	lit, dist := new(huffman), new(huffman)
+	if !lit.init(l[:], huffLit) || !dist.init(d[:], huffDist) {
+		panic("gzsplice: fixed codes")
+	}
+	return lit, dist
+}()
+
+// blockHead is where a deflate block's header lies and, for a dynamic
+// block, its bits (from the byte holding its first bit).
+type blockHead struct {
+	final bool
+	typ   int   // 0 stored, 1 fixed, 2 dynamic
+	start int64 // bit offset of the header in the stream
+	nbits int   // header length in bits (dynamic)
+	bytes []byte
+}
+
+// gzSplicer runs on a decodePump's goroutine: src is the upstream's encoded
+// body, w the client's side.
+type gzSplicer struct {
+	src io.Reader
+	w   io.Writer
+	ins int64
+	tag []byte
+
+	in     []byte // input from stream offset base on
+	base   int64
+	bit    int64 // next bit to read
+	srcEOF bool
+	keep   int64 // input bytes from here on are kept
+	fwd    int64 // next input byte to copy to w; -1 while not copying
+	hdrLen int   // the gzip header's length
+
+	out     []byte // decoded bytes from outBase on: all until the splice, then a window
+	outBase int64
+	crcPos  int64  // decoded bytes [sufStart, crcPos) are in sufCRC
+	sufCRC  uint32 // CRC-32 of the decoded suffix [X, crcPos)
+
+	lit, dist huffman
+	lens      [320]uint8
+	blk       blockHead
+
+	need    int64 // X so far: a token boundary, or -1
+	needBit int64
+	needBlk blockHead // the block holding X; typ -1 when X is a block's start
+	spliced bool
+	ended   bool // the member's last block is decoded
+	settled bool // need is final: no later token can reach before ins
+
+	prefixCRC, newCRC uint32 // of decoded [0, X) as it came and with the tag
+	x                 int64
+
+	failed error // the page went out untouched because of this
+	// splice, when set, receives what the splice wrote before the copy.
+	onSplice func(s *gzSplice)
+}
+
+// gzSplice is what the splice of one page made: enough to splice the same
+// encoded bytes again without decoding them (encodecache.go).
+type gzSplice struct {
+	copyFrom  int64  // input bytes before this one are replaced by out
+	out       []byte // what replaces them
+	x         int64  // decoded length of the replaced prefix
+	prefixCRC uint32
+	newCRC    uint32
+	tagLen    int
+}
+
+func newGzSplicer(src io.Reader, w io.Writer, ins int, tag []byte) *gzSplicer {
+	return &gzSplicer{src: src, w: w, ins: int64(ins), tag: tag, fwd: -1, need: -1}
+}
+
+// run splices the stream; it returns when the input ends.
+func (g *gzSplicer) run() error {
+	err := g.member()
+	if err != nil && !g.spliced {
+		return g.untouched(err)
+	}
+	if err != nil {
+		return err
+	}
+	return g.copyRest()
+}
+
+// untouched writes the input as it came, and the rest of it.
+func (g *gzSplicer) untouched(cause error) error {
+	if errors.Is(cause, errReadFailed) {
+		return cause
+	}
+	g.failed = cause
+	g.fwd = g.base // everything was kept
+	return g.copyRest()
+}
+
+var errReadFailed = errors.New("gzip splice: read failed")
+
+// copyRest copies every input byte from fwd to the end.
+func (g *gzSplicer) copyRest() error {
+	for {
+		if err := g.forward(int64(len(g.in)) + g.base); err != nil {
+			return err
+		}
+		if g.srcEOF {
+			return nil
+		}
+		if err := g.read(); err != nil {
+			return err
+		}
+	}
+}
+
+// forward writes input bytes [fwd, to).
+func (g *gzSplicer) forward(to int64) error {
+	if g.fwd < 0 || to <= g.fwd {
+		return nil
+	}
+	_, err := g.w.Write(g.in[g.fwd-g.base : to-g.base])
+	g.fwd = to
+	return err
+}
+
+// read appends input, first dropping what is no longer needed.
+func (g *gzSplicer) read() error {
+	if g.fwd >= 0 {
+		if err := g.forward(min(g.bit>>3, g.base+int64(len(g.in)))); err != nil {
+			return err
+		}
+	}
+	drop := min(g.bit>>3, g.keep)
+	if g.fwd >= 0 {
+		drop = min(drop, g.fwd)
+	}
+	if k := drop - g.base; k > 0 && k >= int64(len(g.in))/2 {
+		n := copy(g.in, g.in[k:])
+		g.in = g.in[:n]
+		g.base = drop
+	}
+	if cap(g.in)-len(g.in) < 4<<10 {
+		g.in = append(g.in, make([]byte, max(16<<10, len(g.in)))...)[:len(g.in)]
+	}
+	n, err := g.src.Read(g.in[len(g.in):cap(g.in)])
+	g.in = g.in[:len(g.in)+n]
+	if err == io.EOF {
+		g.srcEOF = true
+		return nil
+	}
+	if err != nil {
+		return errors.Join(errReadFailed, err)
+	}
+	return nil
+}
+
+func (g *gzSplicer) inEnd() int64 { return g.base + int64(len(g.in)) }
+
+// fill makes n more bits available unless the input ends first.
+func (g *gzSplicer) fill(n int) error {
+	for g.bit+int64(n) > g.inEnd()*8 && !g.srcEOF {
+		if err := g.read(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// peek returns the next bits (57 of them, zeros past the input's end).
+func (g *gzSplicer) peek() uint64 {
+	i := int(g.bit>>3 - g.base)
+	var v uint64
+	if i+8 <= len(g.in) {
+		v = binary.LittleEndian.Uint64(g.in[i:])
+	} else {
+		for k := 0; i+k < len(g.in); k++ {
+			v |= uint64(g.in[i+k]) << (8 * k)
+		}
+	}
+	return v >> (g.bit & 7)
+}
+
+func (g *gzSplicer) bits(n int) (uint64, error) {
+	if err := g.fill(n); err != nil {
+		return 0, err
+	}
+	v := g.peek() & (1<<n - 1)
+	g.bit += int64(n)
+	if g.bit > g.inEnd()*8 {
+		return 0, io.ErrUnexpectedEOF
+	}
+	return v, nil
+}
+
+func (g *gzSplicer) symbol(h *huffman) (int, error) {
+	if err := g.fill(15); err != nil {
+		return 0, err
+	}
+	v := g.peek()
+	if e := h.fast[v&(1<<fastBits-1)]; e != 0 {
+		g.bit += int64(e & 15)
+		if g.bit > g.inEnd()*8 {
+			return 0, io.ErrUnexpectedEOF
+		}
+		return int(e >> 4), nil
+	}
+	code, first, index := 0, 0, 0
+	for l := 1; l < 16; l++ {
+		code |= int(v & 1)
+		v >>= 1
+		count := int(h.count[l])
+		if code-count < first {
+			g.bit += int64(l)
+			if g.bit > g.inEnd()*8 {
+				return 0, io.ErrUnexpectedEOF
+			}
+			return int(h.sym[index+code-first]), nil
+		}
+		index += count
+		first = (first + count) << 1
+		code <<= 1
+	}
+	return 0, errDeflateData
+}
+
+func (g *gzSplicer) byteAt() (byte, error) {
+	v, err := g.bits(8)
+	return byte(v), err
+}
+
+// header reads the gzip member header (RFC 1952).
+func (g *gzSplicer) header() error {
+	var h [10]byte
+	for i := range h {
+		b, err := g.byteAt()
+		if err != nil {
+			return err
+		}
+		h[i] = b
+	}
+	if h[0] != 0x1f || h[1] != 0x8b || h[2] != 8 || h[3]&0xe0 != 0 {
+		return errGzipHeader
+	}
+	flg := h[3]
+	if flg&4 != 0 { // FEXTRA
+		lo, err := g.bits(16)
+		if err != nil {
+			return err
+		}
+		for i := 0; i < int(lo); i++ {
+			if _, err := g.byteAt(); err != nil {
+				return err
+			}
+		}
+	}
+	for _, f := range []byte{8, 16} { // FNAME, FCOMMENT: zero-terminated
+		if flg&f == 0 {
+			continue
+		}
+		for {
+			b, err := g.byteAt()
+			if err != nil {
+				return err
+			}
+			if b == 0 {
+				break
+			}
+		}
+	}
+	if flg&2 != 0 { // FHCRC: the CRC-32's low half of the header, kept as it is
+		want, err := g.bits(16)
+		if err != nil {
+			return err
+		}
+		hdr := g.in[:int(g.bit>>3-g.base)-2]
+		if uint64(crc32.ChecksumIEEE(hdr)&0xffff) != want {
+			return errGzipHeader
+		}
+	}
+	g.hdrLen = int(g.bit >> 3)
+	return nil
+}
+
+// member decodes the first member and splices it.
+func (g *gzSplicer) member() error {
+	if err := g.header(); err != nil {
+		return err
+	}
+	for {
+		final, err := g.block()
+		if err != nil {
+			return err
+		}
+		if final {
+			break
+		}
+	}
+	g.ended = true
+	if !g.spliced {
+		if g.need < 0 {
+			if g.pos() < g.ins {
+				return errPastMember
+			}
+			g.need, g.needBit, g.needBlk.typ = g.pos(), g.bit, -1 // the whole page is re-encoded
+		}
+		if err := g.splice(); err != nil {
+			return err
+		}
+	}
+	return g.trailer()
+}
+
+// boundary is called between tokens, with the decoded offset there.
+func (g *gzSplicer) boundary(pos int64) error {
+	if g.spliced || pos < g.ins {
+		return nil
+	}
+	if g.need < 0 {
+		g.setNeed(pos, g.bit, &g.blk)
+	}
+	if pos >= g.ins+deflateWindow {
+		// No token from here on can reach before ins: X is known. Splicing
+		// at the next block's start spares re-sending a block header, when
+		// it comes soon enough.
+		g.settled = true
+		if pos >= g.need+spliceReach {
+			return g.splice()
+		}
+	}
+	return nil
+}
+
+// spliceReach is how much further than X the splice may wait for a block
+// start (more to re-encode, but no block header sent twice).
+const spliceReach = 64 << 10
+
+func (g *gzSplicer) setNeed(pos, bit int64, b *blockHead) {
+	g.need, g.needBit = pos, bit
+	if b == nil {
+		g.needBlk.typ = -1
+		return
+	}
+	g.needBlk.final, g.needBlk.typ, g.needBlk.start, g.needBlk.nbits = b.final, b.typ, b.start, b.nbits
+	g.needBlk.bytes = append(g.needBlk.bytes[:0], b.bytes...)
+}
+
+func (g *gzSplicer) pos() int64 { return g.outBase + int64(len(g.out)) }
+
+// block decodes one deflate block.
+func (g *gzSplicer) block() (bool, error) {
+	start := g.bit
+	if !g.spliced && g.pos() >= g.ins {
+		g.setNeed(g.pos(), start, nil) // a block's start: nothing to re-emit
+		if g.settled || g.pos() >= g.ins+deflateWindow {
+			if err := g.splice(); err != nil {
+				return false, err
+			}
+		}
+	}
+	hb, err := g.bits(3)
+	if err != nil {
+		return false, err
+	}
+	g.blk.final, g.blk.typ, g.blk.start = hb&1 == 1, int(hb>>1), start
+	switch g.blk.typ {
+	case 0:
+		return g.blk.final, g.stored()
+	case 1:
+		return g.blk.final, g.codes(fixedLit, fixedDist)
+	case 2:
+		if err := g.dynamic(); err != nil {
+			return false, err
+		}
+		return g.blk.final, g.codes(&g.lit, &g.dist)
+	}
+	return false, errDeflateData
+}
+
+func (g *gzSplicer) stored() error {
+	g.bit = (g.bit + 7) &^ 7
+	n, err := g.bits(16)
+	if err != nil {
+		return err
+	}
+	nn, err := g.bits(16)
+	if err != nil {
+		return err
+	}
+	if n != ^nn&0xffff {
+		return errDeflateData
+	}
+	for n > 0 {
+		if err := g.fill(8); err != nil {
+			return err
+		}
+		i := g.bit>>3 - g.base
+		k := min(int64(n), int64(len(g.in))-i)
+		if k <= 0 {
+			return io.ErrUnexpectedEOF
+		}
+		g.out = append(g.out, g.in[i:i+k]...)
+		g.bit += 8 * k
+		n -= uint64(k)
+		if err := g.slide(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *gzSplicer) dynamic() error {
+	old := g.keep
+	g.keep = min(old, g.blk.start>>3) // the header's bits are copied once it is read
+	defer func() { g.keep = old }()
+	v, err := g.bits(14)
+	if err != nil {
+		return err
+	}
+	nlen, ndist, ncode := int(v&31)+257, int(v>>5&31)+1, int(v>>10)+4
+	if nlen > 286 || ndist > 30 {
+		return errDeflateData
+	}
+	var cl [19]uint8
+	for i := 0; i < ncode; i++ {
+		b, err := g.bits(3)
+		if err != nil {
+			return err
+		}
+		cl[clOrder[i]] = uint8(b)
+	}
+	var clh huffman
+	if !clh.init(cl[:], huffCodeLen) {
+		return errDeflateData
+	}
+	lens := g.lens[:nlen+ndist]
+	for i := 0; i < len(lens); {
+		s, err := g.symbol(&clh)
+		if err != nil {
+			return err
+		}
+		if s < 16 {
+			lens[i] = uint8(s)
+			i++
+			continue
+		}
+		var rep int
+		var val uint8
+		switch s {
+		case 16:
+			if i == 0 {
+				return errDeflateData
+			}
+			val = lens[i-1]
+			b, err := g.bits(2)
+			if err != nil {
+				return err
+			}
+			rep = 3 + int(b)
+		case 17:
+			b, err := g.bits(3)
+			if err != nil {
+				return err
+			}
+			rep = 3 + int(b)
+		default:
+			b, err := g.bits(7)
+			if err != nil {
+				return err
+			}
+			rep = 11 + int(b)
+		}
+		if i+rep > len(lens) {
+			return errDeflateData
+		}
+		for ; rep > 0; rep-- {
+			lens[i] = val
+			i++
+		}
+	}
+	if lens[256] == 0 || !g.lit.init(lens[:nlen], huffLit) || !g.dist.init(lens[nlen:], huffDist) {
+		return errDeflateData
+	}
+	g.blk.nbits = int(g.bit - g.blk.start)
+	from := g.blk.start>>3 - g.base
+	g.blk.bytes = append(g.blk.bytes[:0], g.in[from:(g.bit+7)>>3-g.base]...)
+	return nil
+}
+
+// codes decodes a Huffman block's tokens.
+func (g *gzSplicer) codes(lit, dist *huffman) error {
+	for {
+		pos := g.pos()
+		if err := g.boundary(pos); err != nil {
+			return err
+		}
+		s, err := g.symbol(lit)
+		if err != nil {
+			return err
+		}
+		if s < 256 {
+			g.out = append(g.out, byte(s))
+			continue
+		}
+		if s == 256 {
+			return nil
+		}
+		s -= 257
+		if s >= 29 {
+			return errDeflateData
+		}
+		e, err := g.bits(int(lenExtra[s]))
+		if err != nil {
+			return err
+		}
+		n := int(lenBase[s]) + int(e)
+		ds, err := g.symbol(dist)
+		if err != nil {
+			return err
+		}
+		if ds >= 30 {
+			return errDeflateData
+		}
+		de, err := g.bits(int(dstExtra[ds]))
+		if err != nil {
+			return err
+		}
+		d := int(dstBase[ds]) + int(de)
+		if int64(d) > pos || d > len(g.out) {
+			return errDeflateData
+		}
+		from := len(g.out) - d
+		if d >= n {
+			g.out = append(g.out, g.out[from:from+n]...)
+		} else {
+			for i := 0; i < n; i++ {
+				g.out = append(g.out, g.out[from+i])
+			}
+		}
+		if !g.spliced && pos >= g.ins && pos-int64(d) < g.ins {
+			g.setNeed(pos+int64(n), g.bit, &g.blk) // a reference across ins
+		}
+		if err := g.slide(); err != nil {
+			return err
+		}
+	}
+}
+
+// slide keeps the decoded window bounded once spliced.
+func (g *gzSplicer) slide() error {
+	if !g.spliced || len(g.out) < 4*deflateWindow {
+		return nil
+	}
+	g.sumSuffix()
+	k := len(g.out) - deflateWindow
+	n := copy(g.out, g.out[k:])
+	g.out = g.out[:n]
+	g.outBase += int64(k)
+	return nil
+}
+
+// sumSuffix adds the decoded bytes up to now to the suffix's CRC.
+func (g *gzSplicer) sumSuffix() {
+	g.sufCRC = crc32.Update(g.sufCRC, crc32.IEEETable, g.out[g.crcPos-g.outBase:])
+	g.crcPos = g.pos()
+}
+
+// splice writes the header, the re-encoded prefix [0, X) with the tag, and
+// the bits that bring the stream to the original's at X; from then on the
+// input is copied.
+func (g *gzSplicer) splice() error {
+	g.spliced = true
+	x := g.need
+	g.x = x
+	prefix := g.out[:x] // outBase is 0 until now
+	g.prefixCRC = crc32.ChecksumIEEE(prefix)
+	g.newCRC = crc32.Update(crc32.Update(crc32.ChecksumIEEE(prefix[:g.ins]), crc32.IEEETable, g.tag), crc32.IEEETable, prefix[g.ins:])
+	g.crcPos = x
+	whole := g.ended && x == g.pos() && g.needBit == g.bit
+	if whole {
+		g.fwd = (g.bit + 7) >> 3 // the trailer
+	} else {
+		g.fwd = (g.needBit + 7) >> 3
+	}
+	g.keep = math.MaxInt64 // what is copied is dropped
+	// The upstream spent fwd bytes on what is replaced. When one library's
+	// best level takes much more than that plus the tag, the other's is
+	// tried too and the smaller kept.
+	out := g.replacement(prefix, whole, stdFlate)
+	if len(out) > int(g.fwd)+len(g.tag)*3/4 {
+		if alt := g.replacement(prefix, whole, klauspostFlate); len(alt) < len(out) {
+			out = alt
+		}
+	}
+	if g.onSplice != nil {
+		g.onSplice(&gzSplice{copyFrom: g.fwd, out: out, x: x, prefixCRC: g.prefixCRC, newCRC: g.newCRC, tagLen: len(g.tag)})
+	}
+	_, err := g.w.Write(out)
+	return err
+}
+
+// replacement is what replaces the input before fwd: the header, the
+// prefix deflated by lib, then (not whole) the padding, the header of the
+// block holding X and X's partial byte.
+func (g *gzSplicer) replacement(prefix []byte, whole bool, lib int) []byte {
+	bits := g.encodePrefix(prefix, whole, lib)
+	if whole {
+		return bits.out
+	}
+	h := 0
+	switch g.needBlk.typ {
+	case 1:
+		h = 3
+	case 2:
+		h = g.needBlk.nbits
+	}
+	bits.pad(int((g.needBit - int64(h) - int64(bits.n)) & 7))
+	switch g.needBlk.typ {
+	case 1:
+		bits.put(b2u(g.needBlk.final), 1)
+		bits.put(1, 2)
+	case 2:
+		bits.copyBits(g.needBlk.bytes, int(g.needBlk.start&7), g.needBlk.nbits)
+	}
+	if r := int(g.needBit & 7); r != 0 {
+		b := g.in[g.needBit>>3-g.base]
+		bits.put(uint64(b>>r), 8-r)
+	}
+	if bits.n != 0 {
+		panic("gzsplice: unaligned")
+	}
+	return bits.out
+}
+
+const (
+	stdFlate = iota
+	klauspostFlate
+)
+
+var stdWriters = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(nil, flate.BestCompression)
+	return w
+}}
+
+var klauspostWriters = sync.Pool{New: func() any {
+	w, _ := kflate.NewWriter(nil, kflate.BestCompression)
+	return w
+}}
+
+// encodePrefix deflates the prefix with the tag, after the gzip header, and
+// returns the bits so far. Not whole: the blocks are not final and the bit
+// writer stands where the last one ended. Whole: the last block is final
+// and the writer is byte-aligned.
+func (g *gzSplicer) encodePrefix(prefix []byte, whole bool, lib int) bitWriter {
+	bw := &bufWriter{b: make([]byte, 0, len(prefix)/3+256)}
+	var fw interface {
+		io.Writer
+		Flush() error
+	}
+	switch lib {
+	case stdFlate:
+		w := stdWriters.Get().(*flate.Writer)
+		w.Reset(bw)
+		defer stdWriters.Put(w)
+		fw = w
+	default:
+		w := klauspostWriters.Get().(*kflate.Writer)
+		w.Reset(bw)
+		defer klauspostWriters.Put(w)
+		fw = w
+	}
+	_, _ = fw.Write(prefix[:g.ins])
+	_, _ = fw.Write(g.tag)
+	_, _ = fw.Write(prefix[g.ins:])
+	_ = fw.Flush() // the blocks, then an empty stored one (the sync marker)
+	raw := bw.b
+	out := append(make([]byte, 0, g.hdrLen+len(raw)+32), g.in[:g.hdrLen]...)
+	// Drop the sync marker (5 bytes or so): find where its block starts.
+	starts := blockStarts(raw)
+	n := len(starts)
+	if n < 2 || !bytes.HasSuffix(raw, []byte{0, 0, 0xff, 0xff}) {
+		w := bitWriter{out: append(out, raw...)} // not as expected: keep it
+		if whole {
+			w.put(1, 1) // an empty final fixed block
+			w.put(1, 2)
+			w.put(0, 7)
+			w.align()
+		}
+		return w
+	}
+	p := starts[n-1]
+	if whole {
+		raw[starts[n-2]>>3] |= 1 << (starts[n-2] & 7) // the last data block becomes final
+	}
+	w := bitWriter{out: append(out, raw[:p>>3]...)}
+	if r := int(p & 7); r != 0 {
+		w.acc, w.n = uint64(raw[p>>3])&(1<<r-1), r
+	}
+	if whole {
+		w.align()
+	}
+	return w
+}
+
+// blockStarts returns the bit offsets of the deflate blocks in b, which
+// ends after a sync flush.
+func blockStarts(b []byte) []int64 {
+	d := &gzSplicer{src: bytes.NewReader(b), ins: math.MaxInt64, need: -1, fwd: -1}
+	var starts []int64
+	for {
+		start := d.bit
+		if _, err := d.block(); err != nil {
+			return starts
+		}
+		starts = append(starts, start)
+		if d.bit >= int64(len(b))*8-7 {
+			return starts
+		}
+	}
+}
+
+// trailer checks the member's CRC-32 and size and writes the new ones.
+func (g *gzSplicer) trailer() error {
+	g.bit = (g.bit + 7) &^ 7
+	if err := g.forward(g.bit >> 3); err != nil {
+		return err
+	}
+	g.fwd = -1
+	v, err := g.bits(32)
+	if err != nil {
+		return err
+	}
+	size, err := g.bits(32)
+	if err != nil {
+		return err
+	}
+	g.sumSuffix()
+	n := g.pos()
+	sufLen := n - g.x
+	if uint32(v) != crc32Combine(g.prefixCRC, g.sufCRC, sufLen) || uint32(size) != uint32(n) {
+		return errGzipTrailer
+	}
+	var t [8]byte
+	binary.LittleEndian.PutUint32(t[:], crc32Combine(g.newCRC, g.sufCRC, sufLen))
+	binary.LittleEndian.PutUint32(t[4:], uint32(n)+uint32(len(g.tag)))
+	if _, err := g.w.Write(t[:]); err != nil {
+		return err
+	}
+	g.fwd = g.bit >> 3
+	return nil
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+type bufWriter struct{ b []byte }
+
+func (w *bufWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+
+// bitWriter appends bits LSB first, as deflate packs them.
+type bitWriter struct {
+	out []byte
+	acc uint64
+	n   int
+}
+
+func (w *bitWriter) put(v uint64, n int) {
+	w.acc |= v << w.n
+	w.n += n
+	for w.n >= 8 {
+		w.out = append(w.out, byte(w.acc))
+		w.acc >>= 8
+		w.n -= 8
+	}
+}
+
+// align pads with zero bits to a byte boundary.
+func (w *bitWriter) align() {
+	if w.n > 0 {
+		w.put(0, 8-w.n)
+	}
+}
+
+// copyBits appends n bits of src starting at bit off.
+func (w *bitWriter) copyBits(src []byte, off, n int) {
+	for n > 0 {
+		k := min(n, 8-off%8)
+		b := uint64(src[off/8]>>(off%8)) & (1<<k - 1)
+		w.put(b, k)
+		off += k
+		n -= k
+	}
+}
+
+// pad appends empty non-final blocks that are s bits long in all, mod 8:
+// an empty fixed block is 10 bits (2 mod 8); the minimal dynamic block
+// below is 95 bits (7 mod 8), so every residue is reachable.
+func (w *bitWriter) pad(s int) {
+	if s&1 == 1 {
+		w.emptyDynamic()
+		s = (s - 7) & 7
+	}
+	for ; s > 0; s -= 2 {
+		w.put(0, 1) // not final
+		w.put(1, 2) // fixed Huffman
+		w.put(0, 7) // end of block: 0000000
+	}
+}
+
+// emptyDynamic writes a dynamic block holding only its end: complete codes
+// throughout (zlib rejects incomplete code-length codes), literal 0 and
+// end-of-block with one bit each, two one-bit distance codes; the
+// code-length code has lengths for symbols 1 and 18, so 19 of its entries
+// are sent (symbol 1 is the 18th in the order, 15 the 19th).
+func (w *bitWriter) emptyDynamic() {
+	w.put(0, 1)  // not final
+	w.put(2, 2)  // dynamic
+	w.put(0, 5)  // HLIT: 257 codes
+	w.put(1, 5)  // HDIST: 2 codes
+	w.put(15, 4) // HCLEN: 19 code-length codes
+	for _, s := range clOrder {
+		if s == 1 || s == 18 {
+			w.put(1, 3)
+		} else {
+			w.put(0, 3)
+		}
+	}
+	// code lengths, with code-length codes 1 → "0", 18 → "1":
+	w.put(0, 1)      // literal 0: length 1
+	w.put(1, 1)      // 18: 138 zeros
+	w.put(138-11, 7) //
+	w.put(1, 1)      // 18: 117 zeros (1..255)
+	w.put(117-11, 7) //
+	w.put(0, 1)      // 256: length 1
+	w.put(0, 1)      // distance 0: length 1
+	w.put(0, 1)      // distance 1: length 1
+	w.put(1, 1)      // end of block: code "1"
+}
+
+// crc32Combine is the CRC-32 of A||B from crc(A), crc(B) and len(B), as
+// zlib's crc32_combine: crc(A||B) = crc(A)·x^(8·len(B)) mod P xor crc(B).
+func crc32Combine(crcA, crcB uint32, lenB int64) uint32 {
+	return multModP(x2nModP(lenB, 3), crcA) ^ crcB
+}
+
+const crcPoly = 0xedb88320 // reflected
+
+// multModP multiplies a and b modulo the CRC polynomial (bit-reflected).
+func multModP(a, b uint32) uint32 {
+	m := uint32(1) << 31
+	p := uint32(0)
+	for {
+		if a&m != 0 {
+			p ^= b
+			if a&(m-1) == 0 {
+				break
+			}
+		}
+		m >>= 1
+		if b&1 != 0 {
+			b = b>>1 ^ crcPoly
+		} else {
+			b >>= 1
+		}
+	}
+	return p
+}
+
+// x2nTable[k] is x^(2^k) mod P.
+var x2nTable = func() (t [32]uint32) {
+	p := uint32(1) << 30 // x^1
+	t[0] = p
+	for n := 1; n < 32; n++ {
+		p = multModP(p, p)
+		t[n] = p
+	}
+	return
+}()
+
+// x2nModP is x^(n·2^k) mod P.
+func x2nModP(n int64, k int) uint32 {
+	p := uint32(1) << 31 // x^0
+	for n > 0 {
+		if n&1 != 0 {
+			p = multModP(x2nTable[k&31], p)
+		}
+		n >>= 1
+		k++
+	}
+	return p
+}

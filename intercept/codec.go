@@ -59,7 +59,7 @@ func (iw *injector) writeEncoded(p []byte) (int, error) {
 			iw.peakRaw = max(iw.peakRaw, len(iw.raw))
 		}
 		p = p[len(c):]
-		if err := iw.pump.feed(c); err != nil {
+		if err := iw.feedEncoded(c); err != nil {
 			if err := iw.decodeFailed(err); err != nil {
 				return 0, err
 			}
@@ -103,10 +103,74 @@ func (iw *injector) sinkDecoded(p []byte) error {
 	case injectHold:
 		return iw.absorb(p)
 	case injectStream:
+		if iw.gz != nil {
+			return nil // the splice decodes for itself
+		}
 		_, err := iw.out.Write(p)
 		return err
 	}
 	return nil
+}
+
+// gzRun is the splice of an injected gzip page (gzsplice.go), on a pump of
+// its own: the scan's decoder stops at the verdict.
+type gzRun struct {
+	pump    *decodePump
+	g       *gzSplicer
+	stopped bool
+}
+
+// startSplice hands the encoded bytes held so far, and from then on every
+// Write, to a gzSplicer, which writes the page with the tag at ins.
+func (iw *injector) startSplice(ins int, tag []byte) error {
+	iw.result = InjectResultInjected
+	iw.state = injectStream
+	g := newGzSplicer(nil, iw.w, ins, tag)
+	iw.gz = &gzRun{g: g, pump: startPumpFunc(iw.ctx, func(p *decodePump) error {
+		g.src = p
+		return g.run()
+	})}
+	return iw.gz.feed(iw.raw)
+}
+
+func (r *gzRun) feed(c []byte) error {
+	err := r.pump.feed(c)
+	if err != nil {
+		r.stopped = true
+	}
+	return err
+}
+
+// feedEncoded gives encoded body bytes to the scan's decoder, or to the
+// splice once there is one.
+func (iw *injector) feedEncoded(c []byte) error {
+	if iw.gz == nil {
+		err := iw.pump.feed(c)
+		if err != nil && iw.gz != nil && !iw.gz.stopped {
+			iw.pump = nil // the verdict came in c: the splice has all of it
+			return nil
+		}
+		return err
+	}
+	iw.stopPump()
+	if iw.gz.stopped {
+		return iw.err
+	}
+	return iw.gz.feed(c) // an error: decodeFailed
+}
+
+// finishSplice ends the splice's input and waits for its last bytes.
+func (iw *injector) finishSplice() {
+	if !iw.gz.stopped {
+		iw.gz.stopped = true
+		if err := iw.gz.pump.close(); err != nil && iw.err == nil {
+			iw.err = fmt.Errorf("inject: splice gzip body: %w", err)
+			iw.result = InjectResultError
+		}
+	}
+	if iw.gz.g.failed != nil {
+		iw.result = InjectResultError // it went out as it came
+	}
 }
 
 func (iw *injector) stopPump() {
@@ -171,17 +235,24 @@ type decodePump struct {
 }
 
 func startPump(ctx context.Context, coding string, sink func([]byte) error) *decodePump {
+	return startPumpFunc(ctx, func(p *decodePump) error { return p.decode(coding, sink) })
+}
+
+// startPumpFunc runs body on the pump's goroutine; body reads the fed
+// chunks from p.
+func startPumpFunc(ctx context.Context, body func(p *decodePump) error) *decodePump {
 	p := &decodePump{ctx: ctx, in: make(chan []byte), idle: make(chan struct{}), done: make(chan struct{})}
-	go p.run(coding, sink)
+	go func() {
+		defer close(p.done)
+		p.err = body(p)
+	}()
 	return p
 }
 
-func (p *decodePump) run(coding string, sink func([]byte) error) {
-	defer close(p.done)
+func (p *decodePump) decode(coding string, sink func([]byte) error) error {
 	dec, err := newBodyDecoder(coding, p)
 	if err != nil {
-		p.err = err
-		return
+		return err
 	}
 	defer dec.Close()
 	bp := injectBufs.Get().(*[]byte)
@@ -189,22 +260,18 @@ func (p *decodePump) run(coding string, sink func([]byte) error) {
 	for {
 		n, rerr := dec.Read(*bp)
 		if p.abandoned {
-			p.err = context.Canceled
-			return
+			return context.Canceled
 		}
 		if n > 0 {
 			if err := sink((*bp)[:n]); err != nil {
-				p.err = err
-				return
+				return err
 			}
 		}
 		if rerr == io.EOF {
-			p.err = p.drain()
-			return
+			return p.drain()
 		}
 		if rerr != nil {
-			p.err = rerr
-			return
+			return rerr
 		}
 	}
 }

@@ -209,6 +209,18 @@ type gzSplicer struct {
 	prefixCRC, newCRC uint32 // of decoded [0, X) as it came and with the tag
 	x                 int64
 
+	wrote   bool  // something of ours went out
+	syncBit int64 // where the last empty stored block ended (an upstream's flush)
+	walk    bool  // blockStarts: only the block structure matters
+
+	// A Flush honoured before X (the upstream flushed there): the prefix
+	// is deflated as it comes, up to written.
+	sw      *flate.Writer
+	swBuf   bufWriter
+	written int64
+	tagIn   bool
+	pending []byte // the first member's new trailer, until what follows is known
+
 	failed error // the page went out untouched because of this
 	// splice, when set, receives what the splice wrote before the copy.
 	onSplice func(s *gzSplice)
@@ -226,19 +238,59 @@ type gzSplice struct {
 }
 
 func newGzSplicer(src io.Reader, w io.Writer, ins int, tag []byte) *gzSplicer {
-	return &gzSplicer{src: src, w: w, ins: int64(ins), tag: tag, fwd: -1, need: -1}
+	return &gzSplicer{src: src, w: w, ins: int64(ins), tag: tag, fwd: -1, need: -1, syncBit: -1}
 }
 
 // run splices the stream; it returns when the input ends.
 func (g *gzSplicer) run() error {
 	err := g.member()
-	if err != nil && !g.spliced {
+	if err != nil && !g.wrote {
 		return g.untouched(err)
 	}
 	if err != nil {
 		return err
 	}
-	return g.copyRest()
+	// Later members are checked as they are copied: garbage after the
+	// first is an error, as for a decoder.
+	for {
+		if err := g.fill(8); err != nil {
+			return err
+		}
+		if g.bit >= g.inEnd()*8 {
+			if err := g.writePending(); err != nil {
+				return err
+			}
+			return g.forward(g.inEnd())
+		}
+		g.out, g.outBase, g.crcPos, g.sufCRC, g.x, g.prefixCRC = g.out[:0], 0, 0, 0, 0, 0
+		if err := g.header(); err != nil {
+			return err
+		}
+		if err := g.writePending(); err != nil {
+			return err
+		}
+		for {
+			final, err := g.block()
+			if err != nil {
+				return err
+			}
+			if final {
+				break
+			}
+		}
+		if err := g.trailer(false); err != nil {
+			return err
+		}
+	}
+}
+
+func (g *gzSplicer) writePending() error {
+	if g.pending == nil {
+		return nil
+	}
+	_, err := g.w.Write(g.pending)
+	g.pending = nil
+	return err
 }
 
 // untouched writes the input as it came, and the rest of it.
@@ -270,7 +322,7 @@ func (g *gzSplicer) copyRest() error {
 
 // forward writes input bytes [fwd, to).
 func (g *gzSplicer) forward(to int64) error {
-	if g.fwd < 0 || to <= g.fwd {
+	if g.fwd < 0 || to <= g.fwd || g.pending != nil {
 		return nil
 	}
 	_, err := g.w.Write(g.in[g.fwd-g.base : to-g.base])
@@ -385,6 +437,10 @@ func (g *gzSplicer) byteAt() (byte, error) {
 
 // header reads the gzip member header (RFC 1952).
 func (g *gzSplicer) header() error {
+	start := g.bit >> 3
+	old := g.keep
+	g.keep = min(old, start) // for FHCRC
+	defer func() { g.keep = old }()
 	var h [10]byte
 	for i := range h {
 		b, err := g.byteAt()
@@ -427,12 +483,14 @@ func (g *gzSplicer) header() error {
 		if err != nil {
 			return err
 		}
-		hdr := g.in[:int(g.bit>>3-g.base)-2]
+		hdr := g.in[start-g.base : g.bit>>3-g.base-2]
 		if uint64(crc32.ChecksumIEEE(hdr)&0xffff) != want {
 			return errGzipHeader
 		}
 	}
-	g.hdrLen = int(g.bit >> 3)
+	if g.hdrLen == 0 {
+		g.hdrLen = int(g.bit >> 3) // the first member's
+	}
 	return nil
 }
 
@@ -462,7 +520,7 @@ func (g *gzSplicer) member() error {
 			return err
 		}
 	}
-	return g.trailer()
+	return g.trailer(true)
 }
 
 // boundary is called between tokens, with the decoded offset there.
@@ -543,6 +601,9 @@ func (g *gzSplicer) stored() error {
 	}
 	if n != ^nn&0xffff {
 		return errDeflateData
+	}
+	if n == 0 {
+		g.syncBit = g.bit
 	}
 	for n > 0 {
 		if err := g.fill(8); err != nil {
@@ -680,13 +741,16 @@ func (g *gzSplicer) codes(lit, dist *huffman) error {
 			return err
 		}
 		d := int(dstBase[ds]) + int(de)
-		if int64(d) > pos || d > len(g.out) {
-			return errDeflateData
-		}
 		from := len(g.out) - d
-		if d >= n {
+		switch {
+		case int64(d) > pos || d > len(g.out):
+			if !g.walk {
+				return errDeflateData
+			}
+			g.out = append(g.out, make([]byte, n)...) // before the part walked
+		case d >= n:
 			g.out = append(g.out, g.out[from:from+n]...)
-		} else {
+		default:
 			for i := 0; i < n; i++ {
 				g.out = append(g.out, g.out[from+i])
 			}
@@ -740,12 +804,26 @@ func (g *gzSplicer) splice() error {
 	// The upstream spent fwd bytes on what is replaced. When one library's
 	// best level takes much more than that plus the tag, the other's is
 	// tried too and the smaller kept.
+	if g.sw != nil {
+		// Part of the prefix went out at a flush: the rest follows in the
+		// same deflate stream.
+		g.feedPrefix(x)
+		_ = g.sw.Flush()
+		stdWriters.Put(g.sw)
+		g.sw = nil
+		bits := g.deflated(g.swBuf.b, nil, whole)
+		out := g.finishReplacement(bits, whole)
+		g.wrote = true
+		_, err := g.w.Write(out)
+		return err
+	}
 	out := g.replacement(prefix, whole, stdFlate)
 	if len(out) > int(g.fwd)+len(g.tag)*3/4 {
 		if alt := g.replacement(prefix, whole, klauspostFlate); len(alt) < len(out) {
 			out = alt
 		}
 	}
+	g.wrote = true
 	if g.onSplice != nil {
 		g.onSplice(&gzSplice{copyFrom: g.fwd, out: out, x: x, prefixCRC: g.prefixCRC, newCRC: g.newCRC, tagLen: len(g.tag)})
 	}
@@ -757,7 +835,10 @@ func (g *gzSplicer) splice() error {
 // prefix deflated by lib, then (not whole) the padding, the header of the
 // block holding X and X's partial byte.
 func (g *gzSplicer) replacement(prefix []byte, whole bool, lib int) []byte {
-	bits := g.encodePrefix(prefix, whole, lib)
+	return g.finishReplacement(g.encodePrefix(prefix, whole, lib), whole)
+}
+
+func (g *gzSplicer) finishReplacement(bits bitWriter, whole bool) []byte {
 	if whole {
 		return bits.out
 	}
@@ -827,9 +908,14 @@ func (g *gzSplicer) encodePrefix(prefix []byte, whole bool, lib int) bitWriter {
 	_, _ = fw.Write(g.tag)
 	_, _ = fw.Write(prefix[g.ins:])
 	_ = fw.Flush() // the blocks, then an empty stored one (the sync marker)
-	raw := bw.b
-	out := append(make([]byte, 0, g.hdrLen+len(raw)+32), g.in[:g.hdrLen]...)
-	// Drop the sync marker (5 bytes or so): find where its block starts.
+	return g.deflated(bw.b, g.in[:g.hdrLen], whole)
+}
+
+// deflated returns head and raw, deflate blocks that start byte-aligned
+// and end with a sync flush, as bits: the sync marker (5 bytes or so) is
+// dropped and, when whole, the last block made final.
+func (g *gzSplicer) deflated(raw, head []byte, whole bool) bitWriter {
+	out := append(make([]byte, 0, len(head)+len(raw)+32), head...)
 	starts := blockStarts(raw)
 	n := len(starts)
 	if n < 2 || !bytes.HasSuffix(raw, []byte{0, 0, 0xff, 0xff}) {
@@ -859,7 +945,7 @@ func (g *gzSplicer) encodePrefix(prefix []byte, whole bool, lib int) bitWriter {
 // blockStarts returns the bit offsets of the deflate blocks in b, which
 // ends after a sync flush.
 func blockStarts(b []byte) []int64 {
-	d := &gzSplicer{src: bytes.NewReader(b), ins: math.MaxInt64, need: -1, fwd: -1}
+	d := &gzSplicer{src: bytes.NewReader(b), ins: math.MaxInt64, need: -1, fwd: -1, walk: true}
 	var starts []int64
 	for {
 		start := d.bit
@@ -874,12 +960,14 @@ func blockStarts(b []byte) []int64 {
 }
 
 // trailer checks the member's CRC-32 and size and writes the new ones.
-func (g *gzSplicer) trailer() error {
+func (g *gzSplicer) trailer(patch bool) error {
 	g.bit = (g.bit + 7) &^ 7
-	if err := g.forward(g.bit >> 3); err != nil {
-		return err
+	if patch {
+		if err := g.forward(g.bit >> 3); err != nil {
+			return err
+		}
+		g.fwd = -1
 	}
-	g.fwd = -1
 	v, err := g.bits(32)
 	if err != nil {
 		return err
@@ -894,12 +982,13 @@ func (g *gzSplicer) trailer() error {
 	if uint32(v) != crc32Combine(g.prefixCRC, g.sufCRC, sufLen) || uint32(size) != uint32(n) {
 		return errGzipTrailer
 	}
-	var t [8]byte
-	binary.LittleEndian.PutUint32(t[:], crc32Combine(g.newCRC, g.sufCRC, sufLen))
-	binary.LittleEndian.PutUint32(t[4:], uint32(n)+uint32(len(g.tag)))
-	if _, err := g.w.Write(t[:]); err != nil {
-		return err
+	if !patch {
+		return nil
 	}
+	// Held until what follows is known to be the end or another member:
+	// after garbage, the page stays unterminated.
+	g.pending = binary.LittleEndian.AppendUint32(g.pending[:0], crc32Combine(g.newCRC, g.sufCRC, sufLen))
+	g.pending = binary.LittleEndian.AppendUint32(g.pending, uint32(n)+uint32(len(g.tag)))
 	g.fwd = g.bit >> 3
 	return nil
 }
@@ -1046,4 +1135,41 @@ func x2nModP(n int64, k int) uint32 {
 		k++
 	}
 	return p
+}
+
+// flushNow sends what is decoded so far, deflated, when the upstream's
+// stream ends with a flush there (its bytes so far decode to the end):
+// a page that flushes its head early gets it out early. Any other Flush
+// before X waits for X, at most 32 KiB of page later. It runs on the
+// handler's goroutine while the splicer's waits for input.
+func (g *gzSplicer) flushNow() error {
+	if g.spliced || g.hdrLen == 0 || g.syncBit != g.bit || g.bit != g.inEnd()*8 {
+		return nil
+	}
+	if g.sw == nil {
+		g.sw = stdWriters.Get().(*flate.Writer)
+		g.swBuf.b = append(g.swBuf.b[:0], g.in[:g.hdrLen]...)
+		g.sw.Reset(&g.swBuf)
+	}
+	g.feedPrefix(g.pos())
+	if err := g.sw.Flush(); err != nil {
+		return err
+	}
+	g.wrote = true
+	_, err := g.w.Write(g.swBuf.b)
+	g.swBuf.b = g.swBuf.b[:0]
+	return err
+}
+
+// feedPrefix deflates decoded [written, to), with the tag at ins.
+func (g *gzSplicer) feedPrefix(to int64) {
+	from := g.written
+	if !g.tagIn && to >= g.ins {
+		_, _ = g.sw.Write(g.out[from:g.ins])
+		_, _ = g.sw.Write(g.tag)
+		g.tagIn = true
+		from = g.ins
+	}
+	_, _ = g.sw.Write(g.out[from:to])
+	g.written = to
 }

@@ -183,7 +183,6 @@ func TestCRC32Combine(t *testing.T) {
 	}
 }
 
-
 func spliceRun(enc []byte, ins int, tag []byte, rnd *rand.Rand) ([]byte, *gzSplicer, error) {
 	var out bytes.Buffer
 	g := newGzSplicer(&chunkReader{b: enc, rnd: rnd, max: 1 + rnd.IntN(4<<10)}, &out, ins, tag)

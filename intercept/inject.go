@@ -173,6 +173,7 @@ type injector struct {
 	out  io.Writer
 	enc  bodyEncoder
 	pump *decodePump
+	gz   *gzRun // an injected gzip page being spliced (codec.go)
 
 	flushPending bool // a Flush arrived while holding: do it after the verdict
 	finished     bool
@@ -330,6 +331,11 @@ func (iw *injector) FlushError() error {
 
 func (iw *injector) flushOut() error {
 	iw.flushPending = false
+	if iw.gz != nil && !iw.gz.stopped {
+		if err := iw.gz.g.flushNow(); err != nil {
+			return err
+		}
+	}
 	if iw.enc != nil {
 		if err := iw.enc.Flush(); err != nil {
 			return err
@@ -460,6 +466,9 @@ func (iw *injector) inject(data []byte, atEOF bool) error {
 	}
 	h.Del("Accept-Ranges")
 	iw.w.WriteHeader(iw.status)
+	if iw.coding == "gzip" {
+		return iw.startSplice(ins, tag) // no re-compression of the page
+	}
 	iw.out = iw.w
 	if iw.coding != "" {
 		iw.enc = newBodyEncoder(iw.coding, iw.w)
@@ -489,6 +498,9 @@ func (iw *injector) finish() error {
 		return iw.err
 	}
 	iw.finished = true
+	if iw.gz != nil {
+		iw.stopPump() // the scan's decoder: the splice has all it read
+	}
 	switch iw.state {
 	case injectNew:
 		iw.result = skippedUnwritten
@@ -501,6 +513,9 @@ func (iw *injector) finish() error {
 			}
 			iw.pump = nil
 		}
+	}
+	if iw.gz != nil {
+		iw.finishSplice()
 	}
 	if iw.enc != nil && iw.err == nil {
 		if err := iw.enc.Close(); err != nil {

@@ -269,14 +269,8 @@ func (g *gzSplicer) run() error {
 		if err := g.writePending(); err != nil {
 			return err
 		}
-		for {
-			final, err := g.block()
-			if err != nil {
-				return err
-			}
-			if final {
-				break
-			}
+		if err := g.blocks(); err != nil {
+			return err
 		}
 		if err := g.trailer(false); err != nil {
 			return err
@@ -494,19 +488,23 @@ func (g *gzSplicer) header() error {
 	return nil
 }
 
+// blocks decodes a member's deflate blocks, to the last.
+func (g *gzSplicer) blocks() error {
+	for {
+		final, err := g.block()
+		if err != nil || final {
+			return err
+		}
+	}
+}
+
 // member decodes the first member and splices it.
 func (g *gzSplicer) member() error {
 	if err := g.header(); err != nil {
 		return err
 	}
-	for {
-		final, err := g.block()
-		if err != nil {
-			return err
-		}
-		if final {
-			break
-		}
+	if err := g.blocks(); err != nil {
+		return err
 	}
 	g.ended = true
 	if !g.spliced {

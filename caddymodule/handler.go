@@ -137,7 +137,7 @@ func (hd *Handler) Provision(ctx caddy.Context) error {
 	}
 	if hd.Inject == nil || *hd.Inject {
 		hd.inject = &intercept.InjectConfig{ScriptSrc: hd.Prefix + "/c.js", OnResult: countInject,
-			Verdicts: intercept.NewVerdictCache(), OnScan: countScan}
+			Verdicts: intercept.NewVerdictCache(), Encoded: intercept.NewEncodedCache(), OnScan: countScan}
 	}
 	hd.collect = newCollectLimiter()
 	if hd.auditor = newAuditor(hd.Forms, hd.Audit, hd.logger); hd.auditor != nil {

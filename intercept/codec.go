@@ -57,6 +57,13 @@ func (iw *injector) writeEncoded(p []byte) (int, error) {
 			c = p[:min(room, len(p))]
 			iw.raw = append(iw.raw, c...)
 			iw.peakRaw = max(iw.peakRaw, len(iw.raw))
+			if iw.ecand != nil { // the same as the remembered page so far?
+				p = p[len(c):]
+				if _, err := iw.matchEncoded(); err != nil {
+					return 0, err
+				}
+				continue
+			}
 		}
 		p = p[len(c):]
 		if err := iw.feedEncoded(c); err != nil {
@@ -118,6 +125,7 @@ type gzRun struct {
 	pump    *decodePump
 	g       *gzSplicer
 	stopped bool
+	entry   *encodedEntry // the splice, for the EncodedCache
 }
 
 // startSplice hands the encoded bytes held so far, and from then on every
@@ -126,10 +134,19 @@ func (iw *injector) startSplice(ins int, tag []byte) error {
 	iw.result = InjectResultInjected
 	iw.state = injectStream
 	g := newGzSplicer(nil, iw.w, ins, tag)
-	iw.gz = &gzRun{g: g, pump: startPumpFunc(iw.ctx, func(p *decodePump) error {
+	r := &gzRun{g: g}
+	if c := iw.cfg.Encoded; c != nil {
+		g.onSplice = func(sp *gzSplice) {
+			if sp.copyFrom <= int64(iw.limit) {
+				r.entry = c.keyed(g.in[:sp.copyFrom], sp) // all input is kept until the splice
+			}
+		}
+	}
+	r.pump = startPumpFunc(iw.ctx, func(p *decodePump) error {
 		g.src = p
 		return g.run()
-	})}
+	})
+	iw.gz = r
 	return iw.gz.feed(iw.raw)
 }
 
@@ -144,6 +161,9 @@ func (r *gzRun) feed(c []byte) error {
 // feedEncoded gives encoded body bytes to the scan's decoder, or to the
 // splice once there is one.
 func (iw *injector) feedEncoded(c []byte) error {
+	if iw.tail != nil {
+		return iw.tail.write(iw.w, c)
+	}
 	if iw.gz == nil {
 		err := iw.pump.feed(c)
 		if err != nil && iw.gz != nil && !iw.gz.stopped {
@@ -171,6 +191,7 @@ func (iw *injector) finishSplice() {
 	if iw.gz.g.failed != nil {
 		iw.result = InjectResultError // it went out as it came
 	}
+	iw.rememberSplice()
 }
 
 func (iw *injector) stopPump() {

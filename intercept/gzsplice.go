@@ -209,7 +209,8 @@ type gzSplicer struct {
 	prefixCRC, newCRC uint32 // of decoded [0, X) as it came and with the tag
 	x                 int64
 
-	wrote   bool  // something of ours went out
+	wrote   bool // something of ours went out
+	members int
 	syncBit int64 // where the last empty stored block ended (an upstream's flush)
 	walk    bool  // blockStarts: only the block structure matters
 
@@ -435,6 +436,7 @@ func (g *gzSplicer) header() error {
 	old := g.keep
 	g.keep = min(old, start) // for FHCRC
 	defer func() { g.keep = old }()
+	g.members++
 	var h [10]byte
 	for i := range h {
 		b, err := g.byteAt()

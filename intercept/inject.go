@@ -90,6 +90,9 @@ type InjectConfig struct {
 	// verdict: cached is true when the VerdictCache gave it, false when the
 	// tokenizer read the head.
 	OnScan func(cached bool)
+	// Encoded, if set, remembers each path's gzip splice so that the same
+	// encoded page served again is not decoded again (see EncodedCache).
+	Encoded *EncodedCache
 }
 
 func (c *InjectConfig) report(result string) {
@@ -175,6 +178,15 @@ type injector struct {
 	pump *decodePump
 	gz   *gzRun // an injected gzip page being spliced (codec.go)
 
+	// The EncodedCache (encodecache.go): the remembered page compared with
+	// this one, how far, and the copy after its replacement on a hit.
+	ecand    *encodedEntry
+	echecked int
+	tail     *gzTail
+	// What the verdict of an injected page depended on.
+	scanRead     int
+	scanComplete bool
+
 	flushPending bool // a Flush arrived while holding: do it after the verdict
 	finished     bool
 	result       string
@@ -211,6 +223,7 @@ func (iw *injector) WriteHeader(code int) {
 	iw.state = injectHold
 	if iw.coding != "" {
 		iw.pump = startPump(iw.ctx, iw.coding, iw.sinkDecoded)
+		iw.lookEncoded()
 	}
 }
 
@@ -452,6 +465,7 @@ func (iw *injector) settle(v pageVerdict, data []byte, atEOF bool) error {
 func (iw *injector) inject(data []byte, atEOF bool) error {
 	tag := scriptTag(iw.cfg.ScriptSrc, iw.scan.nonce(), iw.xml)
 	ins := iw.scan.insertion(len(tag))
+	iw.scanRead, iw.scanComplete = min(len(data), iw.scan.read), iw.scan.complete || atEOF
 	h := iw.w.Header()
 	h.Del("Content-Length")
 	if iw.coding == "" {
@@ -461,11 +475,7 @@ func (iw *injector) inject(data []byte, atEOF bool) error {
 			h.Set("Content-Length", strconv.FormatInt(iw.length+int64(len(tag)), 10))
 		}
 	}
-	if et := h.Get("Etag"); et != "" && !strings.HasPrefix(et, "W/") {
-		h.Set("Etag", "W/"+et) // the bytes changed, the meaning did not
-	}
-	h.Del("Accept-Ranges")
-	iw.w.WriteHeader(iw.status)
+	iw.writeInjectedHeader()
 	if iw.coding == "gzip" {
 		return iw.startSplice(ins, tag) // no re-compression of the page
 	}
@@ -490,6 +500,19 @@ func (iw *injector) inject(data []byte, atEOF bool) error {
 	return err
 }
 
+// writeInjectedHeader sends the headers of a changed body.
+func (iw *injector) writeInjectedHeader() {
+	h := iw.w.Header()
+	if iw.coding != "" {
+		h.Del("Content-Length")
+	}
+	if et := h.Get("Etag"); et != "" && !strings.HasPrefix(et, "W/") {
+		h.Set("Etag", "W/"+et) // the bytes changed, the meaning did not
+	}
+	h.Del("Accept-Ranges")
+	iw.w.WriteHeader(iw.status)
+}
+
 // spliceBufs hold the held bytes with the tag spliced in, for one Write.
 var spliceBufs = sync.Pool{New: func() any { b := make([]byte, 0, DefaultMaxPrefix+256); return &b }}
 
@@ -498,8 +521,11 @@ func (iw *injector) finish() error {
 		return iw.err
 	}
 	iw.finished = true
-	if iw.gz != nil {
+	if iw.gz != nil || iw.tail != nil {
 		iw.stopPump() // the scan's decoder: the splice has all it read
+	}
+	if iw.state == injectHold && iw.ecand != nil {
+		_ = iw.catchUp() // an error: decodeFailed decided
 	}
 	switch iw.state {
 	case injectNew:
@@ -516,6 +542,9 @@ func (iw *injector) finish() error {
 	}
 	if iw.gz != nil {
 		iw.finishSplice()
+	}
+	if iw.tail != nil {
+		iw.finishTail()
 	}
 	if iw.enc != nil && iw.err == nil {
 		if err := iw.enc.Close(); err != nil {

@@ -55,15 +55,15 @@ func (iw *injector) writeEncoded(p []byte) (int, error) {
 				continue
 			}
 			c = p[:min(room, len(p))]
-			iw.raw = append(iw.raw, c...)
-			iw.peakRaw = max(iw.peakRaw, len(iw.raw))
 			if iw.ecand != nil { // the same as the remembered page so far?
 				p = p[len(c):]
-				if _, err := iw.matchEncoded(); err != nil {
+				if err := iw.matchEncoded(c); err != nil {
 					return 0, err
 				}
 				continue
 			}
+			iw.raw = append(iw.raw, c...)
+			iw.peakRaw = max(iw.peakRaw, len(iw.raw))
 		}
 		p = p[len(c):]
 		if err := iw.feedEncoded(c); err != nil {

@@ -5,18 +5,18 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"sync"
 )
 
 // EncodedCache remembers, per request path, the splice of the last gzip page
-// injected there: the upstream's encoded bytes it replaced (the first
-// EncodedCacheExact as they are, all of them by a 64-bit hash under a
-// per-process seed) and what replaced them. A page whose encoded bytes start
-// with the same ones, under the same headers, gets the same replacement
-// without being decoded, scanned or deflated: the rest of its bytes are
-// copied and its trailer is computed from the upstream's (crc32Combine),
-// which is what makes a static gzip page cost about what plain Caddy pays.
+// injected there: the upstream's encoded bytes it replaced and what replaced
+// them. A page whose encoded bytes start with the same ones (compared as
+// they arrive), under the same headers, gets the same replacement without
+// being decoded, scanned or deflated: the rest of its bytes are copied and
+// its trailer is computed from the upstream's (crc32Combine), which is what
+// makes a static gzip page cost about what plain Caddy pays. The bytes are
+// kept whole rather than hashed, so that a page that differs part way goes
+// to the decoder from those bytes, with nothing held per request.
 //
 // The replaced bytes determine everything the splice wrote: the decoded
 // prefix up to X, the insertion point and the tag (an entry is kept only
@@ -26,7 +26,6 @@ import (
 // EncodedCacheMaxPaths paths and EncodedCacheMaxBytes in all are kept, in
 // memory only; a path that does not fit is not remembered.
 type EncodedCache struct {
-	keys  *VerdictCache // its seed and match, for the entries' keys
 	mu    sync.RWMutex
 	m     map[string]*encodedEntry
 	bytes int
@@ -36,13 +35,12 @@ type EncodedCache struct {
 const (
 	EncodedCacheMaxPaths = 1024
 	EncodedCacheMaxBytes = 16 << 20
-	EncodedCacheExact    = 4 << 10
 )
 
 // NewEncodedCache returns an empty cache, to share between the responses of
 // one InjectConfig.
 func NewEncodedCache() *EncodedCache {
-	return &EncodedCache{keys: NewVerdictCache(), m: map[string]*encodedEntry{}}
+	return &EncodedCache{m: map[string]*encodedEntry{}}
 }
 
 type encodedEntry struct {
@@ -51,13 +49,11 @@ type encodedEntry struct {
 	charset    bool
 	xml        bool
 
-	// The upstream's first key.n encoded bytes are replaced: key.exact
-	// holds the first EncodedCacheExact of them, key.sum hashes all.
-	key cachedVerdict
+	key []byte // the upstream's first encoded bytes, which sp.out replaces
 	sp  gzSplice
 }
 
-func (e *encodedEntry) size() int { return len(e.key.exact) + len(e.sp.out) + 256 }
+func (e *encodedEntry) size() int { return len(e.key) + len(e.sp.out) + 256 }
 
 func (c *EncodedCache) entry(path string, s *pageScan, xml bool) *encodedEntry {
 	if c == nil {
@@ -72,21 +68,11 @@ func (c *EncodedCache) entry(path string, s *pageScan, xml bool) *encodedEntry {
 	return e
 }
 
-// match compares raw, the encoded body so far, with e's key, as a
-// VerdictCache compares a head; the first checked bytes matched before.
-func (c *EncodedCache) match(e *encodedEntry, raw []byte, checked int) (cacheFound, int) {
-	return c.keys.match(&e.key, raw, checked)
-}
-
 // keyed makes an entry of the splice of a page whose first encoded bytes
 // are raw.
 func (c *EncodedCache) keyed(raw []byte, sp *gzSplice) *encodedEntry {
-	e := &encodedEntry{sp: *sp}
-	e.key.n, e.key.exact = len(raw), bytes.Clone(raw[:min(len(raw), EncodedCacheExact)])
+	e := &encodedEntry{key: bytes.Clone(raw), sp: *sp}
 	e.sp.out = bytes.Clone(sp.out)
-	if len(raw) > len(e.key.exact) {
-		e.key.sum = maphash.Bytes(c.keys.seed, raw)
-	}
 	return e
 }
 
@@ -112,7 +98,8 @@ func (c *EncodedCache) store(path string, e *encodedEntry) {
 
 // The injector's side.
 
-// lookEncoded finds the remembered splice of this path, at WriteHeader.
+// lookEncoded finds the remembered splice of this path, at WriteHeader;
+// while there is one, no decoder is started.
 func (iw *injector) lookEncoded() {
 	if iw.coding == "gzip" {
 		iw.ecand = iw.cfg.Encoded.entry(iw.path, &iw.scan, iw.xml)
@@ -120,24 +107,28 @@ func (iw *injector) lookEncoded() {
 	}
 }
 
-// matchEncoded compares the encoded bytes held so far with the remembered
-// page's. Until they differ nothing is decoded; when they differ, all of
-// them go to the decoder (catchUp).
-func (iw *injector) matchEncoded() (cacheFound, error) {
-	var found cacheFound
-	found, iw.echecked = iw.cfg.Encoded.match(iw.ecand, iw.raw, iw.echecked)
-	switch found {
-	case cacheHit:
-		return found, iw.encodedHit()
-	case cacheMiss:
-		return found, iw.catchUp()
+// matchEncoded compares c, the next encoded bytes, with the remembered
+// page's. Until they differ nothing is held or decoded; when they differ,
+// the bytes so far go to the decoder (catchUp).
+func (iw *injector) matchEncoded(c []byte) error {
+	key := iw.ecand.key
+	k := min(len(c), len(key)-iw.echecked)
+	if !bytes.Equal(c[:k], key[iw.echecked:iw.echecked+k]) {
+		return iw.catchUp(c)
 	}
-	return found, nil
+	iw.echecked += k
+	if iw.echecked < len(key) {
+		return nil
+	}
+	return iw.encodedHit(c[k:])
 }
 
-// catchUp feeds the decoder what was held while comparing.
-func (iw *injector) catchUp() error {
+// catchUp holds and decodes the bytes that matched, then c.
+func (iw *injector) catchUp(c []byte) error {
+	iw.raw = append(append(iw.raw[:0], iw.ecand.key[:iw.echecked]...), c...)
+	iw.peakRaw = max(iw.peakRaw, len(iw.raw))
 	iw.ecand = nil
+	iw.pump = startPump(iw.ctx, iw.coding, iw.sinkDecoded) // not started while comparing
 	if err := iw.pump.feed(iw.raw); err != nil {
 		return iw.decodeFailed(err)
 	}
@@ -145,10 +136,9 @@ func (iw *injector) catchUp() error {
 }
 
 // encodedHit sends the remembered replacement and copies the rest.
-func (iw *injector) encodedHit() error {
+func (iw *injector) encodedHit(rest []byte) error {
 	e := iw.ecand
 	iw.ecand = nil
-	iw.stopPump()
 	iw.cfg.scanned(true)
 	iw.writeInjectedHeader()
 	iw.result = InjectResultInjected
@@ -157,8 +147,6 @@ func (iw *injector) encodedHit() error {
 	if _, err := iw.w.Write(e.sp.out); err != nil {
 		return err
 	}
-	rest := iw.raw[e.key.n:]
-	iw.raw, iw.held = nil, nil
 	err := iw.tail.write(iw.w, rest)
 	if err == nil && iw.flushPending {
 		err = iw.flushOut()

@@ -222,8 +222,9 @@ func (iw *injector) WriteHeader(code int) {
 	}
 	iw.state = injectHold
 	if iw.coding != "" {
-		iw.pump = startPump(iw.ctx, iw.coding, iw.sinkDecoded)
-		iw.lookEncoded()
+		if iw.lookEncoded(); iw.ecand == nil {
+			iw.pump = startPump(iw.ctx, iw.coding, iw.sinkDecoded)
+		}
 	}
 }
 
@@ -525,7 +526,7 @@ func (iw *injector) finish() error {
 		iw.stopPump() // the scan's decoder: the splice has all it read
 	}
 	if iw.state == injectHold && iw.ecand != nil {
-		_ = iw.catchUp() // an error: decodeFailed decided
+		_ = iw.catchUp(nil) // an error: decodeFailed decided
 	}
 	switch iw.state {
 	case injectNew:

@@ -545,7 +545,7 @@ func (g *gzSplicer) boundary(pos int64) error {
 
 // spliceReach is how much further than X the splice may wait for a block
 // start (more to re-encode, but no block header sent twice).
-const spliceReach = 64 << 10
+const spliceReach = 32 << 10
 
 func (g *gzSplicer) setNeed(pos, bit int64, b *blockHead) {
 	g.need, g.needBit = pos, bit

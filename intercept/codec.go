@@ -208,18 +208,70 @@ type bodyEncoder interface {
 	Close() error
 }
 
-func newBodyEncoder(coding string, w io.Writer) bodyEncoder {
+// Re-encoding levels, chosen to be no larger than what common upstreams
+// send (CMS-shaped pages of 30-300 KB, TestCodecLevels): brotli 6 is
+// nginx-brotli's default and beats Cloudflare's 4; klauspost's
+// SpeedBetterCompression beats the zstd library's default level 3. A page
+// precompressed at brotli 11 or zstd 19 comes out 10-20% larger: those
+// levels take a second per page, too slow for every request.
+const (
+	brotliQuality = 6
+	zstdLevel     = zstd.SpeedBetterCompression
+)
+
+// newBodyEncoder re-encodes with coding; head is the start of the
+// upstream's encoded body (a zstd frame's window is kept, within 128 KiB,
+// Caddy's, and the 8 MiB HTTP allows).
+func newBodyEncoder(coding string, w io.Writer, head ...byte) bodyEncoder {
 	switch coding {
 	case "br":
-		return brotli.NewWriterLevel(w, 5)
+		return brotli.NewWriterLevel(w, brotliQuality)
 	case "zstd":
-		// Caddy's encode settings: small window, one goroutine.
-		z, _ := zstd.NewWriter(w, zstd.WithWindowSize(128<<10), zstd.WithEncoderConcurrency(1),
-			zstd.WithZeroFrames(true))
+		z, _ := zstd.NewWriter(w, zstd.WithEncoderLevel(zstdLevel), zstd.WithWindowSize(zstdWindow(head)),
+			zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true))
 		return z
 	}
 	z, _ := gzip.NewWriterLevel(w, gzip.DefaultCompression)
 	return z
+}
+
+// zstdWindow is the window of the zstd frame that head starts, as a power
+// of two from 128 KiB to 8 MiB (RFC 8878 §3.1.1.1).
+func zstdWindow(head []byte) int {
+	const lo, hi = 128 << 10, 8 << 20
+	if len(head) < 6 || head[0] != 0x28 || head[1] != 0xb5 || head[2] != 0x2f || head[3] != 0xfd {
+		return lo
+	}
+	fhd := head[4]
+	var win uint64
+	if fhd&0x20 != 0 { // single segment: the window is the content size
+		p := head[5+[]int{0, 1, 2, 4}[fhd&3]:]
+		switch fhd >> 6 {
+		case 0:
+			if len(p) > 0 {
+				win = uint64(p[0])
+			}
+		case 1:
+			if len(p) >= 2 {
+				win = uint64(p[0]) | uint64(p[1])<<8 + 256
+			}
+		case 2:
+			if len(p) >= 4 {
+				win = uint64(p[0]) | uint64(p[1])<<8 | uint64(p[2])<<16 | uint64(p[3])<<24
+			}
+		default:
+			win = hi
+		}
+	} else {
+		wd := head[5]
+		base := uint64(1) << (10 + wd>>3)
+		win = base + base/8*uint64(wd&7)
+	}
+	n := lo
+	for n < hi && uint64(n) < win {
+		n <<= 1
+	}
+	return n
 }
 
 func newBodyDecoder(coding string, r io.Reader) (io.ReadCloser, error) {

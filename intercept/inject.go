@@ -482,7 +482,7 @@ func (iw *injector) inject(data []byte, atEOF bool) error {
 	}
 	iw.out = iw.w
 	if iw.coding != "" {
-		iw.enc = newBodyEncoder(iw.coding, iw.w)
+		iw.enc = newBodyEncoder(iw.coding, iw.w, iw.raw...)
 		iw.out = iw.enc
 	}
 	iw.result = InjectResultInjected

@@ -165,6 +165,7 @@ func (iw *injector) feedEncoded(c []byte) error {
 		return iw.tail.write(iw.w, c)
 	}
 	if iw.gz == nil {
+		iw.rec.add(c, iw.limit)
 		err := iw.pump.feed(c)
 		if err != nil && iw.gz != nil && !iw.gz.stopped {
 			iw.pump = nil // the verdict came in c: the splice has all of it

@@ -5,7 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"io"
 	"sync"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/zstd"
 )
 
 // EncodedCache remembers, per request path, the splice of the last gzip page
@@ -27,8 +32,15 @@ import (
 // memory only; a path that does not fit is not remembered.
 type EncodedCache struct {
 	mu    sync.RWMutex
-	m     map[string]*encodedEntry
+	m     map[string]*encodedEntry // by path and coding
 	bytes int
+
+	// Whole pages: the hash of the last br or zstd page seen per path,
+	// whether a best-level encoder runs, and the encoders.
+	seed     maphash.Seed
+	seen     map[string]uint64
+	building bool
+	bg       sync.WaitGroup
 }
 
 // Bounds of an EncodedCache.
@@ -40,10 +52,12 @@ const (
 // NewEncodedCache returns an empty cache, to share between the responses of
 // one InjectConfig.
 func NewEncodedCache() *EncodedCache {
-	return &EncodedCache{m: map[string]*encodedEntry{}}
+	return &EncodedCache{m: map[string]*encodedEntry{}, seed: maphash.MakeSeed(), seen: map[string]uint64{}}
 }
 
 type encodedEntry struct {
+	coding string
+	whole  bool // key is the whole body, sp.out the whole page (br, zstd)
 	// The headers the scan saw.
 	src, nonce string
 	charset    bool
@@ -55,12 +69,12 @@ type encodedEntry struct {
 
 func (e *encodedEntry) size() int { return len(e.key) + len(e.sp.out) + 256 }
 
-func (c *EncodedCache) entry(path string, s *pageScan, xml bool) *encodedEntry {
+func (c *EncodedCache) entry(path, coding string, s *pageScan, xml bool) *encodedEntry {
 	if c == nil {
 		return nil
 	}
 	c.mu.RLock()
-	e := c.m[path]
+	e := c.m[path+"\x00"+coding]
 	c.mu.RUnlock()
 	if e == nil || e.src != s.src || e.nonce != s.headerNonce || e.charset != s.charsetHeader || e.xml != xml {
 		return nil
@@ -77,6 +91,7 @@ func (c *EncodedCache) keyed(raw []byte, sp *gzSplice) *encodedEntry {
 }
 
 func (c *EncodedCache) store(path string, e *encodedEntry) {
+	path += "\x00" + e.coding
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := c.m[path]
@@ -101,10 +116,8 @@ func (c *EncodedCache) store(path string, e *encodedEntry) {
 // lookEncoded finds the remembered splice of this path, at WriteHeader;
 // while there is one, no decoder is started.
 func (iw *injector) lookEncoded() {
-	if iw.coding == "gzip" {
-		iw.ecand = iw.cfg.Encoded.entry(iw.path, &iw.scan, iw.xml)
-		iw.echecked = 0
-	}
+	iw.ecand = iw.cfg.Encoded.entry(iw.path, iw.coding, &iw.scan, iw.xml)
+	iw.echecked = 0
 }
 
 // matchEncoded compares c, the next encoded bytes, with the remembered
@@ -113,12 +126,12 @@ func (iw *injector) lookEncoded() {
 func (iw *injector) matchEncoded(c []byte) error {
 	key := iw.ecand.key
 	k := min(len(c), len(key)-iw.echecked)
-	if !bytes.Equal(c[:k], key[iw.echecked:iw.echecked+k]) {
+	if !bytes.Equal(c[:k], key[iw.echecked:iw.echecked+k]) || iw.ecand.whole && k < len(c) {
 		return iw.catchUp(c)
 	}
 	iw.echecked += k
-	if iw.echecked < len(key) {
-		return nil
+	if iw.echecked < len(key) || iw.ecand.whole {
+		return nil // a whole page is decided at its end
 	}
 	return iw.encodedHit(c[k:])
 }
@@ -140,7 +153,7 @@ func (iw *injector) encodedHit(rest []byte) error {
 	e := iw.ecand
 	iw.ecand = nil
 	iw.cfg.scanned(true)
-	iw.writeInjectedHeader()
+	iw.writeInjectedHeader(-1)
 	iw.result = InjectResultInjected
 	iw.state = injectStream
 	iw.tail = &gzTail{sp: &e.sp}
@@ -164,6 +177,7 @@ func (iw *injector) rememberSplice() {
 		return // the verdict depended on bytes past X
 	}
 	e := r.entry
+	e.coding = "gzip"
 	e.src, e.nonce, e.charset, e.xml = iw.scan.src, iw.scan.headerNonce, iw.scan.charsetHeader, iw.xml
 	c.store(iw.path, e)
 }
@@ -223,6 +237,129 @@ func (iw *injector) finishTail() {
 	}
 	if err := iw.tail.finish(iw.w); err != nil {
 		iw.err = fmt.Errorf("inject: remembered gzip splice: %w", err)
+		iw.result = InjectResultError
+	}
+}
+
+// Whole pages (br, zstd). They cannot be spliced, so what is remembered is
+// the whole injected page, re-encoded at the best level (brotli 11, zstd
+// "best") once per page version: when the same encoded bytes come a second
+// time for a path, a background encoder (one at a time per cache) builds
+// the entry, and from then on the page is held while its bytes are compared
+// and answered with the remembered one at its end (with a Content-Length).
+// Only pages whose encoded body fits in the injector's MaxPrefix are kept.
+
+// wholeRecord collects an injected br or zstd page's encoded bytes.
+type wholeRecord struct {
+	raw []byte
+	ins int
+	tag []byte
+}
+
+func (r *wholeRecord) add(c []byte, limit int) {
+	if r == nil || r.raw == nil {
+		return
+	}
+	if len(r.raw)+len(c) > limit {
+		r.raw = nil // too long to remember
+		return
+	}
+	r.raw = append(r.raw, c...)
+}
+
+// recordWhole starts recording at the verdict; raw holds the body so far.
+func (iw *injector) recordWhole(ins int, tag []byte) {
+	if iw.cfg.Encoded != nil && (iw.coding == "br" || iw.coding == "zstd") {
+		iw.rec = &wholeRecord{raw: bytes.Clone(iw.raw), ins: ins, tag: tag}
+	}
+}
+
+// rememberWhole counts a second sight of the same bytes, then builds the
+// best-level entry in the background.
+func (iw *injector) rememberWhole() {
+	r, c := iw.rec, iw.cfg.Encoded
+	if r == nil || r.raw == nil || iw.err != nil || iw.result != InjectResultInjected {
+		return
+	}
+	k := iw.path + "\x00" + iw.coding
+	sum := maphash.Bytes(c.seed, r.raw)
+	c.mu.Lock()
+	seen := c.seen[k] == sum
+	if !seen && (len(c.seen) < EncodedCacheMaxPaths || c.seen[k] != 0) {
+		c.seen[k] = sum
+	}
+	busy := c.building
+	if seen && !busy {
+		c.building = true
+	}
+	c.mu.Unlock()
+	if !seen || busy {
+		return
+	}
+	e := &encodedEntry{coding: iw.coding, whole: true, key: r.raw,
+		src: iw.scan.src, nonce: iw.scan.headerNonce, charset: iw.scan.charsetHeader, xml: iw.xml}
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		out, err := bestWhole(e.coding, r)
+		c.mu.Lock()
+		c.building = false
+		c.mu.Unlock()
+		if err == nil {
+			e.sp.out = out
+			c.store(iw.path, e)
+		}
+	}()
+}
+
+// bestWhole decodes a recorded page, puts the tag in and encodes it at the
+// best level.
+func bestWhole(coding string, r *wholeRecord) ([]byte, error) {
+	dec, err := newBodyDecoder(coding, bytes.NewReader(r.raw))
+	if err != nil {
+		return nil, err
+	}
+	defer dec.Close()
+	page, err := io.ReadAll(dec)
+	if err != nil || r.ins > len(page) {
+		return nil, errors.Join(errors.New("inject: remembered page"), err)
+	}
+	var b bytes.Buffer
+	var w io.WriteCloser
+	if coding == "br" {
+		w = brotli.NewWriterLevel(&b, brotli.BestCompression)
+	} else {
+		w, _ = zstd.NewWriter(&b, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+			zstd.WithWindowSize(zstdWindow(r.raw)), zstd.WithEncoderConcurrency(1))
+	}
+	_, _ = w.Write(page[:r.ins])
+	_, _ = w.Write(r.tag)
+	_, _ = w.Write(page[r.ins:])
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// wait waits for the background encoders (tests).
+func (c *EncodedCache) wait() { c.bg.Wait() }
+
+// encodedAtEOF ends the comparison with a remembered page at the body's
+// end: a whole page that matched to its last byte gets the remembered one;
+// anything else goes to the decoder.
+func (iw *injector) encodedAtEOF() {
+	e := iw.ecand
+	if !e.whole || iw.echecked != len(e.key) {
+		_ = iw.catchUp(nil) // an error: decodeFailed decided
+		return
+	}
+	iw.ecand = nil
+	iw.cfg.scanned(true)
+	iw.writeInjectedHeader(len(e.sp.out))
+	iw.result = InjectResultInjected
+	iw.state = injectStream
+	if _, err := iw.w.Write(e.sp.out); err != nil {
+		iw.err = fmt.Errorf("inject: write: %w", err)
 		iw.result = InjectResultError
 	}
 }

@@ -107,3 +107,67 @@ func TestEncodedCacheBounds(t *testing.T) {
 		t.Fatal("replacing an entry changed the count")
 	}
 }
+
+// TestEncodedCacheWhole: a br or zstd page seen twice is remembered at the
+// best level; from then on the same bytes get it (no decoding, a
+// Content-Length), even from an upstream that precompressed at brotli 11;
+// other bytes, or more of them, are decoded as usual.
+func TestEncodedCacheWhole(t *testing.T) {
+	page := cmsPage(21, 40<<10)
+	plain, _, _ := run(t, getPage(), InjectConfig{}, htmlResponse(string(page)))
+	want := plain.body.Bytes()
+	for _, up := range upstreamCodings() {
+		if up.coding != "br" && up.coding != "zstd" || up.name == "br-4" || up.name == "br-5" {
+			continue
+		}
+		t.Run(up.name, func(t *testing.T) {
+			cache := NewEncodedCache()
+			body := up.enc(t, page)
+			serve := func(body []byte, chunk int) (*tapWriter, []bool) {
+				t.Helper()
+				var scans []bool
+				cfg := InjectConfig{Encoded: cache, OnScan: func(cached bool) { scans = append(scans, cached) }}
+				resp := response{status: 200, chunk: chunk, body: body,
+					header: map[string]string{"Content-Type": "text/html; charset=utf-8", "Content-Encoding": up.coding}}
+				tap, result, err := run(t, getPage(), cfg, resp)
+				if err != nil || result != InjectResultInjected {
+					t.Fatalf("result %q, %v", result, err)
+				}
+				return tap, scans
+			}
+			for i := 0; i < 2; i++ {
+				if _, scans := serve(body, 3000); scans[0] {
+					t.Fatalf("serve %d: a hit before the page was seen twice", i)
+				}
+			}
+			cache.wait()
+			tap, scans := serve(body, 5000)
+			if len(scans) != 1 || !scans[0] {
+				t.Fatalf("third serve: scans %v, want one cached", scans)
+			}
+			out := tap.body.Bytes()
+			if got := decodeAny(t, up.coding, out); !bytes.Equal(got, want) {
+				t.Fatal("remembered page is not the page with the tag")
+			}
+			if cl := tap.sent.Get("Content-Length"); cl != fmt.Sprint(len(out)) {
+				t.Fatalf("Content-Length %q for %d bytes", cl, len(out))
+			}
+			if len(out) > len(body)+spliceAllowance([]byte(testTag)) {
+				t.Errorf("remembered page %d bytes from the upstream's %d", len(out), len(body))
+			}
+			t.Logf("%s: upstream %d, remembered %d", up.name, len(body), len(out))
+			// More bytes than remembered, and other bytes: decoded as usual.
+			longer := up.enc(t, append(bytes.Clone(page), "<!-- more -->"...))
+			for _, b := range [][]byte{longer, up.enc(t, bytes.Replace(page, []byte("<title>"), []byte("<title>x"), 1))} {
+				tap, scans := serve(b, 4000)
+				if scans[0] {
+					t.Fatal("other bytes got the remembered page")
+				}
+				d := decodeAny(t, up.coding, tap.body.Bytes())
+				if !bytes.Contains(d, []byte(testTag)) || len(d) != len(decodeAny(t, up.coding, b))+len(testTag) {
+					t.Fatal("other bytes: not the page with the tag")
+				}
+			}
+		})
+	}
+}

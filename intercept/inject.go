@@ -183,6 +183,7 @@ type injector struct {
 	ecand    *encodedEntry
 	echecked int
 	tail     *gzTail
+	rec      *wholeRecord // a br or zstd page's encoded bytes, to remember
 	// What the verdict of an injected page depended on.
 	scanRead     int
 	scanComplete bool
@@ -476,13 +477,14 @@ func (iw *injector) inject(data []byte, atEOF bool) error {
 			h.Set("Content-Length", strconv.FormatInt(iw.length+int64(len(tag)), 10))
 		}
 	}
-	iw.writeInjectedHeader()
+	iw.writeInjectedHeader(-1)
 	if iw.coding == "gzip" {
 		return iw.startSplice(ins, tag) // no re-compression of the page
 	}
 	iw.out = iw.w
 	if iw.coding != "" {
 		iw.enc = newBodyEncoder(iw.coding, iw.w, iw.raw...)
+		iw.recordWhole(ins, tag)
 		iw.out = iw.enc
 	}
 	iw.result = InjectResultInjected
@@ -501,11 +503,15 @@ func (iw *injector) inject(data []byte, atEOF bool) error {
 	return err
 }
 
-// writeInjectedHeader sends the headers of a changed body.
-func (iw *injector) writeInjectedHeader() {
+// writeInjectedHeader sends the headers of a changed body; an encoded one
+// has a Content-Length only when length >= 0.
+func (iw *injector) writeInjectedHeader(length int) {
 	h := iw.w.Header()
 	if iw.coding != "" {
 		h.Del("Content-Length")
+		if length >= 0 {
+			h.Set("Content-Length", strconv.Itoa(length))
+		}
 	}
 	if et := h.Get("Etag"); et != "" && !strings.HasPrefix(et, "W/") {
 		h.Set("Etag", "W/"+et) // the bytes changed, the meaning did not
@@ -526,7 +532,7 @@ func (iw *injector) finish() error {
 		iw.stopPump() // the scan's decoder: the splice has all it read
 	}
 	if iw.state == injectHold && iw.ecand != nil {
-		_ = iw.catchUp(nil) // an error: decodeFailed decided
+		iw.encodedAtEOF()
 	}
 	switch iw.state {
 	case injectNew:
@@ -552,6 +558,7 @@ func (iw *injector) finish() error {
 			iw.err = fmt.Errorf("inject: close %s encoder: %w", iw.coding, err)
 			iw.result = InjectResultError
 		}
+		iw.rememberWhole()
 	}
 	iw.cfg.report(iw.result)
 	return iw.err

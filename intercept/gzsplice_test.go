@@ -319,3 +319,21 @@ func FuzzGzipSplice(f *testing.F) {
 		}
 	})
 }
+
+// TestGzipSpliceBounded: a large page streams through a bounded window.
+func TestGzipSpliceBounded(t *testing.T) {
+	page := cmsPage(8, 6<<20)
+	enc := gzipWith(t, "std", 6, page)
+	tag := []byte(testTag)
+	ins := bytes.Index(page, []byte("<head>")) + 6
+	out, g, err := spliceRun(enc, ins, tag, rand.New(rand.NewPCG(8, 8)))
+	if err != nil || g.failed != nil {
+		t.Fatal(err, g.failed)
+	}
+	if !bytes.Equal(gunzipStd(t, out), insertAt(page, ins, tag)) {
+		t.Fatal("decoded output differs")
+	}
+	if cap(g.in) > 1<<20 || cap(g.out) > 1<<20 {
+		t.Fatalf("held %d input, %d decoded bytes", cap(g.in), cap(g.out))
+	}
+}

@@ -16,13 +16,16 @@ package intercept
 //     writes the headers, the held bytes with the tag spliced in, and from then
 //     on every Write goes straight through.
 //   - A gzip, br or zstd body is decoded by a goroutine that only runs while
-//     the handler's goroutine waits for it, injected, and re-encoded with the
-//     same coding. Until the verdict the encoded bytes are held as well, so a
-//     page that is not injected (or does not decode) goes out byte for byte.
+//     the handler's goroutine waits for it. Until the verdict the encoded
+//     bytes are held as well, so a page that is not injected (or does not
+//     decode) goes out byte for byte. An injected gzip page is spliced: the
+//     tag goes into the upstream's deflate stream and only the part around it
+//     is compressed again; br and zstd are re-encoded with the same coding.
 //
 // The files: this one is the writer's state machine; headscan.go reads the
 // head to a verdict; verdicts.go remembers verdicts per path; csp.go finds
-// the nonce; codec.go decodes and re-encodes a compressed page.
+// the nonce; codec.go decodes and re-encodes a compressed page; gzsplice.go
+// splices gzip; encodecache.go remembers splices and re-encoded pages.
 
 import (
 	"context"

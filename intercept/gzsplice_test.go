@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -335,5 +336,48 @@ func TestGzipSpliceBounded(t *testing.T) {
 	}
 	if cap(g.in) > 1<<20 || cap(g.out) > 1<<20 {
 		t.Fatalf("held %d input, %d decoded bytes", cap(g.in), cap(g.out))
+	}
+}
+
+// TestGzipSpliceEarlyFlush: an upstream that flushes its gzip stream after
+// the head gets the head out at once, and the rest spliced behind it.
+func TestGzipSpliceEarlyFlush(t *testing.T) {
+	page := cmsPage(14, 200<<10)
+	cut := bytes.Index(page, []byte("</head>")) + 7
+	for _, lib := range []string{"std", "klauspost"} {
+		var up bytes.Buffer
+		var zw interface {
+			io.WriteCloser
+			Flush() error
+		}
+		if lib == "std" {
+			zw, _ = stdgzip.NewWriterLevel(&up, 6)
+		} else {
+			zw, _ = kgzip.NewWriterLevel(&up, 6)
+		}
+		tap := newTap()
+		w, finish := Wrap(tap, getPage(), &InjectConfig{ScriptSrc: testSrc})
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Encoding", "gzip")
+		zw.Write(page[:cut])
+		zw.Flush()
+		w.Write(up.Bytes())
+		up.Reset()
+		if err := http.NewResponseController(w).Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if part := readSome(t, "gzip", tap.body.Bytes()); !strings.Contains(part, testTag) || !strings.HasSuffix(part, "</head>") {
+			t.Fatalf("%s: after the flush the client has %d bytes", lib, len(part))
+		}
+		zw.Write(page[cut:])
+		zw.Close()
+		writeChunks(w, up.Bytes(), 3000)
+		if err := finish(); err != nil {
+			t.Fatal(err)
+		}
+		plain, _, _ := run(t, getPage(), InjectConfig{}, htmlResponse(string(page)))
+		if got := gunzipStd(t, tap.body.Bytes()); !bytes.Equal(got, plain.body.Bytes()) {
+			t.Fatalf("%s: decoded output differs", lib)
+		}
 	}
 }

@@ -943,17 +943,21 @@ func (g *gzSplicer) deflated(raw, head []byte, whole bool) bitWriter {
 }
 
 // blockStarts returns the bit offsets of the deflate blocks in b, which
-// ends after a sync flush.
+// ends after a sync flush; nil unless the last block is an empty stored
+// one that ends b.
 func blockStarts(b []byte) []int64 {
-	d := &gzSplicer{src: bytes.NewReader(b), ins: math.MaxInt64, need: -1, fwd: -1, walk: true}
+	d := &gzSplicer{src: bytes.NewReader(b), ins: math.MaxInt64, need: -1, fwd: -1, walk: true, syncBit: -1}
 	var starts []int64
 	for {
 		start := d.bit
 		if _, err := d.block(); err != nil {
-			return starts
+			return nil
 		}
 		starts = append(starts, start)
-		if d.bit >= int64(len(b))*8-7 {
+		if d.bit == int64(len(b))*8 {
+			if d.blk.typ != 0 || d.syncBit != d.bit {
+				return nil
+			}
 			return starts
 		}
 	}

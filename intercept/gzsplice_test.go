@@ -381,3 +381,25 @@ func TestGzipSpliceEarlyFlush(t *testing.T) {
 		}
 	}
 }
+
+// TestGzipSpliceDropsSyncMarker: the re-encoded prefix ends where its last
+// block does, not after a sync flush's empty stored block, and with a final
+// block added it inflates to the prefix with the tag.
+func TestGzipSpliceDropsSyncMarker(t *testing.T) {
+	page := cmsPage(15, 50<<10)
+	for _, lib := range []int{stdFlate, klauspostFlate} {
+		g := &gzSplicer{ins: 10, tag: []byte(testTag)}
+		bits := g.encodePrefix(page, false, lib)
+		if bits.n == 0 && bytes.HasSuffix(bits.out, []byte{0, 0, 0xff, 0xff}) {
+			t.Fatalf("lib %d: sync marker kept", lib)
+		}
+		bits.put(1, 1) // an empty final fixed block
+		bits.put(1, 2)
+		bits.put(0, 7)
+		bits.align()
+		got, err := io.ReadAll(flate.NewReader(bytes.NewReader(bits.out)))
+		if err != nil || !bytes.Equal(got, insertAt(page, 10, g.tag)) {
+			t.Fatalf("lib %d: %v", lib, err)
+		}
+	}
+}

@@ -43,7 +43,7 @@ const e2eAllowance = 45 + 8
 
 // TestCompressE2ENeverMoreBytes: an upstream that compresses when asked
 // (/gz: gzip, as nginx's gzip on; /all: br, zstd or gzip, the visitor's
-// best) behind sites with and without encode, for visitors accepting
+// best; /plain: never, so encode compresses) behind sites with and without encode, for visitors accepting
 // everything, gzip only or nothing. The visitor gets the coding the site
 // without leadproxy gives, the same page plus the tag, and at most
 // e2eAllowance bytes more; a page served again (the EncodedCache's hit for
@@ -57,8 +57,11 @@ func TestCompressE2ENeverMoreBytes(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ae := r.Header.Get("Accept-Encoding")
 		coding := ""
-		prefer := []string{"gzip"}
-		if r.URL.Path == "/all" {
+		var prefer []string
+		switch r.URL.Path {
+		case "/gz":
+			prefer = []string{"gzip"}
+		case "/all":
 			prefer = []string{"br", "zstd", "gzip"}
 		}
 		for _, c := range prefer {
@@ -91,7 +94,7 @@ func TestCompressE2ENeverMoreBytes(t *testing.T) {
 		return resp.Header.Get("Content-Encoding"), body
 	}
 	var table []string
-	for _, path := range []string{"/gz", "/all"} {
+	for _, path := range []string{"/gz", "/all", "/plain"} {
 		for _, enc := range []bool{true, false} {
 			for _, ae := range []string{"gzip, deflate, br, zstd", "gzip", ""} {
 				lp, plain := "PORT_LP", "PORT_PLAIN"

@@ -9,11 +9,13 @@ package intercept
 // or after ins and reach before it; none can start at ins+32 KiB or later.
 // So the splicer decodes the member while keeping every token's place,
 // picks X, the first token boundary at or after ins and after the end of the
-// last such reference, and writes:
+// last such reference (or the start of a block that comes within 32 KiB
+// after that: no block header is then sent twice), and writes:
 //
 //   - the upstream's gzip header, byte for byte;
-//   - decoded [0, X) with the tag at ins, deflated at the best level, ended
-//     by a sync flush (non-final, byte-aligned);
+//   - decoded [0, X) with the tag at ins, deflated at the best level (Go's,
+//     or klauspost's when that is smaller), in non-final blocks, the sync
+//     flush's empty stored block that ends them dropped;
 //   - empty blocks that bring the bit position to the original's at X, mod 8;
 //   - the header of the original block that holds X (its Huffman tables),
 //     unless X is a block's start;
@@ -30,8 +32,14 @@ package intercept
 // Before anything of ours went out, a stream that does not decode (or whose
 // insertion point lies past the first member) is written as it came and the
 // rest copied: the page goes out untouched and the result is "error".
+//
+// Nothing goes out before X, except at a Flush where the upstream's own
+// stream flushed (flushNow): then what is decoded so far is deflated and
+// sent, and the prefix continues in the same deflate stream.
 
 import (
+	"bytes"
+	"compress/flate"
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
@@ -40,9 +48,6 @@ import (
 	"sync"
 
 	kflate "github.com/klauspost/compress/flate"
-
-	"bytes"
-	"compress/flate"
 )
 
 var (
@@ -192,7 +197,7 @@ type gzSplicer struct {
 
 	out     []byte // decoded bytes from outBase on: all until the splice, then a window
 	outBase int64
-	crcPos  int64  // decoded bytes [sufStart, crcPos) are in sufCRC
+	crcPos  int64  // decoded bytes [X, crcPos) are in sufCRC
 	sufCRC  uint32 // CRC-32 of the decoded suffix [X, crcPos)
 
 	lit, dist huffman

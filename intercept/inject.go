@@ -25,7 +25,8 @@ package intercept
 // The files: this one is the writer's state machine; headscan.go reads the
 // head to a verdict; verdicts.go remembers verdicts per path; csp.go finds
 // the nonce; codec.go decodes and re-encodes a compressed page; gzsplice.go
-// splices gzip; encodecache.go remembers splices and re-encoded pages.
+// splices gzip (deflatebits.go: its codes, bits and CRC algebra);
+// encodecache.go remembers splices and re-encoded pages.
 
 import (
 	"context"

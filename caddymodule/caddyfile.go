@@ -24,7 +24,13 @@ func init() {
 	// Inside encode, so encode compresses the injected page; before
 	// templates, reverse_proxy, file_server, php_fastcgi and respond.
 	httpcaddyfile.RegisterDirectiveOrder("leadproxy", httpcaddyfile.After, "encode")
+	// Only to say where a destination goes, instead of "unrecognized directive".
+	httpcaddyfile.RegisterDirective("destination", func(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+		return nil, h.Err(errDestinationInSite)
+	})
 }
+
+const errDestinationInSite = "destination belongs in the global options block: { leadproxy { destination <name> <type> { ... } } }; a site picks destinations with send_to"
 
 // parseGlobal parses the global options block:
 //
@@ -224,6 +230,8 @@ func (hd *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			hd.Forms = append(hd.Forms, rule)
+		case "destination":
+			return d.Err(errDestinationInSite)
 		default:
 			return d.Errf("leadproxy: unknown option %q (want prefix, send_to, inject, api_key, auto, max_body, max_upload, phone_region, charset, audit, form)", opt)
 		}

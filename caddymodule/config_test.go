@@ -95,7 +95,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad selector source", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit .a\n\t\t\tphone selector \"input[\"\n\t\t}"), `form "A": phone: selector "input[" does not compile`},
 		{"unknown source keyword", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit .a\n\t\t\tphone feild Phone\n\t\t}"), `form "A": phone: unknown source "feild": want static, field, selector or js, at Caddyfile:10`},
 		{"form without mechanism", wrap("", "\t\tform \"A\" {\n\t\t\tphone field Phone\n\t\t}"), `form "A": needs submit, click or post, at Caddyfile:8`},
-		{"unknown destination in send_to", wrap("\t\tdestination hook webhook {\n\t\t\turl http://127.0.0.1:9/x\n\t\t}", "\t\tsend_to hook crm"), `send_to: unknown destination "crm" (defined: hook), at Caddyfile:10`},
+		{"unknown destination in send_to", wrap("\t\tdestination hook webhook {\n\t\t\turl http://127.0.0.1:9/x\n\t\t\tsecret {env.HOOK_SECRET}\n\t\t}", "\t\tsend_to hook crm"), `send_to: unknown destination "crm" (defined: hook), at Caddyfile:11`},
 		{"unknown destination in form", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit .a\n\t\t\tsend_to amo\n\t\t}"), `send_to: unknown destination "amo": the global leadproxy block defines none, at Caddyfile:10`},
 		{"unknown destination type", wrap("\t\tdestination x zoho {\n\t\t}", ""), `destination x: unknown type "zoho" (one of amocrm, bitrix24, freshoffice, megaplan, moysklad, retailcrm, roistat, salesforce, uon, webhook), at Caddyfile:3`},
 		{"bad duration", wrap("\t\tretry_for soon", ""), `retry_for: "soon" is not a positive duration (like 72h or 30d), at Caddyfile:3`},
@@ -105,6 +105,10 @@ func TestConfigErrors(t *testing.T) {
 		{"webhook unknown option", wrap("\t\tdestination h webhook {\n\t\t\tsecrett x\n\t\t}", ""), `webhook: unknown option "secrett" (want url, secret, header, base_url, rate, timeout), at Caddyfile:4`},
 		{"bad rate", wrap("\t\tdestination h webhook {\n\t\t\turl http://x/\n\t\t\trate fast\n\t\t}", ""), `rate "fast": want <n>/<duration>, like 7/1s, at Caddyfile:5`},
 		{"bad max_body", wrap("", "\t\tmax_body lots"), `max_body`},
+		{"destination in the site's leadproxy", wrap("", "\t\tdestination amo amocrm {\n\t\t}"), `destination belongs in the global options block: { leadproxy { destination <name> <type> { ... } } }; a site picks destinations with send_to, at Caddyfile:8`},
+		{"destination as a site directive", "example.com {\n\tdestination amo amocrm {\n\t\ttoken t\n\t}\n\trespond ok\n}\n", `destination belongs in the global options block`},
+		{"missing required destination option", wrap("\t\tdestination amo amocrm {\n\t\t\tbase_url https://x.amocrm.ru\n\t\t}", ""), `amocrm: token is required (a long-lived token of a private integration), at Caddyfile:3`},
+		{"stray destination argument", wrap("\t\tdestination amo amocrm stray {\n\t\t\ttoken abc\n\t\t}", ""), `amocrm: unexpected argument "stray"; options go in the block, at Caddyfile:3`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

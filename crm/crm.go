@@ -36,8 +36,8 @@ const DefaultTimeout = 30 * time.Second
 const MaxResponseBody = 1 << 20
 
 // Common holds the options every destination type takes. Embed it in the
-// type's config struct, call UnmarshalOption for each Caddyfile token and
-// Provision from the module's Provision.
+// type's config struct; its options join the type's in its Spec, and the
+// module's Provision calls Provision.
 type Common struct {
 	// BaseURL overrides the CRM's API address: self-hosted ("box")
 	// installs and tests. Each type documents its default.
@@ -51,39 +51,14 @@ type Common struct {
 	client *http.Client
 }
 
-// UnmarshalOption parses base_url, rate and timeout at the dispenser's
-// current token. It reports whether the token was one of them.
-func (c *Common) UnmarshalOption(d *caddyfile.Dispenser) (bool, error) {
-	switch d.Val() {
-	case "base_url":
-		return true, SingleArg(d, &c.BaseURL)
-	case "rate":
-		if err := SingleArg(d, &c.Rate); err != nil {
-			return true, err
-		}
-		if _, _, err := ParseRate(c.Rate); err != nil {
-			return true, d.Err(err.Error())
-		}
-		return true, nil
-	case "timeout":
-		var s string
-		if err := SingleArg(d, &s); err != nil {
-			return true, err
-		}
-		dur, err := caddy.ParseDuration(s)
-		if err != nil {
-			return true, d.Errf("timeout: %v", err)
-		}
-		c.Timeout = caddy.Duration(dur)
-		return true, nil
-	}
-	return false, nil
-}
-
 // Provision resolves placeholders in base_url (falling back to
 // defaultBase) and sets up the HTTP client.
 func (c *Common) Provision(defaultBase string) error {
-	c.BaseURL = strings.TrimRight(Secret(c.BaseURL), "/")
+	base, err := ResolveValue(c.BaseURL)
+	if err != nil {
+		return fmt.Errorf("base_url: %w", err)
+	}
+	c.BaseURL = strings.TrimRight(base, "/")
 	if c.BaseURL == "" {
 		c.BaseURL = strings.TrimRight(defaultBase, "/")
 	}
@@ -112,6 +87,19 @@ func (c *Common) Client() *http.Client {
 		c.client = NewClient(DefaultTimeout)
 	}
 	return c.client
+}
+
+// RateOr is a destination's DefaultRate: the configured rate, else n
+// requests per per, spread over the requests one lead takes (a rate counts
+// requests).
+func (c *Common) RateOr(n int, per time.Duration, requestsPerLead int) (int, time.Duration) {
+	if on, oper, ok := c.RateOverride(); ok {
+		n, per = on, oper
+	}
+	if requestsPerLead > 1 {
+		per *= time.Duration(requestsPerLead)
+	}
+	return n, per
 }
 
 // RateOverride returns the configured rate, if any.
@@ -172,7 +160,9 @@ func SingleArg(d *caddyfile.Dispenser, dst *string) error {
 	return nil
 }
 
-// Secret resolves placeholders such as {env.AMOCRM_TOKEN} in a config value.
+// Secret resolves placeholders such as {env.AMOCRM_TOKEN} in a value read
+// at send time (header and field values). Options are resolved by
+// Spec.Resolve, which also names an unset variable.
 func Secret(s string) string {
 	if !strings.Contains(s, "{") {
 		return s

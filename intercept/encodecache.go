@@ -247,7 +247,7 @@ func (iw *injector) finishTail() {
 // time for a path, a background encoder (one at a time per cache) builds
 // the entry, and from then on the page is held while its bytes are compared
 // and answered with the remembered one at its end (with a Content-Length).
-// Only pages whose encoded body fits in the injector's MaxPrefix are kept.
+// Only pages whose encoded body fits in wholeMax (and MaxPrefix) are kept.
 
 // wholeRecord collects an injected br or zstd page's encoded bytes.
 type wholeRecord struct {
@@ -256,11 +256,14 @@ type wholeRecord struct {
 	tag []byte
 }
 
+// wholeMax bounds a remembered br or zstd page's encoded bytes.
+const wholeMax = 256 << 10
+
 func (r *wholeRecord) add(c []byte, limit int) {
 	if r == nil || r.raw == nil {
 		return
 	}
-	if len(r.raw)+len(c) > limit {
+	if len(r.raw)+len(c) > min(limit, wholeMax) {
 		r.raw = nil // too long to remember
 		return
 	}
@@ -269,7 +272,7 @@ func (r *wholeRecord) add(c []byte, limit int) {
 
 // recordWhole starts recording at the verdict; raw holds the body so far.
 func (iw *injector) recordWhole(ins int, tag []byte) {
-	if iw.cfg.Encoded != nil && (iw.coding == "br" || iw.coding == "zstd") {
+	if iw.cfg.Encoded != nil && (iw.coding == "br" || iw.coding == "zstd") && len(iw.raw) <= wholeMax {
 		iw.rec = &wholeRecord{raw: bytes.Clone(iw.raw), ins: ins, tag: tag}
 	}
 }

@@ -44,8 +44,10 @@ import (
 )
 
 // DefaultMaxPrefix is how much of a page is held while looking for the
-// insertion point when InjectConfig.MaxPrefix is not set.
-const DefaultMaxPrefix = 64 << 10
+// insertion point when InjectConfig.MaxPrefix is not set: enough for the
+// real </head> of the heaviest CMS heads (a WordPress head with inline CSS
+// and JSON-LD is 50-150 KB), a bound on what one response can hold.
+const DefaultMaxPrefix = 512 << 10
 
 // Results passed to InjectConfig.OnResult, besides "skipped_<reason>".
 const (
@@ -111,6 +113,19 @@ func (c *InjectConfig) scanned(cached bool) {
 	}
 }
 
+// scriptPath is ScriptSrc's path, parsed once per process (there is one
+// ScriptSrc per prefix in the config).
+func (c *InjectConfig) scriptPath() string {
+	if p, ok := scriptPaths.Load(c.ScriptSrc); ok {
+		return p.(string)
+	}
+	p := scriptPath(c.ScriptSrc)
+	scriptPaths.Store(c.ScriptSrc, p)
+	return p
+}
+
+var scriptPaths sync.Map // ScriptSrc → its scriptPath
+
 func (c *InjectConfig) maxPrefix() int {
 	if c.MaxPrefix > 0 {
 		return c.MaxPrefix
@@ -175,7 +190,8 @@ type injector struct {
 	length int64  // the upstream's Content-Length of an identity body, or -1
 	scan   pageScan
 
-	held []byte // decoded body bytes held before the verdict
+	held    []byte  // decoded body bytes held before the verdict
+	heldBuf *[]byte // the pooled buffer held lives in
 	raw  []byte // the same, still encoded (only with a coding)
 	out  io.Writer
 	enc  bodyEncoder
@@ -268,7 +284,7 @@ func (iw *injector) responseSkip(code int) string {
 			iw.length = n
 		}
 	}
-	iw.scan = newPageScan(iw.cfg.ScriptSrc, cspNonce(h.Values("Content-Security-Policy")), params["charset"] != "")
+	iw.scan = newPageScan(iw.cfg.scriptPath(), cspNonce(h.Values("Content-Security-Policy")), params["charset"] != "")
 	return ""
 }
 
@@ -371,19 +387,20 @@ func (iw *injector) absorb(p []byte) error {
 		fresh := len(iw.held)
 		data := chunk // no copy when the verdict comes within one write
 		if fresh > 0 {
-			iw.held = append(iw.held, chunk...)
+			iw.hold(chunk)
 			data = iw.held
 		}
 		v := iw.scanHeld(data, fresh)
 		if v == verdictPending {
 			if len(p) == 0 {
 				if fresh == 0 {
-					iw.held = append(iw.held, chunk...)
+					iw.hold(chunk)
 				}
 				iw.peakHeld = max(iw.peakHeld, len(iw.held))
 				return nil
 			}
-			v = iw.scan.force() // MaxPrefix reached
+			v = iw.scan.force() // MaxPrefix reached: the scan ends at the bound
+			iw.cfg.scanned(false)
 		}
 		iw.peakHeld = max(iw.peakHeld, len(data))
 		if err := iw.settle(v, data, false); err != nil {
@@ -460,7 +477,7 @@ func (iw *injector) settle(v pageVerdict, data []byte, atEOF bool) error {
 			_, err = iw.w.Write(data)
 		}
 	}
-	iw.held, iw.raw = nil, nil
+	iw.releaseHeld()
 	if err == nil && iw.flushPending {
 		err = iw.flushOut()
 	}
@@ -497,10 +514,19 @@ func (iw *injector) inject(data []byte, atEOF bool) error {
 	// Write alone (Caddy's encode compresses only when that Write exceeds its
 	// minimum_length or a Content-Length says the body will, so a short
 	// "<html><head>" would leave a chunked page uncompressed).
+	if n := len(data); n > 0 && n == len(iw.held) && &data[0] == &iw.held[0] {
+		// The held buffer is ours: the tag goes in place, with one move.
+		buf := append(iw.held, tag...)
+		copy(buf[ins+len(tag):], buf[ins:n])
+		copy(buf[ins:], tag)
+		iw.held = buf
+		_, err := iw.out.Write(buf)
+		return err
+	}
 	bp := spliceBufs.Get().(*[]byte)
 	buf := append(append(append((*bp)[:0], data[:ins]...), tag...), data[ins:]...)
 	_, err := iw.out.Write(buf)
-	if cap(buf) <= 2*DefaultMaxPrefix {
+	if cap(buf) <= pooledBufMax {
 		*bp = buf[:0]
 		spliceBufs.Put(bp)
 	}
@@ -524,8 +550,34 @@ func (iw *injector) writeInjectedHeader(length int) {
 	iw.w.WriteHeader(iw.status)
 }
 
-// spliceBufs hold the held bytes with the tag spliced in, for one Write.
-var spliceBufs = sync.Pool{New: func() any { b := make([]byte, 0, DefaultMaxPrefix+256); return &b }}
+// spliceBufs hold the first write's bytes with the tag spliced in, for one
+// Write; heldBufs the bytes held over several writes. Buffers that grew past
+// pooledBufMax go back to the garbage collector.
+var (
+	spliceBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+	heldBufs   = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+)
+
+const pooledBufMax = 2 * DefaultMaxPrefix
+
+// hold appends p to the held bytes, in a pooled buffer.
+func (iw *injector) hold(p []byte) {
+	if iw.heldBuf == nil {
+		iw.heldBuf = heldBufs.Get().(*[]byte)
+		iw.held = (*iw.heldBuf)[:0]
+	}
+	iw.held = append(iw.held, p...)
+}
+
+// releaseHeld drops the held bytes (decoded and encoded), returning their
+// buffer to the pool: nothing may use them after.
+func (iw *injector) releaseHeld() {
+	if iw.heldBuf != nil && cap(iw.held) <= pooledBufMax {
+		*iw.heldBuf = iw.held[:0]
+		heldBufs.Put(iw.heldBuf)
+	}
+	iw.heldBuf, iw.held, iw.raw = nil, nil, nil
+}
 
 func (iw *injector) finish() error {
 	if iw.finished {

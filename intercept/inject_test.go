@@ -958,7 +958,7 @@ func randomPage(seed int64, n int) []byte {
 // TestInjectEncodedOneWrite: an encoded body larger than MaxPrefix written
 // in one call is still injected, holding no more than MaxPrefix of it.
 func TestInjectEncodedOneWrite(t *testing.T) {
-	page := randomPage(3, 30000)
+	page := randomPage(3, 45000)
 	for _, coding := range []string{"gzip", "br", "zstd"} {
 		sent := encode(t, coding, page)
 		if len(sent) <= DefaultMaxPrefix {

@@ -16,23 +16,30 @@ import (
 // and without it); it saves the tokenizer's run over the head of a page
 // served again, which is most of the injection's cost.
 //
-// The first VerdictCacheExact bytes are kept and compared as they are; a
-// longer head (inline CSS, JSON-LD: tens of KB on many sites) is compared
-// past them by a 64-bit hash under a random per-process seed. While the
+// A head is kept and compared as it is, up to VerdictCacheExactMax bytes
+// while the kept heads of all paths stay within VerdictCacheExactBudget
+// (a byte comparison costs a third of a hash); past either bound the first
+// VerdictCacheExact bytes are kept as they are and the rest of the head
+// (inline CSS, JSON-LD: tens of KB on many sites) is compared by a 64-bit
+// hash under a random per-process seed. While the
 // bytes that arrived match, the response is held a little longer, as the
 // scan would have held it. A page whose head differs per request (a CSRF
 // token, a user's name) misses and is scanned as usual. At most
-// VerdictCacheMaxPaths paths are kept, in memory only: 4 MiB at worst.
+// VerdictCacheMaxPaths paths are kept, in memory only: 12 MiB at worst.
 type VerdictCache struct {
-	seed maphash.Seed
-	mu   sync.RWMutex
-	m    map[string]*cachedVerdict // by path
+	seed  maphash.Seed
+	mu    sync.RWMutex
+	m     map[string]*cachedVerdict // by path
+	exact int                       // bytes kept as they are over VerdictCacheExact, all paths
+	budget int                      // VerdictCacheExactBudget (tests set less)
 }
 
 // Bounds of a VerdictCache.
 const (
-	VerdictCacheMaxPaths = 1024
-	VerdictCacheExact    = 4 << 10
+	VerdictCacheMaxPaths    = 1024
+	VerdictCacheExact       = 4 << 10
+	VerdictCacheExactMax    = 256 << 10
+	VerdictCacheExactBudget = 8 << 20
 )
 
 // Why the bytes up to the end of the last token read are enough: the
@@ -66,7 +73,7 @@ const (
 // NewVerdictCache returns an empty cache, to share between the responses of
 // one InjectConfig.
 func NewVerdictCache() *VerdictCache {
-	return &VerdictCache{seed: maphash.MakeSeed(), m: map[string]*cachedVerdict{}}
+	return &VerdictCache{seed: maphash.MakeSeed(), m: map[string]*cachedVerdict{}, budget: VerdictCacheExactBudget}
 }
 
 // entry returns the remembered page of path if it was scanned under the
@@ -111,19 +118,42 @@ func (c *VerdictCache) remember(path string, data []byte, s *pageScan, v pageVer
 	}
 	n := min(len(data), s.read)
 	c.mu.RLock()
-	_, known := c.m[path]
+	old, known := c.m[path]
 	full := len(c.m) >= VerdictCacheMaxPaths
+	room := c.budget - c.exact
 	c.mu.RUnlock()
 	if full && !known {
 		return
 	}
-	e := &cachedVerdict{n: n, exact: bytes.Clone(data[:min(n, VerdictCacheExact)]), scan: *s, verdict: v}
+	if known {
+		room += old.extra()
+	}
+	keep := min(n, VerdictCacheExact)
+	if n <= VerdictCacheExactMax && n-VerdictCacheExact <= room {
+		keep = n
+	}
+	e := &cachedVerdict{n: n, exact: bytes.Clone(data[:keep]), scan: *s, verdict: v}
 	if n > len(e.exact) {
 		e.sum = maphash.Bytes(c.seed, data[:n])
 	}
 	c.mu.Lock()
-	if _, known := c.m[path]; known || len(c.m) < VerdictCacheMaxPaths {
+	old, known = c.m[path]
+	switch {
+	case !known && len(c.m) >= VerdictCacheMaxPaths:
+	case c.exact-old.extra()+e.extra() > c.budget:
+		// Another response filled the budget meanwhile: keep the head
+		// hashed instead (rare; the next scan of the path may keep it).
+	default:
+		c.exact += e.extra() - old.extra()
 		c.m[path] = e
 	}
 	c.mu.Unlock()
+}
+
+// extra is how many kept bytes e has over VerdictCacheExact.
+func (e *cachedVerdict) extra() int {
+	if e == nil {
+		return 0
+	}
+	return max(0, len(e.exact)-VerdictCacheExact)
 }

@@ -196,22 +196,50 @@ func TestVerdictCacheBounds(t *testing.T) {
 
 // TestVerdictCacheLongHead: a head longer than VerdictCacheExact, written in
 // pieces, is a hit when the same again, and a miss when one byte past the
-// exact part differs; the response is held until the bytes decide.
+// first 4 KiB differs; the response is held until the bytes decide. Both
+// ways a long head is kept: as it is, and hashed once the budget for heads
+// kept as they are is spent.
 func TestVerdictCacheLongHead(t *testing.T) {
 	head := "<!DOCTYPE html><html><head><style>" + strings.Repeat("p { color: red }\n", 1000) + "</style>"
 	page := []byte(head + "<title>x</title></head><body>" + strings.Repeat("<p>body</p>", 100))
-	cfg, fromCache := cachedConfig()
-	for _, chunk := range []int{0, 1000, 4096, 5000, 0} {
-		sameWithCache(t, cfg, "/", cacheCase{page: page, chunk: chunk})
+	for _, budget := range []int{VerdictCacheExactBudget, 0} {
+		cfg, fromCache := cachedConfig()
+		cfg.Verdicts.budget = budget
+		for _, chunk := range []int{0, 1000, 4096, 5000, 0} {
+			sameWithCache(t, cfg, "/", cacheCase{page: page, chunk: chunk})
+		}
+		if h := fromCache.Load(); h != 4 {
+			t.Fatalf("budget %d: %d hits, want 4", budget, h)
+		}
+		e := cfg.Verdicts.m["/"]
+		if hashed := e.sum != 0; hashed != (budget == 0) || cfg.Verdicts.exact != e.extra() {
+			t.Fatalf("budget %d: kept %d bytes as they are (%d counted), hashed %v", budget, len(e.exact), cfg.Verdicts.exact, hashed)
+		}
+		changed := bytes.Clone(page)
+		changed[len(head)+2] = 'T' // <Title>: the same tokens, other bytes
+		sameWithCache(t, cfg, "/", cacheCase{page: changed, chunk: 3000})
+		if h := fromCache.Load(); h != 4 {
+			t.Fatalf("budget %d: a head that differs past the first 4 KiB was a hit", budget)
+		}
 	}
-	if h := fromCache.Load(); h != 4 {
-		t.Fatalf("%d hits, want 4", h)
+}
+
+// TestVerdictCacheExactBudget: heads kept as they are stay within the
+// budget, counted right as paths are replaced.
+func TestVerdictCacheExactBudget(t *testing.T) {
+	c := NewVerdictCache()
+	c.budget = 100 << 10
+	cfg := InjectConfig{Verdicts: c}
+	head := "<!DOCTYPE html><html><head><style>" + strings.Repeat("p { color: red }\n", 2000) + "</style></head><body>"
+	for i := range 10 {
+		sameWithCache(t, cfg, fmt.Sprintf("/%d", i%6), cacheCase{page: []byte(head + strings.Repeat("x", i))})
 	}
-	changed := bytes.Clone(page)
-	changed[len(head)+2] = 'T' // <Title>: the same tokens, other bytes
-	sameWithCache(t, cfg, "/", cacheCase{page: changed, chunk: 3000})
-	if h := fromCache.Load(); h != 4 {
-		t.Fatalf("a head that differs past the exact bytes was a hit")
+	sum := 0
+	for _, e := range c.m {
+		sum += e.extra()
+	}
+	if sum != c.exact || c.exact > c.budget || c.exact == 0 {
+		t.Fatalf("kept %d bytes over the first 4 KiB, counted %d, budget %d", sum, c.exact, c.budget)
 	}
 }
 

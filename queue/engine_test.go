@@ -436,6 +436,9 @@ func TestUnconfiguredDestination(t *testing.T) {
 	waitFor(t, "marked not configured", func() bool {
 		return deliveryOf(t, s, l.ID, "bitrix").LastError == errNotConfigured
 	})
+	// The queue depth counts amo's delivery until it is done: wait for that
+	// event, or the check below races it.
+	waitFor(t, "amo delivered", statusIs(t, s, l.ID, "amo", lead.StatusDelivered))
 	d := deliveryOf(t, s, l.ID, "bitrix")
 	if d.Status != lead.StatusPending || d.Attempts != 0 || d.NextAt != nil {
 		t.Fatalf("%+v", d)

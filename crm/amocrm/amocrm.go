@@ -32,10 +32,8 @@
 package amocrm
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -103,31 +101,24 @@ func (AmoCRM) CaddyModule() caddy.ModuleInfo {
 // Provision resolves placeholders and checks the required options.
 func (a *AmoCRM) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	if err := a.Spec().Resolve(); err != nil {
+		return err
+	}
 	if err := a.Common.Provision(""); err != nil {
 		return fmt.Errorf("amocrm: %w", err)
-	}
-	if a.BaseURL == "" {
-		return errors.New("amocrm: base_url is required (https://<subdomain>.amocrm.ru or https://<subdomain>.kommo.com)")
 	}
 	if u, _ := url.Parse(a.BaseURL); strings.HasPrefix(u.Hostname(), "www.") {
 		return fmt.Errorf("amocrm: base_url %q: use the account's own address (https://<subdomain>.amocrm.ru), not www", a.BaseURL)
 	}
 	// A token pasted with its scheme still works.
-	a.token = strings.TrimSpace(strings.TrimPrefix(crm.Secret(a.Token), "Bearer "))
-	if a.token == "" {
-		return errors.New("amocrm: token is required (a long-lived token of a private integration)")
-	}
+	a.token = strings.TrimSpace(strings.TrimPrefix(a.token, "Bearer "))
 	return nil
 }
 
 // DefaultRate is amoCRM's 7 requests per second (or the configured rate,
 // which also counts requests), spread over the two requests a lead takes.
 func (a *AmoCRM) DefaultRate() (int, time.Duration) {
-	n, per, ok := a.RateOverride()
-	if !ok {
-		n, per = RequestsPerSecond, time.Second
-	}
-	return n, per * requestsPerLead
+	return a.RateOr(RequestsPerSecond, time.Second, requestsPerLead)
 }
 
 // Send creates the lead with its contact, then adds the note.
@@ -177,18 +168,7 @@ func (a *AmoCRM) log() *zap.Logger {
 
 // post sends one JSON request to the account.
 func (a *AmoCRM) post(ctx context.Context, path string, v any) (*crm.Response, error) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return nil, lead.Permanent(0, "amocrm: encode request: "+err.Error())
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.BaseURL+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, lead.Permanent(0, "amocrm: build request: "+err.Error())
-	}
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	return crm.Do(a.Client(), req)
+	return crm.DoJSON(ctx, a.Client(), http.MethodPost, a.BaseURL+path, v, crm.Bearer(a.token))
 }
 
 // Request bodies, as the reference shows them.
@@ -242,7 +222,7 @@ var utmCodes = []struct{ key, code string }{
 // complexLead builds the create request and the note text.
 func (a *AmoCRM) complexLead(l *lead.Lead) (complexLead, string) {
 	cl := complexLead{
-		Name:              firstOf(l.Title, l.Form, "Заявка с сайта"),
+		Name:              crm.FirstNonEmpty(l.Title, l.Form, "Заявка с сайта"),
 		PipelineID:        a.PipelineID,
 		StatusID:          a.StatusID,
 		ResponsibleUserID: a.ResponsibleUserID,
@@ -258,8 +238,9 @@ func (a *AmoCRM) complexLead(l *lead.Lead) (complexLead, string) {
 		ok := true
 		switch strings.ToLower(k) {
 		case "price":
-			var p int64
-			if p, ok = parseAmount(v); ok {
+			var f float64
+			if f, ok = crm.ParseAmount(v); ok {
+				p := int64(math.Round(f)) // amoCRM's price is a whole number
 				cl.Price = &p
 			}
 		case "status_id":
@@ -269,7 +250,7 @@ func (a *AmoCRM) complexLead(l *lead.Lead) (complexLead, string) {
 		case "responsible_user_id":
 			ok = parseID(v, &cl.ResponsibleUserID)
 		case "tags":
-			tags = append(tags, strings.Split(v, ",")...)
+			tags = append(tags, v)
 		default:
 			var id int64
 			if ok = parseID(k, &id) && len(cl.CustomFieldsValues) < MaxCustomFields; ok {
@@ -314,56 +295,22 @@ func contactOf(l *lead.Lead) (contact, bool) {
 	return c, c.FirstName != "" || len(c.CustomFieldsValues) > 0
 }
 
-// tagList trims, drops empty and repeated names.
+// tagList is the tags of a comma list, trimmed, without empty and repeated names.
 func tagList(names []string) []tag {
 	var out []tag
-	seen := map[string]bool{}
-	for _, n := range names {
-		n = strings.TrimSpace(n)
-		if n != "" && !seen[n] {
-			seen[n] = true
-			out = append(out, tag{Name: n})
-		}
+	for _, n := range crm.SplitList(names...) {
+		out = append(out, tag{Name: n})
 	}
 	return out
 }
 
-func firstOf(s ...string) string {
-	for _, v := range s {
-		if strings.TrimSpace(v) != "" {
-			return v
-		}
-	}
-	return ""
-}
-
 // parseID reads a positive integer id into dst.
 func parseID(s string, dst *int64) bool {
-	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil || n <= 0 {
-		return false
+	n, ok := crm.ParseID(s)
+	if ok {
+		*dst = n
 	}
-	*dst = n
-	return true
-}
-
-// parseAmount reads a budget as people type it ("10 000", "1500,50") and
-// rounds it: amoCRM's price is a whole number.
-func parseAmount(s string) (int64, bool) {
-	s = strings.Map(func(r rune) rune {
-		switch r {
-		case ' ', '\u00a0', '\u202f', '\'':
-			return -1
-		case ',':
-			return '.'
-		}
-		return r
-	}, s)
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) || f > math.MaxInt64/2 {
-		return 0, false
-	}
-	return int64(math.Round(f)), true
+	return ok
 }
 
 // problem is amoCRM's error body (application/problem+json).

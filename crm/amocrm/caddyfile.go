@@ -1,14 +1,12 @@
 package amocrm
 
 import (
-	"strings"
-
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/leadproxy/leadproxy/crm"
 )
 
-// UnmarshalCaddyfile parses
+// Spec declares the options of
 //
 //	destination <name> amocrm {
 //		base_url            https://<subdomain>.amocrm.ru
@@ -19,44 +17,16 @@ import (
 //		tags                <tag>...
 //		rate | timeout ...
 //	}
-func (a *AmoCRM) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // type name
-	for d.NextBlock(0) {
-		if ok, err := a.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		switch d.Val() {
-		case "token":
-			if err := crm.SingleArg(d, &a.Token); err != nil {
-				return err
-			}
-		case "pipeline_id":
-			if err := crm.IDArg(d, &a.PipelineID, "an amoCRM id"); err != nil {
-				return err
-			}
-		case "status_id":
-			if err := crm.IDArg(d, &a.StatusID, "an amoCRM id"); err != nil {
-				return err
-			}
-		case "responsible_user_id":
-			if err := crm.IDArg(d, &a.ResponsibleUserID, "an amoCRM id"); err != nil {
-				return err
-			}
-		case "tags":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.Err("tags: missing value")
-			}
-			// "tags a b" and "tags "a, b"" both read as two tags.
-			for _, arg := range args {
-				a.Tags = append(a.Tags, strings.Split(arg, ",")...)
-			}
-		default:
-			return d.Errf("amocrm: unknown option %q (want base_url, token, pipeline_id, status_id, responsible_user_id, tags, rate, timeout)", d.Val())
-		}
-	}
-	return nil
+func (a *AmoCRM) Spec() crm.Spec {
+	return crm.Spec{Type: "amocrm", Common: &a.Common, IDName: "an amoCRM id", Options: []crm.Option{
+		{Name: "base_url", Required: true, Doc: "https://<subdomain>.amocrm.ru or https://<subdomain>.kommo.com"},
+		{Name: "token", Kind: crm.SecretText, Target: &a.Token, Into: &a.token, Required: true, Doc: "a long-lived token of a private integration"},
+		{Name: "pipeline_id", Kind: crm.ID, Target: &a.PipelineID, Default: "the main pipeline"},
+		{Name: "status_id", Kind: crm.ID, Target: &a.StatusID, Default: "the pipeline's first"},
+		{Name: "responsible_user_id", Kind: crm.ID, Target: &a.ResponsibleUserID, Default: "the token's user"},
+		{Name: "tags", Kind: crm.List, Target: &a.Tags, Default: "none"},
+	}}
 }
+
+// UnmarshalCaddyfile parses the block declared by Spec.
+func (a *AmoCRM) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return a.Spec().Parse(d) }

@@ -40,7 +40,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -85,6 +84,7 @@ type Bitrix24 struct {
 	// STAGE_ID, ASSIGNED_BY_ID); a form's `crm` keys override them.
 	Fields map[string]string `json:"fields,omitempty"`
 
+	webhook  string // WebhookURL resolved
 	endpoint string // ends with "/"
 	logger   *zap.Logger
 	pending  *pendingContacts
@@ -113,13 +113,13 @@ var (
 // Provision resolves the webhook URL and checks the options.
 func (b *Bitrix24) Provision(ctx caddy.Context) error {
 	b.logger = ctx.Logger()
+	if err := b.Spec().Resolve(); err != nil {
+		return err
+	}
 	if err := b.Common.Provision(""); err != nil {
 		return fmt.Errorf("bitrix24: %w", err)
 	}
-	raw := strings.TrimSpace(crm.Secret(b.WebhookURL))
-	if raw == "" {
-		return errors.New("bitrix24: webhook_url is required (https://<portal>/rest/<user>/<code>/)")
-	}
+	raw := strings.TrimSpace(b.webhook)
 	u, err := url.Parse(raw)
 	var m []string
 	if err == nil {
@@ -139,16 +139,13 @@ func (b *Bitrix24) Provision(ctx caddy.Context) error {
 	if !strings.HasSuffix(b.endpoint, "/") {
 		b.endpoint += "/"
 	}
-	b.Entity = strings.ToLower(strings.TrimSpace(b.Entity))
-	switch b.Entity {
-	case EntityLead, EntityDeal:
-	case "":
-		return errors.New("bitrix24: entity is required (lead or deal)")
-	default:
-		return fmt.Errorf("bitrix24: entity %q: want lead or deal", b.Entity)
+	entity, err := checkEntity(b.Entity)
+	if err != nil {
+		return fmt.Errorf("bitrix24: entity %w", err)
 	}
+	b.Entity = entity
 	for k := range b.Fields {
-		if !fieldName.MatchString(strings.ToUpper(k)) {
+		if _, err := checkField(k); err != nil {
 			return fmt.Errorf("bitrix24: field %q: not a Bitrix24 field name (like UF_CRM_1425989455 or CATEGORY_ID)", k)
 		}
 	}
@@ -172,14 +169,11 @@ func redact(raw string) string {
 // rate, which also counts requests), spread over the requests one lead
 // takes: one for a lead, two for a contact and deal.
 func (b *Bitrix24) DefaultRate() (int, time.Duration) {
-	n, per, ok := b.RateOverride()
-	if !ok {
-		n, per = RequestsPerSecond, time.Second
-	}
+	perLead := 1
 	if b.Entity == EntityDeal {
-		per *= 2
+		perLead = 2
 	}
-	return n, per
+	return b.RateOr(RequestsPerSecond, time.Second, perLead)
 }
 
 // Send creates the lead, or the contact and the deal, and returns the
@@ -238,7 +232,7 @@ func (b *Bitrix24) Send(ctx context.Context, l *lead.Lead) (string, error) {
 // for the found contact's manager.
 func (b *Bitrix24) fields(l *lead.Lead) (map[string]any, bool) {
 	f := map[string]any{
-		"TITLE":         firstOf(l.Title, l.Form, "Заявка с сайта"),
+		"TITLE":         crm.FirstNonEmpty(l.Title, l.Form, "Заявка с сайта"),
 		"SOURCE_ID":     "WEB",
 		"ORIGINATOR_ID": "leadproxy",
 		"ORIGIN_ID":     l.ID,
@@ -363,7 +357,7 @@ func (b *Bitrix24) add(ctx context.Context, method string, fields map[string]any
 	if err := b.call(ctx, method, params, &id); err != nil {
 		return "", fmt.Errorf("bitrix24: %w", err)
 	}
-	if n, err := strconv.ParseInt(id.String(), 10, 64); err != nil || n <= 0 {
+	if _, ok := crm.ParseID(id.String()); !ok {
 		return "", fmt.Errorf("bitrix24: %s: result %q is not an id", method, id)
 	}
 	return id.String(), nil
@@ -390,17 +384,7 @@ var (
 
 // call posts params as JSON to method and decodes result into out.
 func (b *Bitrix24) call(ctx context.Context, method string, params, out any) error {
-	body, err := json.Marshal(params)
-	if err != nil {
-		return lead.Permanent(0, method+": encode request: "+err.Error())
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.endpoint+method+".json", bytes.NewReader(body))
-	if err != nil {
-		return lead.Permanent(0, method+": build request: "+err.Error())
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	resp, err := crm.Do(b.Client(), req)
+	resp, err := crm.DoJSON(ctx, b.Client(), http.MethodPost, b.endpoint+method+".json", params, http.Header{"Accept": {crm.ContentJSON}})
 	if err != nil {
 		var se *lead.SendError
 		if errors.As(err, &se) {
@@ -481,15 +465,6 @@ func (b *Bitrix24) log() *zap.Logger {
 		return zap.NewNop()
 	}
 	return b.logger
-}
-
-func firstOf(s ...string) string {
-	for _, v := range s {
-		if strings.TrimSpace(v) != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // Interface guards

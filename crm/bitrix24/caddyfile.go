@@ -1,6 +1,7 @@
 package bitrix24
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -8,7 +9,7 @@ import (
 	"github.com/leadproxy/leadproxy/crm"
 )
 
-// UnmarshalCaddyfile parses
+// Spec declares the options of
 //
 //	destination <name> bitrix24 [<webhook_url>] {
 //		webhook_url https://<portal>/rest/<user>/<code>/
@@ -16,48 +17,31 @@ import (
 //		field       <NAME> <value>    # any number
 //		base_url | rate | timeout ...
 //	}
-func (b *Bitrix24) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // type name
-	if d.NextArg() {
-		b.WebhookURL = d.Val()
+func (b *Bitrix24) Spec() crm.Spec {
+	return crm.Spec{Type: "bitrix24", Common: &b.Common, Options: []crm.Option{
+		{Name: "webhook_url", Kind: crm.SecretText, Target: &b.WebhookURL, Into: &b.webhook, Required: true, Inline: true,
+			Doc: "https://<portal>/rest/<user>/<code>/"},
+		{Name: "entity", Target: &b.Entity, Required: true, Doc: "lead or deal", Check: checkEntity},
+		{Name: "field", Kind: crm.Pairs, Target: &b.Fields, Default: "none", Shape: "<NAME> <value>, like field CATEGORY_ID 3", Check: checkField},
+		{Name: "base_url", Default: "the webhook's address"},
+	}}
+}
+
+// UnmarshalCaddyfile parses the block declared by Spec.
+func (b *Bitrix24) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return b.Spec().Parse(d) }
+
+func checkEntity(v string) (string, error) {
+	e := strings.ToLower(strings.TrimSpace(v))
+	if e != EntityLead && e != EntityDeal {
+		return "", fmt.Errorf("%q: want lead or deal", v)
 	}
-	for d.NextBlock(0) {
-		if ok, err := b.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		switch d.Val() {
-		case "webhook_url":
-			if err := crm.SingleArg(d, &b.WebhookURL); err != nil {
-				return err
-			}
-		case "entity":
-			if err := crm.SingleArg(d, &b.Entity); err != nil {
-				return err
-			}
-			e := strings.ToLower(b.Entity)
-			if e != EntityLead && e != EntityDeal {
-				return d.Errf("entity: %q: want lead or deal", b.Entity)
-			}
-			b.Entity = e
-		case "field":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return d.Err("field: want <NAME> <value>, like field CATEGORY_ID 3")
-			}
-			name := strings.ToUpper(args[0])
-			if !fieldName.MatchString(name) {
-				return d.Errf("field: %q is not a Bitrix24 field name (like UF_CRM_1425989455 or CATEGORY_ID)", args[0])
-			}
-			if b.Fields == nil {
-				b.Fields = map[string]string{}
-			}
-			b.Fields[name] = args[1]
-		default:
-			return d.Errf("bitrix24: unknown option %q (want webhook_url, entity, field, base_url, rate, timeout)", d.Val())
-		}
+	return e, nil
+}
+
+func checkField(k string) (string, error) {
+	name := strings.ToUpper(k)
+	if !fieldName.MatchString(name) {
+		return "", fmt.Errorf("%q is not a Bitrix24 field name (like UF_CRM_1425989455 or CATEGORY_ID)", k)
 	}
-	return nil
+	return name, nil
 }

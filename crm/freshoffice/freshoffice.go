@@ -27,7 +27,6 @@
 package freshoffice
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -124,62 +123,15 @@ func (FreshOffice) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// UnmarshalCaddyfile parses
-//
-//	destination <name> freshoffice {
-//		token     <token>
-//		manager   <user id>
-//		deal_type <type id>
-//		status    <status id>
-//		company   <contractor id>
-//		timezone  <IANA zone>
-//		base_url | rate | timeout ...
-//	}
-func (f *FreshOffice) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // type name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		if ok, err := f.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		var err error
-		switch d.Val() {
-		case "token":
-			err = crm.SingleArg(d, &f.Token)
-		case "timezone":
-			err = crm.SingleArg(d, &f.Timezone)
-		case "manager":
-			err = crm.IDArg(d, &f.Manager, "a FreshOffice id")
-		case "deal_type":
-			err = crm.IDArg(d, &f.DealType, "a FreshOffice id")
-		case "status":
-			err = crm.IDArg(d, &f.Status, "a FreshOffice id")
-		case "company":
-			err = crm.IDArg(d, &f.Company, "a FreshOffice id")
-		default:
-			return d.Errf("freshoffice: unknown option %q (want token, manager, deal_type, status, company, timezone, base_url, rate, timeout)", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // Provision resolves placeholders and checks the required options.
 func (f *FreshOffice) Provision(caddy.Context) error {
+	if err := f.Spec().Resolve(); err != nil {
+		return err
+	}
 	if err := f.Common.Provision(DefaultBaseURL); err != nil {
 		return fmt.Errorf("freshoffice: %w", err)
 	}
-	f.token = strings.TrimSpace(crm.Secret(f.Token))
-	if f.token == "" {
-		return errors.New("freshoffice: token is required")
-	}
+	f.token = strings.TrimSpace(f.token)
 	if f.Manager <= 0 {
 		return errors.New("freshoffice: manager is required (the user_id deals are assigned to)")
 	}
@@ -202,12 +154,7 @@ func (f *FreshOffice) Provision(caddy.Context) error {
 }
 
 // DefaultRate: FreshOffice documents no limit; 3/s is a cautious guess.
-func (f *FreshOffice) DefaultRate() (int, time.Duration) {
-	if n, per, ok := f.RateOverride(); ok {
-		return n, per
-	}
-	return 3, time.Second
-}
+func (f *FreshOffice) DefaultRate() (int, time.Duration) { return f.RateOr(3, time.Second, 1) }
 
 // roistatKeys maps the crm keys of Roistat's help page for FreshOffice to
 // API 2.0 fields; every one of them is numeric.
@@ -341,18 +288,7 @@ func (f *FreshOffice) contractor(ctx context.Context, l *lead.Lead, phone string
 // insert posts one object and reads FreshOffice's standard answer, returning
 // the new id (from value) and the HTTP status.
 func (f *FreshOffice) insert(ctx context.Context, path string, obj map[string]any) (string, int, error) {
-	body, err := json.Marshal(obj)
-	if err != nil {
-		return "", 0, lead.Permanent(0, "encode request: "+err.Error())
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.BaseURL+path, bytes.NewReader(body))
-	if err != nil {
-		return "", 0, lead.Permanent(0, "build request: "+err.Error())
-	}
-	req.Header.Set("Authorization", "Bearer "+f.token)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	resp, err := crm.Do(f.Client(), req)
+	resp, err := crm.DoJSON(ctx, f.Client(), http.MethodPost, f.BaseURL+path, obj, crm.Bearer(f.token))
 	if err != nil {
 		return "", 0, err
 	}

@@ -261,17 +261,6 @@ func TestFakeRejectsBadDeal(t *testing.T) {
 	}
 }
 
-func TestNetworkErrorRetryable(t *testing.T) {
-	f := &FreshOffice{Common: crm.Common{BaseURL: "http://127.0.0.1:1"}, Token: "t", Manager: 1}
-	if err := f.Provision(caddy.Context{}); err != nil {
-		t.Fatal(err)
-	}
-	_, err := f.Send(context.Background(), sample())
-	if err == nil || lead.IsPermanent(err) {
-		t.Fatalf("want a retryable error, got %v", err)
-	}
-}
-
 // The answer shapes the [U] reference leaves open.
 func TestReadAnswer(t *testing.T) {
 	cases := []struct {
@@ -306,55 +295,11 @@ func TestReadAnswer(t *testing.T) {
 	}
 }
 
-func TestCaddyfile(t *testing.T) {
-	var f FreshOffice
-	in := `freshoffice {
-		token     {env.FO_TOKEN}
-		manager   37
-		deal_type 2
-		status    5
-		company   900
-		timezone  Asia/Novosibirsk
-		base_url  https://fo.example.com
-		rate      2/1s
-		timeout   10s
-	}`
-	if err := f.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err != nil {
-		t.Fatal(err)
-	}
-	if f.Token != "{env.FO_TOKEN}" || f.Manager != 37 || f.DealType != 2 || f.Status != 5 || f.Company != 900 ||
-		f.Timezone != "Asia/Novosibirsk" || f.BaseURL != "https://fo.example.com" || f.Rate != "2/1s" || time.Duration(f.Timeout) != 10*time.Second {
-		t.Fatalf("parsed %+v", f)
-	}
-
-	bad := map[string]string{
-		"freshoffice {\n bogus 1\n}":              `unknown option "bogus" (want token, manager, deal_type, status, company, timezone, base_url, rate, timeout)`,
-		"freshoffice {\n manager abc\n}":          `manager: "abc" is not a FreshOffice id`,
-		"freshoffice {\n status 0\n}":             `status: "0" is not a FreshOffice id`,
-		"freshoffice {\n token\n}":                "token: missing value",
-		"freshoffice {\n token a b\n}":            `token: one value expected, got also "b"`,
-		"freshoffice {\n rate fast\n}":            `rate "fast"`,
-		"freshoffice {\n timeout soon\n}":         "timeout:",
-		"freshoffice extra {\n token t\n}":        "wrong argument count",
-		"freshoffice {\n base_url a b\n token\n}": "base_url: one value expected",
-	}
-	for in, want := range bad {
-		var f FreshOffice
-		err := f.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in))
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%q: error %v, want %q", in, err, want)
-		}
-	}
-}
-
 func TestProvisionErrors(t *testing.T) {
 	cases := []struct {
 		f    FreshOffice
 		want string
 	}{
-		{FreshOffice{Manager: 1}, "freshoffice: token is required"},
-		{FreshOffice{Token: "{env.LEADPROXY_TEST_UNSET}", Manager: 1}, "freshoffice: token is required"},
-		{FreshOffice{Token: "t"}, "freshoffice: manager is required"},
 		{FreshOffice{Token: "t", Manager: 1, Timezone: "Mars/Olympus"}, "freshoffice: timezone"},
 		{FreshOffice{Common: crm.Common{BaseURL: "ftp://fo.example.com"}, Token: "t", Manager: 1}, "freshoffice: base_url"},
 	}
@@ -384,16 +329,5 @@ func TestTokenFromEnv(t *testing.T) {
 	}
 	if _, err := f.Send(context.Background(), sample()); err != nil {
 		t.Fatalf("token from env not used: %v", err)
-	}
-}
-
-func TestDefaultRate(t *testing.T) {
-	f := FreshOffice{Token: "t", Manager: 1}
-	if n, per := f.DefaultRate(); n != 3 || per != time.Second {
-		t.Errorf("default %d/%v", n, per)
-	}
-	f.Rate = "1/2s"
-	if n, per := f.DefaultRate(); n != 1 || per != 2*time.Second {
-		t.Errorf("override %d/%v", n, per)
 	}
 }

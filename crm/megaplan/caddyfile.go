@@ -1,12 +1,14 @@
 package megaplan
 
 import (
+	"errors"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/leadproxy/leadproxy/crm"
 )
 
-// UnmarshalCaddyfile parses
+// Spec declares the options of
 //
 //	destination <name> megaplan {
 //		base_url  https://<account>.megaplan.ru
@@ -19,50 +21,30 @@ import (
 //		utm_field <source|medium|campaign|term|content> <deal field>
 //		rate | timeout ...
 //	}
-func (m *Megaplan) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // type name
-	if d.NextArg() {
-		return d.Errf("megaplan: unexpected argument %q; options go in the block", d.Val())
-	}
-	for d.NextBlock(0) {
-		if ok, err := m.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			continue
+func (m *Megaplan) Spec() crm.Spec {
+	return crm.Spec{Type: "megaplan", Common: &m.Common, IDName: "a Megaplan id", Options: []crm.Option{
+		{Name: "base_url", Required: true, Doc: "https://<account>.megaplan.ru"},
+		{Name: "token", Kind: crm.SecretText, Target: &m.Token, Into: &m.token, Doc: "a long-lived API token; or login and password"},
+		{Name: "login", Kind: crm.SecretText, Target: &m.Login, Into: &m.login, Doc: "the user deals are created as"},
+		{Name: "password", Kind: crm.SecretText, Target: &m.Password, Into: &m.password},
+		{Name: "program", Kind: crm.ID, Target: &m.Program, Required: true, Doc: "the id of the deal scheme"},
+		{Name: "manager", Kind: crm.ID, Target: &m.Manager, Default: "Megaplan's default"},
+		{Name: "currency", Target: &m.Currency, Default: "the account's main currency"},
+		{Name: "utm_field", Kind: crm.Pairs, Target: &m.UTMFields, Default: "none", Shape: "<utm key> <deal field>", Check: checkUTMKey},
+	}, Check: func(has func(string) bool) error {
+		switch {
+		case has("login") && !has("password"):
+			return errors.New("login needs password")
+		case has("password") && !has("login"):
+			return errors.New("password needs login")
+		case !has("token") && !has("login"):
+			return errors.New("token or login + password is required")
 		}
-		var err error
-		switch d.Val() {
-		case "token":
-			err = crm.SingleArg(d, &m.Token)
-		case "login":
-			err = crm.SingleArg(d, &m.Login)
-		case "password":
-			err = crm.SingleArg(d, &m.Password)
-		case "currency":
-			err = crm.SingleArg(d, &m.Currency)
-		case "program":
-			err = crm.IDArg(d, &m.Program, "a Megaplan id")
-		case "manager":
-			err = crm.IDArg(d, &m.Manager, "a Megaplan id")
-		case "utm_field":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return d.Err("utm_field: want <utm key> <deal field>")
-			}
-			if err := crm.CheckUTMKey(args[0]); err != nil {
-				return d.Errf("utm_field: %v", err)
-			}
-			if m.UTMFields == nil {
-				m.UTMFields = map[string]string{}
-			}
-			m.UTMFields[args[0]] = args[1]
-		default:
-			return d.Errf("megaplan: unknown option %q (want base_url, token, login, password, program, manager, currency, utm_field, rate, timeout)", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return nil
+	}}
 }
+
+// UnmarshalCaddyfile parses the block declared by Spec.
+func (m *Megaplan) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return m.Spec().Parse(d) }
+
+func checkUTMKey(k string) (string, error) { return k, crm.CheckUTMKey(k) }

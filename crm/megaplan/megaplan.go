@@ -41,7 +41,6 @@
 package megaplan
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -56,7 +55,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/leadproxy/leadproxy/crm"
-	"github.com/leadproxy/leadproxy/crm/salesforce/oauth"
+	"github.com/leadproxy/leadproxy/crm/oauth"
 	"github.com/leadproxy/leadproxy/lead"
 )
 
@@ -90,10 +89,9 @@ type Megaplan struct {
 	UTMFields map[string]string `json:"utm_fields,omitempty"`
 
 	api             string // {base_url}/api/v3
+	token           string // Token resolved
 	login, password string
-	tokens          *oauth.Tokens
-	storeKey        string
-	store           crm.TokenStore
+	oauth.Keeper
 }
 
 // CaddyModule returns the Caddy module information.
@@ -106,23 +104,14 @@ func (Megaplan) CaddyModule() caddy.ModuleInfo {
 
 // Provision resolves placeholders and checks the required options.
 func (m *Megaplan) Provision(ctx caddy.Context) error {
+	if err := m.Spec().Resolve(); err != nil {
+		return err
+	}
 	if err := m.Common.Provision(""); err != nil {
 		return fmt.Errorf("megaplan: %w", err)
 	}
-	if m.BaseURL == "" {
-		return errors.New("megaplan: base_url is required (https://<account>.megaplan.ru)")
-	}
 	m.api = strings.TrimSuffix(m.BaseURL, "/api/v3") + "/api/v3"
-	token := crm.Secret(m.Token)
-	m.login, m.password = crm.Secret(m.Login), crm.Secret(m.Password)
-	switch {
-	case m.login != "" && m.password == "":
-		return errors.New("megaplan: login needs password")
-	case m.password != "" && m.login == "":
-		return errors.New("megaplan: password needs login")
-	case token == "" && m.login == "":
-		return errors.New("megaplan: token or login + password is required")
-	}
+	token := m.token
 	if m.Program <= 0 {
 		return errors.New("megaplan: program is required (the id of the deal scheme)")
 	}
@@ -139,30 +128,14 @@ func (m *Megaplan) Provision(ctx caddy.Context) error {
 		grant = m.grant
 	}
 	seed := oauth.Seed(m.api, token, m.login, m.password)
-	m.tokens = oauth.New(oauth.Token{Access: token}, seed, grant, ctx.Logger())
-	if m.store != nil {
-		m.tokens.SetStore(m.storeKey, m.store)
-	}
+	m.Keep("megaplan", oauth.New(oauth.Token{Access: token}, seed, grant, ctx.Logger()))
 	return nil
-}
-
-// SetTokenStore keeps the renewed tokens in ts (crm.TokenKeeper).
-func (m *Megaplan) SetTokenStore(name string, ts crm.TokenStore) {
-	m.storeKey, m.store = "megaplan/"+name, ts
-	if m.tokens != nil {
-		m.tokens.SetStore(m.storeKey, ts)
-	}
 }
 
 // DefaultRate: Megaplan documents no limit (its SDKs handle 429 with
 // Retry-After); 3 leads a second, each up to three requests, stays gentle
 // with a shared cloud account.
-func (m *Megaplan) DefaultRate() (int, time.Duration) {
-	if n, per, ok := m.RateOverride(); ok {
-		return n, per
-	}
-	return 3, time.Second
-}
+func (m *Megaplan) DefaultRate() (int, time.Duration) { return m.RateOr(3, time.Second, 1) }
 
 // ref is a link entity: contentType and id are all Megaplan needs.
 type ref struct {
@@ -191,7 +164,7 @@ type contractorHuman struct {
 // Send finds or creates the contractor, then creates the deal, and returns
 // the deal's id.
 func (m *Megaplan) Send(ctx context.Context, l *lead.Lead) (string, error) {
-	if m.tokens == nil {
+	if m.Tokens() == nil {
 		return "", lead.Permanent(0, "megaplan: not provisioned")
 	}
 	contractor, err := m.contractor(ctx, l)
@@ -216,7 +189,7 @@ func (m *Megaplan) Send(ctx context.Context, l *lead.Lead) (string, error) {
 func (m *Megaplan) contractor(ctx context.Context, l *lead.Lead) (*ref, error) {
 	phone := lead.NormalizePhone(l.Phone, "")
 	email := strings.TrimSpace(l.Email)
-	if q := firstOf(phone, email); q != "" {
+	if q := crm.FirstNonEmpty(phone, email); q != "" {
 		found, err := m.findContractor(ctx, q)
 		if err != nil {
 			return nil, fmt.Errorf("find contractor: %w", err)
@@ -227,7 +200,7 @@ func (m *Megaplan) contractor(ctx context.Context, l *lead.Lead) (*ref, error) {
 	}
 	first, last := lead.SplitName(l.Name)
 	if first == "" && last == "" {
-		first = firstOf(phone, email) // Megaplan lists people by name
+		first = crm.FirstNonEmpty(phone, email) // Megaplan lists people by name
 	}
 	if first == "" {
 		return nil, nil
@@ -251,7 +224,7 @@ func (m *Megaplan) contractor(ctx context.Context, l *lead.Lead) (*ref, error) {
 	if idString(created.ID) == "" {
 		return nil, fmt.Errorf("create contractor: %w", crm.Unparsable(resp, err))
 	}
-	return &ref{ContentType: firstOf(created.ContentType, "ContractorHuman"), ID: created.ID}, nil
+	return &ref{ContentType: crm.FirstNonEmpty(created.ContentType, "ContractorHuman"), ID: created.ID}, nil
 }
 
 // findContractor searches contractors by q. The search is confirmed only by
@@ -301,7 +274,7 @@ func (m *Megaplan) deal(l *lead.Lead, contractor *ref) map[string]any {
 			deal[k] = v
 			continue
 		}
-		if amount, ok := parseAmount(v); ok {
+		if amount, ok := crm.ParseAmount(v); ok {
 			money := map[string]any{"contentType": "Money", "value": amount}
 			if m.Currency != "" {
 				money["currency"] = m.Currency
@@ -348,31 +321,15 @@ func description(l *lead.Lead, notes []string) string {
 func (m *Megaplan) call(ctx context.Context, method, path string, query, body any) (json.RawMessage, *crm.Response, error) {
 	u := m.api + path
 	if query != nil {
-		q, err := json.Marshal(query)
+		q, err := crm.JSONBody(query)
 		if err != nil {
-			return nil, nil, lead.Permanent(0, "encode query: "+err.Error())
+			return nil, nil, err
 		}
 		// QueryEscape keeps "+" of a phone as %2B; spaces become %20, not "+".
 		u += "?" + strings.ReplaceAll(url.QueryEscape(string(q)), "+", "%20")
 	}
-	var payload []byte
-	if body != nil {
-		var err error
-		if payload, err = json.Marshal(body); err != nil {
-			return nil, nil, lead.Permanent(0, "encode request: "+err.Error())
-		}
-	}
-	resp, err := m.tokens.Do(ctx, func(access string) (*crm.Response, error) {
-		req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(payload))
-		if err != nil {
-			return nil, lead.Permanent(0, "build request: "+err.Error())
-		}
-		req.Header.Set("Authorization", "Bearer "+access)
-		req.Header.Set("Accept", "application/json")
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		return crm.Do(m.Client(), req)
+	resp, err := m.Tokens().Do(ctx, func(access string) (*crm.Response, error) {
+		return crm.DoJSON(ctx, m.Client(), method, u, body, crm.Bearer(access))
 	}, func(r *crm.Response) bool {
 		status, _ := effective(r)
 		return status == http.StatusUnauthorized
@@ -484,22 +441,6 @@ func idString(raw json.RawMessage) string {
 	var n json.Number
 	if json.Unmarshal(raw, &n) == nil {
 		return n.String()
-	}
-	return ""
-}
-
-// parseAmount reads "123", "123.45", "1 234,50".
-func parseAmount(s string) (float64, bool) {
-	s = strings.NewReplacer(" ", "", "\u00a0", "", ",", ".").Replace(strings.TrimSpace(s))
-	f, err := strconv.ParseFloat(s, 64)
-	return f, err == nil && f >= 0
-}
-
-func firstOf(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
-		}
 	}
 	return ""
 }

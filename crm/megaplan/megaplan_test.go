@@ -15,7 +15,7 @@ import (
 
 	"github.com/leadproxy/leadproxy/crm/crmtest"
 	"github.com/leadproxy/leadproxy/crm/megaplan/megaplantest"
-	"github.com/leadproxy/leadproxy/crm/salesforce/oauth"
+	"github.com/leadproxy/leadproxy/crm/oauth"
 	"github.com/leadproxy/leadproxy/lead"
 )
 
@@ -505,41 +505,11 @@ func TestTokenStore(t *testing.T) {
 	}
 }
 
+// The checks only Megaplan's options have; the rest is crmtest's.
 func TestCaddyfile(t *testing.T) {
-	m := new(Megaplan)
-	in := `megaplan {
-		base_url  https://acc.megaplan.ru
-		login     {env.MP_LOGIN}
-		password  {env.MP_PASSWORD}
-		token     tok
-		program   8
-		manager   1000003
-		currency  RUB
-		utm_field source Category130CustomFieldUtmSource
-		rate      5/1s
-		timeout   10s
-	}`
-	if err := m.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err != nil {
-		t.Fatal(err)
-	}
-	if m.BaseURL != "https://acc.megaplan.ru" || m.Login != "{env.MP_LOGIN}" || m.Password != "{env.MP_PASSWORD}" ||
-		m.Token != "tok" || m.Program != 8 || m.Manager != 1000003 || m.Currency != "RUB" ||
-		m.UTMFields["source"] != "Category130CustomFieldUtmSource" || m.Rate != "5/1s" || time.Duration(m.Timeout) != 10*time.Second {
-		t.Errorf("parsed %+v", m)
-	}
-
-	bad := []struct{ in, want string }{
-		{"megaplan {\n prgram 8\n}", `unknown option "prgram" (want base_url, token, login, password, program`},
-		{"megaplan {\n program abc\n}", `program: "abc" is not a Megaplan id`},
-		{"megaplan {\n program 0\n}", `program: "0" is not a Megaplan id`},
-		{"megaplan {\n program\n}", "program: missing value"},
-		{"megaplan {\n token a b\n}", `token: one value expected, got also "b"`},
-		{"megaplan {\n utm_field source\n}", "utm_field: want <utm key> <deal field>"},
-		{"megaplan {\n utm_field src X\n}", `"src" is not a utm key`},
-		{"megaplan {\n rate fast\n}", `rate "fast"`},
-		{"megaplan https://x {\n}", `unexpected argument "https://x"`},
-	}
-	for _, c := range bad {
+	for _, c := range []struct{ in, want string }{
+		{"megaplan {\n utm_field src X\n}", `utm_field: "src" is not a utm key`},
+	} {
 		err := new(Megaplan).UnmarshalCaddyfile(caddyfile.NewTestDispenser(c.in))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: got %v, want %q", c.in, err, c.want)
@@ -591,16 +561,5 @@ func TestPlaceholdersFromEnv(t *testing.T) {
 	}
 	if m.Password != "{env.MP_PASSWORD}" {
 		t.Error("the config struct lost its placeholder (it would leak the secret into autosave)")
-	}
-}
-
-func TestDefaultRate(t *testing.T) {
-	m := &Megaplan{}
-	if n, per := m.DefaultRate(); n != 3 || per != time.Second {
-		t.Errorf("default %d/%v", n, per)
-	}
-	m.Rate = "10/1m"
-	if n, per := m.DefaultRate(); n != 10 || per != time.Minute {
-		t.Errorf("override %d/%v", n, per)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/leadproxy/leadproxy/crm"
 	"github.com/leadproxy/leadproxy/lead"
 )
 
@@ -154,13 +155,12 @@ func number(v any) (x float64, ok bool, err error) {
 	case float64:
 		return v, true, nil
 	case string:
-		v = strings.TrimSpace(strings.ReplaceAll(v, ",", "."))
-		if v == "" {
+		if strings.TrimSpace(v) == "" {
 			return 0, false, nil
 		}
-		x, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			return 0, false, fmt.Errorf("%q is not a number", v)
+		x, ok := crm.ParseNumber(v) // "10 000" and "1 500,50" as elsewhere
+		if !ok {
+			return 0, false, fmt.Errorf("%q is not a number", strings.TrimSpace(v))
 		}
 		return x, true, nil
 	}

@@ -108,46 +108,11 @@ func (MoySklad) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// UnmarshalCaddyfile parses
-//
-//	destination <name> moysklad {
-//		token        <token>
-//		organization <uuid>
-//		store        <uuid>
-//		base_url | rate | timeout ...
-//	}
-func (m *MoySklad) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // type name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		if ok, err := m.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		var dst *string
-		switch d.Val() {
-		case "token":
-			dst = &m.Token
-		case "organization":
-			dst = &m.Organization
-		case "store":
-			dst = &m.Store
-		default:
-			return d.Errf("moysklad: unknown option %q (want token, organization, store, base_url, rate, timeout)", d.Val())
-		}
-		if err := crm.SingleArg(d, dst); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // Provision resolves placeholders and checks the required options.
 func (m *MoySklad) Provision(caddy.Context) error {
+	if err := m.Spec().Resolve(); err != nil {
+		return err
+	}
 	if err := m.Common.Provision(DefaultBaseURL); err != nil {
 		return fmt.Errorf("moysklad: %w", err)
 	}
@@ -155,18 +120,9 @@ func (m *MoySklad) Provision(caddy.Context) error {
 	if u, _ := url.Parse(m.api); u != nil && u.Path == "" {
 		m.api += apiPath
 	}
-	m.token = crm.Secret(m.Token)
-	if m.token == "" {
-		return errors.New("moysklad: token is required")
-	}
-	m.organization = crm.Secret(m.Organization)
-	if m.organization == "" {
-		return errors.New("moysklad: organization is required (the UUID of the legal entity)")
-	}
 	if !IsUUID(m.organization) {
 		return fmt.Errorf("moysklad: organization %q: want a UUID like 850c8195-f504-11e5-8a84-bae50000015e", m.organization)
 	}
-	m.store = crm.Secret(m.Store)
 	if m.store != "" && !IsUUID(m.store) {
 		return fmt.Errorf("moysklad: store %q: want a UUID", m.store)
 	}
@@ -179,12 +135,7 @@ func (m *MoySklad) Provision(caddy.Context) error {
 // Send makes up to 3 requests (find, create counterparty, create order), so
 // one Send a second stays inside the limit. Drains that exceed it meet 429s,
 // and many 429s a minute get API access disabled: hence the margin.
-func (m *MoySklad) DefaultRate() (int, time.Duration) {
-	if n, per, ok := m.RateOverride(); ok {
-		return n, per
-	}
-	return 1, time.Second
-}
+func (m *MoySklad) DefaultRate() (int, time.Duration) { return m.RateOr(1, time.Second, 1) }
 
 var uuidRe = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
@@ -401,29 +352,15 @@ func (m *MoySklad) employee(ctx context.Context, login string) (string, error) {
 // carry an id (or rows). step names the request in errors.
 func (m *MoySklad) call(ctx context.Context, step, method, path string, q url.Values, in, out any) error {
 	wrap := func(err error) error { return fmt.Errorf("moysklad: %s: %w", step, err) }
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return wrap(lead.Permanent(0, "encode: "+err.Error()))
-		}
-		body = bytes.NewReader(b)
-	}
 	u := m.api + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return wrap(lead.Permanent(0, "build request: "+err.Error()))
-	}
-	req.Header.Set("Authorization", "Bearer "+m.token)
-	// Set by hand, so Go's transport leaves the answer compressed: decompress below.
-	req.Header.Set("Accept-Encoding", "gzip")
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := crm.Do(m.Client(), req)
+	resp, err := crm.DoJSON(ctx, m.Client(), method, u, in, http.Header{
+		"Authorization": {"Bearer " + m.token},
+		// Set by hand, so Go's transport leaves the answer compressed: decompress below.
+		"Accept-Encoding": {"gzip"},
+	})
 	if err != nil {
 		return wrap(err)
 	}

@@ -31,12 +31,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -79,57 +77,13 @@ func (RetailCRM) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// UnmarshalCaddyfile parses
-//
-//	destination <name> retailcrm {
-//		base_url https://<account>.retailcrm.ru
-//		api_key  <key>
-//		site     <store code>
-//		rate | timeout ...
-//	}
-func (r *RetailCRM) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // type name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		if ok, err := r.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		switch d.Val() {
-		case "api_key":
-			if err := crm.SingleArg(d, &r.APIKey); err != nil {
-				return err
-			}
-		case "site":
-			if err := crm.SingleArg(d, &r.Site); err != nil {
-				return err
-			}
-		default:
-			return d.Errf("retailcrm: unknown option %q (want base_url, api_key, site, rate, timeout)", d.Val())
-		}
-	}
-	return nil
-}
-
 // Provision resolves placeholders and checks the required options.
 func (r *RetailCRM) Provision(caddy.Context) error {
+	if err := r.Spec().Resolve(); err != nil {
+		return err
+	}
 	if err := r.Common.Provision(""); err != nil {
 		return fmt.Errorf("retailcrm: %w", err)
-	}
-	if r.BaseURL == "" {
-		return errors.New("retailcrm: base_url is required (https://<account>.retailcrm.ru)")
-	}
-	r.apiKey = crm.Secret(r.APIKey)
-	if r.apiKey == "" {
-		return errors.New("retailcrm: api_key is required")
-	}
-	r.site = crm.Secret(r.Site)
-	if r.site == "" {
-		return errors.New("retailcrm: site is required (the store's symbolic code)")
 	}
 	// Accept the account address with or without the API path.
 	base := strings.TrimSuffix(strings.TrimSuffix(r.BaseURL, "/api/v5"), "/api")
@@ -140,12 +94,7 @@ func (r *RetailCRM) Provision(caddy.Context) error {
 // DefaultRate is retailCRM's documented limit: 10 requests a second per IP.
 // A Send makes one request (two when a 400 sends it looking for a resent
 // order), so the limit holds per Send as well.
-func (r *RetailCRM) DefaultRate() (int, time.Duration) {
-	if n, per, ok := r.RateOverride(); ok {
-		return n, per
-	}
-	return 10, time.Second
-}
+func (r *RetailCRM) DefaultRate() (int, time.Duration) { return r.RateOr(10, time.Second, 1) }
 
 // Order is the part of retailCRM's order object the adapter fills.
 type Order struct {
@@ -201,8 +150,8 @@ func BuildOrder(l *lead.Lead) (*Order, error) {
 		case "orderMethod":
 			o.OrderMethod = v
 		case "managerId":
-			id, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			if err != nil || id <= 0 {
+			id, ok := crm.ParseID(v)
+			if !ok {
 				return nil, lead.Permanent(0, fmt.Sprintf("crm managerId %q: want the manager's numeric id", v))
 			}
 			o.ManagerID = id
@@ -233,16 +182,15 @@ func (r *RetailCRM) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("retailcrm: %w", err)
 	}
-	body, err := json.Marshal(o)
+	body, err := crm.JSONBody(o)
 	if err != nil {
-		return "", fmt.Errorf("retailcrm: %w", lead.Permanent(0, "encode order: "+err.Error()))
+		return "", fmt.Errorf("retailcrm: %w", err)
 	}
 	form := url.Values{"site": {r.site}, "order": {string(body)}}
-	req, err := r.request(ctx, http.MethodPost, "/orders/create", strings.NewReader(form.Encode()))
+	req, err := r.request(ctx, http.MethodPost, "/orders/create", "application/x-www-form-urlencoded", []byte(form.Encode()))
 	if err != nil {
 		return "", err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := crm.Do(r.Client(), req)
 	if err != nil {
 		return "", fmt.Errorf("retailcrm: create order: %w", err)
@@ -284,7 +232,7 @@ func (r *RetailCRM) Send(ctx context.Context, l *lead.Lead) (string, error) {
 // after an earlier attempt created the order but its answer was lost.
 func (r *RetailCRM) existing(ctx context.Context, externalID string) (string, bool) {
 	q := url.Values{"filter[externalIds][]": {externalID}, "site": {r.site}}
-	req, err := r.request(ctx, http.MethodGet, "/orders?"+q.Encode(), nil)
+	req, err := r.request(ctx, http.MethodGet, "/orders?"+q.Encode(), "", nil)
 	if err != nil {
 		return "", false
 	}
@@ -309,12 +257,11 @@ func (r *RetailCRM) existing(ctx context.Context, externalID string) (string, bo
 	return "", false
 }
 
-func (r *RetailCRM) request(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, method, r.api+path, body)
+func (r *RetailCRM) request(ctx context.Context, method, path, contentType string, body []byte) (*http.Request, error) {
+	req, err := crm.NewRequest(ctx, method, r.api+path, contentType, body, http.Header{"X-API-KEY": {r.apiKey}})
 	if err != nil {
-		return nil, fmt.Errorf("retailcrm: %w", lead.Permanent(0, "build request: "+err.Error()))
+		return nil, fmt.Errorf("retailcrm: %w", err)
 	}
-	req.Header.Set("X-API-KEY", r.apiKey)
 	return req, nil
 }
 

@@ -22,7 +22,7 @@ import (
 // (the fake's lines, then extra lines that override them), then Provision.
 func newDest(t *testing.T, f *retailcrmtest.Fake, extra string) *RetailCRM {
 	t.Helper()
-	r, err := parse("retailcrm {\n" + f.Caddyfile() + "\n" + extra + "\n}")
+	r, err := parse(crmtest.Block("retailcrm", f.Caddyfile(), extra))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,63 +348,17 @@ func TestSendPlaceholders(t *testing.T) {
 	sendOne(t, f, r, sampleLead())
 }
 
-func TestCaddyfile(t *testing.T) {
-	r, err := parse(`retailcrm {
-		base_url https://shop.retailcrm.ru
-		api_key  {env.RETAILCRM_KEY}
-		site     main-site
-		rate     5/1s
-		timeout  10s
-	}`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.BaseURL != "https://shop.retailcrm.ru" || r.APIKey != "{env.RETAILCRM_KEY}" || r.Site != "main-site" ||
-		r.Rate != "5/1s" || time.Duration(r.Timeout) != 10*time.Second {
-		t.Errorf("parsed %+v", r)
-	}
-
-	bad := []struct{ block, want string }{
-		{"retailcrm {\n token x\n}", `retailcrm: unknown option "token" (want base_url, api_key, site, rate, timeout)`},
-		{"retailcrm {\n api_key\n}", "api_key: missing value"},
-		{"retailcrm {\n site a b\n}", `site: one value expected, got also "b"`},
-		{"retailcrm {\n rate fast\n}", `rate "fast"`},
-		{"retailcrm {\n timeout soon\n}", "timeout:"},
-		{"retailcrm extra {\n}", "wrong argument count"},
-	}
-	for _, c := range bad {
-		if _, err := parse(c.block); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%q: error %v, want it to contain %q", c.block, err, c.want)
-		}
-	}
-}
-
 func TestProvisionErrors(t *testing.T) {
 	cases := []struct {
 		r    RetailCRM
 		want string
 	}{
-		{RetailCRM{APIKey: "k", Site: "s"}, "retailcrm: base_url is required"},
 		{RetailCRM{APIKey: "k", Site: "s", Common: commonURL("ftp://shop")}, "want an absolute http(s) URL"},
-		{RetailCRM{Site: "s", Common: commonURL("https://shop.retailcrm.ru")}, "retailcrm: api_key is required"},
-		{RetailCRM{APIKey: "{env.TEST_RETAILCRM_UNSET}", Site: "s", Common: commonURL("https://shop.retailcrm.ru")}, "retailcrm: api_key is required"},
-		{RetailCRM{APIKey: "k", Common: commonURL("https://shop.retailcrm.ru")}, "retailcrm: site is required"},
 	}
 	for _, c := range cases {
 		if err := c.r.Provision(caddy.Context{}); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want %q", c.r, err, c.want)
 		}
-	}
-}
-
-func TestDefaultRate(t *testing.T) {
-	var r RetailCRM
-	if n, per := r.DefaultRate(); n != 10 || per != time.Second {
-		t.Errorf("default %d/%v, want 10/1s", n, per)
-	}
-	r.Rate = "3/2s"
-	if n, per := r.DefaultRate(); n != 3 || per != 2*time.Second {
-		t.Errorf("override %d/%v, want 3/2s", n, per)
 	}
 }
 

@@ -87,49 +87,6 @@ func (Roistat) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// UnmarshalCaddyfile parses
-//
-//	destination <name> roistat {
-//		key   <integration key>
-//		param <name> <value>
-//		base_url | rate | timeout ...
-//	}
-func (r *Roistat) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // type name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		if ok, err := r.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		switch d.Val() {
-		case "key":
-			if err := crm.SingleArg(d, &r.Key); err != nil {
-				return err
-			}
-		case "param":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return d.Err("param: want <name> <value>")
-			}
-			if err := checkParam(args[0]); err != nil {
-				return d.Errf("param: %v", err)
-			}
-			if r.Params == nil {
-				r.Params = map[string]string{}
-			}
-			r.Params[args[0]] = args[1]
-		default:
-			return d.Errf("roistat: unknown option %q (want key, param, base_url, rate, timeout)", d.Val())
-		}
-	}
-	return nil
-}
-
 func checkParam(name string) error {
 	switch {
 	case reserved[name]:
@@ -144,13 +101,13 @@ func checkParam(name string) error {
 
 // Provision resolves placeholders and checks the required options.
 func (r *Roistat) Provision(caddy.Context) error {
+	if err := r.Spec().Resolve(); err != nil {
+		return err
+	}
 	if err := r.Common.Provision(DefaultBaseURL); err != nil {
 		return fmt.Errorf("roistat: %w", err)
 	}
-	r.key = strings.TrimSpace(crm.Secret(r.Key))
-	if r.key == "" {
-		return errors.New("roistat: key is required")
-	}
+	r.key = strings.TrimSpace(r.key)
 	for name := range r.Params {
 		if err := checkParam(name); err != nil {
 			return fmt.Errorf("roistat: param %v", err)
@@ -160,20 +117,14 @@ func (r *Roistat) Provision(caddy.Context) error {
 }
 
 // DefaultRate: Roistat documents no limit for proxy leads; 3/s is a guess.
-func (r *Roistat) DefaultRate() (int, time.Duration) {
-	if n, per, ok := r.RateOverride(); ok {
-		return n, per
-	}
-	return 3, time.Second
-}
+func (r *Roistat) DefaultRate() (int, time.Duration) { return r.RateOr(3, time.Second, 1) }
 
 // Send forwards the lead and returns the id Roistat answered, if any.
 func (r *Roistat) Send(ctx context.Context, l *lead.Lead) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.URL(l), nil)
+	req, err := crm.NewRequest(ctx, http.MethodGet, r.URL(l), "", nil, http.Header{"Accept": {crm.ContentJSON}})
 	if err != nil {
-		return "", lead.Permanent(0, "build request failed") // the error would quote the URL, key included
+		return "", crm.Redact(err, r.key) // the key is in the URL
 	}
-	req.Header.Set("Accept", "application/json")
 	resp, err := crm.Do(r.Client(), req)
 	if err != nil {
 		return "", crm.Redact(err, r.key)

@@ -1,12 +1,15 @@
 package salesforce
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/leadproxy/leadproxy/crm"
 )
 
-// UnmarshalCaddyfile parses
+// Spec declares the options of
 //
 //	destination <name> salesforce {
 //		base_url         https://<MyDomain>.my.salesforce.com
@@ -22,63 +25,36 @@ import (
 //		utm_field        <source|medium|campaign|term|content> <Field__c>
 //		rate | timeout ...
 //	}
-func (s *Salesforce) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // type name
-	if d.NextArg() {
-		return d.Errf("salesforce: unexpected argument %q; options go in the block", d.Val())
-	}
-	for d.NextBlock(0) {
-		if ok, err := s.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
+func (s *Salesforce) Spec() crm.Spec {
+	return crm.Spec{Type: "salesforce", Common: &s.Common, Options: []crm.Option{
+		{Name: "base_url", Required: true, Doc: "the instance URL, https://<MyDomain>.my.salesforce.com"},
+		{Name: "token", Kind: crm.SecretText, Target: &s.Token, Into: &s.token, Doc: "an access token; or the refresh flow"},
+		{Name: "client_id", Kind: crm.SecretText, Target: &s.ClientID, Into: &s.clientID, Doc: "the connected app's consumer key"},
+		{Name: "client_secret", Kind: crm.SecretText, Target: &s.ClientSecret, Into: &s.secret, Doc: "its consumer secret"},
+		{Name: "refresh_token", Kind: crm.SecretText, Target: &s.RefreshToken, Into: &s.refresh, Doc: "a refresh token it issued"},
+		{Name: "token_url", Kind: crm.SecretText, Target: &s.TokenURL, Into: &s.tokenURL, Default: DefaultTokenURL},
+		{Name: "api_version", Target: &s.APIVersion, Default: DefaultAPIVersion},
+		{Name: "lead_source", Target: &s.LeadSource, Default: DefaultLeadSource},
+		{Name: "external_id", Target: &s.ExternalID, Default: "none, plain create"},
+		{Name: "allow_duplicates", Kind: crm.Switch, Target: &s.AllowDuplicates, Default: "on"},
+		{Name: "utm_field", Kind: crm.Pairs, Target: &s.UTMFields, Default: "none", Shape: "<utm key> <Lead field>",
+			Check: func(k string) (string, error) { return k, crm.CheckUTMKey(k) }},
+	}, Check: func(has func(string) bool) error {
+		var missing []string
+		for _, o := range []string{"client_id", "client_secret", "refresh_token"} {
+			if !has(o) {
+				missing = append(missing, o)
 			}
-			continue
 		}
-		var err error
-		switch d.Val() {
-		case "token":
-			err = crm.SingleArg(d, &s.Token)
-		case "client_id":
-			err = crm.SingleArg(d, &s.ClientID)
-		case "client_secret":
-			err = crm.SingleArg(d, &s.ClientSecret)
-		case "refresh_token":
-			err = crm.SingleArg(d, &s.RefreshToken)
-		case "token_url":
-			err = crm.SingleArg(d, &s.TokenURL)
-		case "api_version":
-			err = crm.SingleArg(d, &s.APIVersion)
-		case "lead_source":
-			err = crm.SingleArg(d, &s.LeadSource)
-		case "external_id":
-			err = crm.SingleArg(d, &s.ExternalID)
-		case "allow_duplicates":
-			var v string
-			if err = crm.SingleArg(d, &v); err == nil {
-				if v != "on" && v != "off" {
-					return d.Errf("allow_duplicates: want on or off, got %q", v)
-				}
-				allow := v == "on"
-				s.AllowDuplicates = &allow
-			}
-		case "utm_field":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return d.Err("utm_field: want <utm key> <Lead field>")
-			}
-			if err := crm.CheckUTMKey(args[0]); err != nil {
-				return d.Errf("utm_field: %v", err)
-			}
-			if s.UTMFields == nil {
-				s.UTMFields = map[string]string{}
-			}
-			s.UTMFields[args[0]] = args[1]
-		default:
-			return d.Errf("salesforce: unknown option %q (want base_url, token, client_id, client_secret, refresh_token, token_url, api_version, lead_source, external_id, allow_duplicates, utm_field, rate, timeout)", d.Val())
+		switch {
+		case len(missing) == 1 || len(missing) == 2:
+			return fmt.Errorf("client_id, client_secret and refresh_token go together; missing %s", strings.Join(missing, ", "))
+		case len(missing) == 3 && !has("token"):
+			return fmt.Errorf("token or client_id + client_secret + refresh_token is required")
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return nil
+	}}
 }
+
+// UnmarshalCaddyfile parses the block declared by Spec.
+func (s *Salesforce) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return s.Spec().Parse(d) }

@@ -42,10 +42,8 @@
 package salesforce
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/mail"
@@ -59,7 +57,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/leadproxy/leadproxy/crm"
-	"github.com/leadproxy/leadproxy/crm/salesforce/oauth"
+	"github.com/leadproxy/leadproxy/crm/oauth"
 	"github.com/leadproxy/leadproxy/lead"
 )
 
@@ -111,11 +109,11 @@ type Salesforce struct {
 
 	sobject  string // {base_url}/services/data/vNN.N/sobjects/Lead
 	tokenURL string
+	token    string // Token resolved
+	refresh  string // RefreshToken resolved
 	clientID string
 	secret   string
-	tokens   *oauth.Tokens
-	storeKey string
-	store    crm.TokenStore
+	oauth.Keeper
 }
 
 // CaddyModule returns the Caddy module information.
@@ -133,28 +131,14 @@ var (
 
 // Provision resolves placeholders and checks the options.
 func (s *Salesforce) Provision(ctx caddy.Context) error {
+	if err := s.Spec().Resolve(); err != nil {
+		return err
+	}
 	if err := s.Common.Provision(""); err != nil {
 		return fmt.Errorf("salesforce: %w", err)
 	}
-	if s.BaseURL == "" {
-		return errors.New("salesforce: base_url is required (the instance URL, https://<MyDomain>.my.salesforce.com)")
-	}
-	token, refresh := crm.Secret(s.Token), crm.Secret(s.RefreshToken)
-	s.clientID, s.secret = crm.Secret(s.ClientID), crm.Secret(s.ClientSecret)
-	var missing []string
-	for _, o := range []struct{ name, val string }{{"client_id", s.clientID}, {"client_secret", s.secret}, {"refresh_token", refresh}} {
-		if o.val == "" {
-			missing = append(missing, o.name)
-		}
-	}
-	refreshFlow := len(missing) == 0
-	switch {
-	case len(missing) == 1 || len(missing) == 2:
-		return fmt.Errorf("salesforce: client_id, client_secret and refresh_token go together; missing %s", strings.Join(missing, ", "))
-	case token == "" && !refreshFlow:
-		return errors.New("salesforce: token or client_id + client_secret + refresh_token is required")
-	}
-	s.tokenURL = crm.Secret(s.TokenURL)
+	token, refresh := s.token, s.refresh
+	refreshFlow := s.clientID != "" // with the secret and refresh token: Resolve checked they go together
 	if s.tokenURL == "" {
 		s.tokenURL = DefaultTokenURL
 	}
@@ -188,40 +172,24 @@ func (s *Salesforce) Provision(ctx caddy.Context) error {
 		grant = s.grant
 	}
 	seed := oauth.Seed(s.BaseURL, s.tokenURL, token, s.clientID, s.secret, refresh)
-	s.tokens = oauth.New(oauth.Token{Access: token, Refresh: refresh}, seed, grant, ctx.Logger())
-	if s.store != nil {
-		s.tokens.SetStore(s.storeKey, s.store)
-	}
+	s.Keep("salesforce", oauth.New(oauth.Token{Access: token, Refresh: refresh}, seed, grant, ctx.Logger()))
 	return nil
-}
-
-// SetTokenStore keeps the renewed tokens in ts (crm.TokenKeeper).
-func (s *Salesforce) SetTokenStore(name string, ts crm.TokenStore) {
-	s.storeKey, s.store = "salesforce/"+name, ts
-	if s.tokens != nil {
-		s.tokens.SetStore(s.storeKey, ts)
-	}
 }
 
 // DefaultRate: Salesforce documents no per-second limit for sObject create,
 // only the org's rolling 24-hour allocation (shared with its other
 // integrations; exceeding it is a retried 403). 10 a second drains a
 // backlog quickly without bursting into that allocation.
-func (s *Salesforce) DefaultRate() (int, time.Duration) {
-	if n, per, ok := s.RateOverride(); ok {
-		return n, per
-	}
-	return 10, time.Second
-}
+func (s *Salesforce) DefaultRate() (int, time.Duration) { return s.RateOr(10, time.Second, 1) }
 
 // Send creates (or, with external_id, upserts) the Lead and returns its id.
 func (s *Salesforce) Send(ctx context.Context, l *lead.Lead) (string, error) {
-	if s.tokens == nil {
+	if s.Tokens() == nil {
 		return "", lead.Permanent(0, "salesforce: not provisioned")
 	}
-	body, err := json.Marshal(s.fields(l))
+	body, err := crm.JSONBody(s.fields(l))
 	if err != nil {
-		return "", lead.Permanent(0, "encode lead: "+err.Error())
+		return "", err
 	}
 	step, method, target := "create lead", http.MethodPost, s.sobject+"/"
 	if s.ExternalID != "" {
@@ -268,18 +236,14 @@ func (s *Salesforce) lookup(ctx context.Context, leadID string) (string, error) 
 // call makes one REST request with the current token, renewed once on 401,
 // and classifies the answer.
 func (s *Salesforce) call(ctx context.Context, method, target string, body []byte) (*crm.Response, error) {
-	resp, err := s.tokens.Do(ctx, func(access string) (*crm.Response, error) {
-		req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
-		if err != nil {
-			return nil, lead.Permanent(0, "build request: "+err.Error())
+	resp, err := s.Tokens().Do(ctx, func(access string) (*crm.Response, error) {
+		h := crm.Bearer(access)
+		if body != nil && (s.AllowDuplicates == nil || *s.AllowDuplicates) {
+			h.Set("Sforce-Duplicate-Rule-Header", "allowSave=true")
 		}
-		req.Header.Set("Authorization", "Bearer "+access)
-		req.Header.Set("Accept", "application/json")
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-			if s.AllowDuplicates == nil || *s.AllowDuplicates {
-				req.Header.Set("Sforce-Duplicate-Rule-Header", "allowSave=true")
-			}
+		req, err := crm.NewRequest(ctx, method, target, crm.ContentJSON, body, h)
+		if err != nil {
+			return nil, err
 		}
 		return crm.Do(s.Client(), req)
 	}, func(r *crm.Response) bool { return r.Status == http.StatusUnauthorized })

@@ -13,7 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/leadproxy/leadproxy/crm/crmtest"
-	"github.com/leadproxy/leadproxy/crm/salesforce/oauth"
+	"github.com/leadproxy/leadproxy/crm/oauth"
 	"github.com/leadproxy/leadproxy/crm/salesforce/salesforcetest"
 	"github.com/leadproxy/leadproxy/lead"
 )
@@ -458,44 +458,13 @@ func TestDuplicateAlerts(t *testing.T) {
 	}
 }
 
+// The checks only Salesforce's options have; the rest is crmtest's.
 func TestCaddyfile(t *testing.T) {
-	s := new(Salesforce)
-	in := `salesforce {
-		base_url         https://acme.my.salesforce.com
-		token            {env.SF_TOKEN}
-		client_id        {env.SF_CLIENT_ID}
-		client_secret    {env.SF_CLIENT_SECRET}
-		refresh_token    {env.SF_REFRESH_TOKEN}
-		token_url        https://test.salesforce.com/services/oauth2/token
-		api_version      62.0
-		lead_source      Website
-		external_id      LeadProxy_ID__c
-		allow_duplicates off
-		utm_field        source UTM_Source__c
-		rate             5/1s
-		timeout          15s
-	}`
-	if err := s.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err != nil {
-		t.Fatal(err)
-	}
-	if s.BaseURL != "https://acme.my.salesforce.com" || s.Token != "{env.SF_TOKEN}" || s.ClientID != "{env.SF_CLIENT_ID}" ||
-		s.ClientSecret != "{env.SF_CLIENT_SECRET}" || s.RefreshToken != "{env.SF_REFRESH_TOKEN}" ||
-		s.TokenURL != "https://test.salesforce.com/services/oauth2/token" || s.APIVersion != "62.0" ||
-		s.LeadSource != "Website" || s.ExternalID != "LeadProxy_ID__c" || s.AllowDuplicates == nil || *s.AllowDuplicates ||
-		s.UTMFields["source"] != "UTM_Source__c" || s.Rate != "5/1s" || time.Duration(s.Timeout) != 15*time.Second {
-		t.Errorf("parsed %+v", s)
-	}
-	bad := []struct{ in, want string }{
-		{"salesforce {\n clientid x\n}", `unknown option "clientid" (want base_url, token, client_id, client_secret, refresh_token, token_url`},
+	for _, c := range []struct{ in, want string }{
 		{"salesforce {\n allow_duplicates yes\n}", `allow_duplicates: want on or off, got "yes"`},
-		{"salesforce {\n token\n}", "token: missing value"},
-		{"salesforce {\n external_id a b\n}", `external_id: one value expected, got also "b"`},
-		{"salesforce {\n utm_field source\n}", "utm_field: want <utm key> <Lead field>"},
-		{"salesforce {\n utm_field gclid G__c\n}", `"gclid" is not a utm key`},
-		{"salesforce {\n timeout soon\n}", "timeout:"},
-		{"salesforce https://x {\n}", `unexpected argument "https://x"`},
-	}
-	for _, c := range bad {
+		{"salesforce {\n utm_field gclid G__c\n}", `utm_field: "gclid" is not a utm key`},
+		{"salesforce {\n token t\n client_id c\n}", "client_id, client_secret and refresh_token go together; missing client_secret, refresh_token, at Testfile:1"},
+	} {
 		err := new(Salesforce).UnmarshalCaddyfile(caddyfile.NewTestDispenser(c.in))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: got %v, want %q", c.in, err, c.want)
@@ -545,16 +514,5 @@ func TestPlaceholdersFromEnv(t *testing.T) {
 	}
 	if s.ClientSecret != "{env.SF_CLIENT_SECRET}" {
 		t.Error("the config struct lost its placeholder (it would leak the secret into autosave)")
-	}
-}
-
-func TestDefaultRate(t *testing.T) {
-	s := &Salesforce{}
-	if n, per := s.DefaultRate(); n != 10 || per != time.Second {
-		t.Errorf("default %d/%v", n, per)
-	}
-	s.Rate = "100/1h"
-	if n, per := s.DefaultRate(); n != 100 || per != time.Hour {
-		t.Errorf("override %d/%v", n, per)
 	}
 }

@@ -85,53 +85,15 @@ func (UON) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// UnmarshalCaddyfile parses
-//
-//	destination <name> uon {
-//		key      <api key>
-//		source   <source name>
-//		timezone <IANA zone>
-//		base_url | rate | timeout ...
-//	}
-func (u *UON) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // type name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		if ok, err := u.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		var err error
-		switch d.Val() {
-		case "key":
-			err = crm.SingleArg(d, &u.Key)
-		case "source":
-			err = crm.SingleArg(d, &u.Source)
-		case "timezone":
-			err = crm.SingleArg(d, &u.Timezone)
-		default:
-			return d.Errf("uon: unknown option %q (want key, source, timezone, base_url, rate, timeout)", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // Provision resolves placeholders and checks the required options.
 func (u *UON) Provision(caddy.Context) error {
+	if err := u.Spec().Resolve(); err != nil {
+		return err
+	}
 	if err := u.Common.Provision(DefaultBaseURL); err != nil {
 		return fmt.Errorf("uon: %w", err)
 	}
-	u.key = strings.TrimSpace(crm.Secret(u.Key))
-	if u.key == "" {
-		return errors.New("uon: key is required")
-	}
+	u.key = strings.TrimSpace(u.key)
 	u.endpoint = u.BaseURL + "/" + url.PathEscape(u.key) + "/lead/create.json"
 	u.loc = moscow
 	if u.Timezone != "" {
@@ -145,12 +107,7 @@ func (u *UON) Provision(caddy.Context) error {
 }
 
 // DefaultRate: U-ON answers 429 past an undocumented limit; 3/s is a guess.
-func (u *UON) DefaultRate() (int, time.Duration) {
-	if n, per, ok := u.RateOverride(); ok {
-		return n, per
-	}
-	return 3, time.Second
-}
+func (u *UON) DefaultRate() (int, time.Duration) { return u.RateOr(3, time.Second, 1) }
 
 // Send creates the lead and returns its U-ON id.
 func (u *UON) Send(ctx context.Context, l *lead.Lead) (string, error) {
@@ -158,12 +115,11 @@ func (u *UON) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	if form.Get("u_phone") == "" && form.Get("u_email") == "" {
 		return "", lead.Permanent(0, "U-ON needs a phone or an e-mail; the lead has neither")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.endpoint, strings.NewReader(form.Encode()))
+	req, err := crm.NewRequest(ctx, http.MethodPost, u.endpoint, "application/x-www-form-urlencoded; charset=UTF-8",
+		[]byte(form.Encode()), http.Header{"Accept": {crm.ContentJSON}})
 	if err != nil {
-		return "", lead.Permanent(0, "build request failed") // the error would quote the URL, key included
+		return "", crm.Redact(err, u.key) // the key is in the URL
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8")
-	req.Header.Set("Accept", "application/json")
 	resp, err := crm.Do(u.Client(), req)
 	if err != nil {
 		return "", crm.Redact(err, u.key)

@@ -11,7 +11,6 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -46,9 +45,10 @@ type Webhook struct {
 	// Headers are added to every request (for receivers that want a token).
 	Headers map[string]string `json:"headers,omitempty"`
 
-	url string
-	key []byte
-	now func() time.Time
+	url    string
+	secret string // Secret resolved
+	key    []byte
+	now    func() time.Time
 }
 
 // CaddyModule returns the Caddy module information.
@@ -59,70 +59,21 @@ func (Webhook) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// UnmarshalCaddyfile parses
-//
-//	destination <name> webhook {
-//		url     <url>
-//		secret  whsec_...
-//		header  <name> <value>
-//		base_url | rate | timeout ...
-//	}
-func (w *Webhook) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // type name
-	if d.NextArg() {
-		w.URL = d.Val()
-	}
-	for d.NextBlock(0) {
-		if ok, err := w.UnmarshalOption(d); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		switch d.Val() {
-		case "url":
-			if err := crm.SingleArg(d, &w.URL); err != nil {
-				return err
-			}
-		case "secret":
-			if err := crm.SingleArg(d, &w.Secret); err != nil {
-				return err
-			}
-		case "header":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return d.Err("header: want <name> <value>")
-			}
-			if w.Headers == nil {
-				w.Headers = map[string]string{}
-			}
-			w.Headers[args[0]] = args[1]
-		default:
-			return d.Errf("webhook: unknown option %q (want url, secret, header, base_url, rate, timeout)", d.Val())
-		}
-	}
-	return nil
-}
-
 // Provision resolves placeholders and decodes the secret.
 func (w *Webhook) Provision(caddy.Context) error {
+	if err := w.Spec().Resolve(); err != nil {
+		return err
+	}
 	if err := w.Common.Provision(""); err != nil {
 		return fmt.Errorf("webhook: %w", err)
 	}
-	w.url = crm.Secret(w.URL)
 	if w.url == "" {
 		w.url = w.BaseURL
-	}
-	if w.url == "" {
-		return errors.New("webhook: url is required")
 	}
 	if !strings.HasPrefix(w.url, "http://") && !strings.HasPrefix(w.url, "https://") {
 		return fmt.Errorf("webhook: url %q: want an http(s) URL", w.URL)
 	}
-	if w.Secret == "" {
-		return errors.New(`webhook: secret is required ("whsec_" + base64 key, as Standard Webhooks receivers verify it); use a placeholder: secret {env.HOOK_SECRET}`)
-	}
-	key, err := DecodeSecret(crm.Secret(w.Secret))
+	key, err := DecodeSecret(w.secret)
 	if err != nil {
 		return fmt.Errorf("webhook: secret: %w", err)
 	}
@@ -135,12 +86,7 @@ func (w *Webhook) Provision(caddy.Context) error {
 
 // DefaultRate: a webhook has no documented limit; 20/s keeps a receiver
 // from being flooded when a backlog drains.
-func (w *Webhook) DefaultRate() (int, time.Duration) {
-	if n, per, ok := w.RateOverride(); ok {
-		return n, per
-	}
-	return 20, time.Second
-}
+func (w *Webhook) DefaultRate() (int, time.Duration) { return w.RateOr(20, time.Second, 1) }
 
 // Envelope is the Standard Webhooks payload.
 type Envelope struct {
@@ -154,15 +100,14 @@ func (w *Webhook) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	data := *l
 	data.Deliveries = nil // delivery state is ours, not the receiver's
 	data.Traceparent = ""
-	body, err := json.Marshal(Envelope{Type: "lead.created", Timestamp: l.CreatedAt.UTC(), Data: &data})
+	body, err := crm.JSONBody(Envelope{Type: "lead.created", Timestamp: l.CreatedAt.UTC(), Data: &data})
 	if err != nil {
-		return "", lead.Permanent(0, "encode lead: "+err.Error())
+		return "", err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
+	req, err := crm.NewRequest(ctx, http.MethodPost, w.url, crm.ContentJSON, body, nil)
 	if err != nil {
-		return "", lead.Permanent(0, "build request: "+err.Error())
+		return "", err
 	}
-	req.Header.Set("Content-Type", "application/json")
 	for k, v := range w.Headers {
 		req.Header.Set(k, crm.Secret(v))
 	}

@@ -3,9 +3,6 @@
 // a request retried once with a new token when the CRM rejects the old one,
 // and the tokens persisted through a crm.TokenStore so that a restart keeps a
 // rotated refresh token.
-//
-// Nothing here is Salesforce-specific: the package sits under crm/salesforce
-// only because crm/ is shared code outside this change; it belongs in crm/.
 package oauth
 
 import (

@@ -1,0 +1,21 @@
+package megaplan
+
+import (
+	"testing"
+	"time"
+
+	"github.com/leadproxy/leadproxy/crm/crmtest"
+	"github.com/leadproxy/leadproxy/crm/megaplan/megaplantest"
+)
+
+// TestConformance runs the suite every destination type passes.
+func TestConformance(t *testing.T) {
+	crmtest.Run(t, crmtest.Conformance{
+		New: func() crmtest.Destination { return new(Megaplan) },
+		Fake: func() (string, *crmtest.Faults, func()) {
+			f := megaplantest.New()
+			return f.Caddyfile(), f.Faults, f.Close
+		},
+		Rate: 3, Per: time.Second, PerLead: 1,
+	})
+}

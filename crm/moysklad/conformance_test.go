@@ -1,0 +1,21 @@
+package moysklad
+
+import (
+	"testing"
+	"time"
+
+	"github.com/leadproxy/leadproxy/crm/crmtest"
+	"github.com/leadproxy/leadproxy/crm/moysklad/moyskladtest"
+)
+
+// TestConformance runs the suite every destination type passes.
+func TestConformance(t *testing.T) {
+	crmtest.Run(t, crmtest.Conformance{
+		New: func() crmtest.Destination { return new(MoySklad) },
+		Fake: func() (string, *crmtest.Faults, func()) {
+			f := moyskladtest.New()
+			return f.Caddyfile(), f.Faults, f.Close
+		},
+		Rate: 1, Per: time.Second, PerLead: 1,
+	})
+}

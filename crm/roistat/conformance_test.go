@@ -1,0 +1,21 @@
+package roistat
+
+import (
+	"testing"
+	"time"
+
+	"github.com/leadproxy/leadproxy/crm/crmtest"
+	"github.com/leadproxy/leadproxy/crm/roistat/roistattest"
+)
+
+// TestConformance runs the suite every destination type passes.
+func TestConformance(t *testing.T) {
+	crmtest.Run(t, crmtest.Conformance{
+		New: func() crmtest.Destination { return new(Roistat) },
+		Fake: func() (string, *crmtest.Faults, func()) {
+			f := roistattest.New()
+			return f.Caddyfile(), f.Faults, f.Close
+		},
+		Rate: 3, Per: time.Second, PerLead: 1,
+	})
+}

@@ -1,0 +1,21 @@
+package salesforce
+
+import (
+	"testing"
+	"time"
+
+	"github.com/leadproxy/leadproxy/crm/crmtest"
+	"github.com/leadproxy/leadproxy/crm/salesforce/salesforcetest"
+)
+
+// TestConformance runs the suite every destination type passes.
+func TestConformance(t *testing.T) {
+	crmtest.Run(t, crmtest.Conformance{
+		New: func() crmtest.Destination { return new(Salesforce) },
+		Fake: func() (string, *crmtest.Faults, func()) {
+			f := salesforcetest.New()
+			return f.Caddyfile(), f.Faults, f.Close
+		},
+		Rate: 10, Per: time.Second, PerLead: 1,
+	})
+}

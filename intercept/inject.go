@@ -192,11 +192,11 @@ type injector struct {
 
 	held    []byte  // decoded body bytes held before the verdict
 	heldBuf *[]byte // the pooled buffer held lives in
-	raw  []byte // the same, still encoded (only with a coding)
-	out  io.Writer
-	enc  bodyEncoder
-	pump *decodePump
-	gz   *gzRun // an injected gzip page being spliced (codec.go)
+	raw     []byte  // the same, still encoded (only with a coding)
+	out     io.Writer
+	enc     bodyEncoder
+	pump    *decodePump
+	gz      *gzRun // an injected gzip page being spliced (codec.go)
 
 	// The EncodedCache (encodecache.go): the remembered page compared with
 	// this one, how far, and the copy after its replacement on a hit.

@@ -140,7 +140,7 @@ func (hd *Handler) Provision(ctx caddy.Context) error {
 	}
 	if hd.Inject == nil || *hd.Inject {
 		hd.inject = &intercept.InjectConfig{ScriptSrc: hd.Prefix + "/c.js", OnResult: countInject,
-			Verdicts: intercept.NewVerdictCache(), OnScan: countScan}
+			Verdicts: intercept.NewVerdictCache(), Encoded: intercept.NewEncodedCache(), OnScan: countScan}
 	}
 	hd.collect = newCollectLimiter()
 	if hd.auditor = newAuditor(hd.Forms, hd.Audit, hd.logger); hd.auditor != nil {
@@ -198,7 +198,6 @@ func (hd *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	if hd.inject == nil {
 		return next.ServeHTTP(w, r)
 	}
-	intercept.PrepareRequest(r)
 	ww, finish := intercept.Wrap(w, r, hd.inject)
 	err := next.ServeHTTP(ww, r)
 	if ferr := finish(); err == nil && ferr != nil {

@@ -55,11 +55,18 @@ func (iw *injector) writeEncoded(p []byte) (int, error) {
 				continue
 			}
 			c = p[:min(room, len(p))]
+			if iw.ecand != nil { // the same as the remembered page so far?
+				p = p[len(c):]
+				if err := iw.matchEncoded(c); err != nil {
+					return 0, err
+				}
+				continue
+			}
 			iw.raw = append(iw.raw, c...)
 			iw.peakRaw = max(iw.peakRaw, len(iw.raw))
 		}
 		p = p[len(c):]
-		if err := iw.pump.feed(c); err != nil {
+		if err := iw.feedEncoded(c); err != nil {
 			if err := iw.decodeFailed(err); err != nil {
 				return 0, err
 			}
@@ -103,10 +110,89 @@ func (iw *injector) sinkDecoded(p []byte) error {
 	case injectHold:
 		return iw.absorb(p)
 	case injectStream:
+		if iw.gz != nil {
+			return nil // the splice decodes for itself
+		}
 		_, err := iw.out.Write(p)
 		return err
 	}
 	return nil
+}
+
+// gzRun is the splice of an injected gzip page (gzsplice.go), on a pump of
+// its own: the scan's decoder stops at the verdict.
+type gzRun struct {
+	pump    *decodePump
+	g       *gzSplicer
+	stopped bool
+	entry   *encodedEntry // the splice, for the EncodedCache
+}
+
+// startSplice hands the encoded bytes held so far, and from then on every
+// Write, to a gzSplicer, which writes the page with the tag at ins.
+func (iw *injector) startSplice(ins int, tag []byte) error {
+	iw.result = InjectResultInjected
+	iw.state = injectStream
+	g := newGzSplicer(nil, iw.w, ins, tag)
+	r := &gzRun{g: g}
+	if c := iw.cfg.Encoded; c != nil {
+		g.onSplice = func(sp *gzSplice) {
+			if sp.copyFrom <= int64(iw.limit) {
+				r.entry = c.keyed(g.in[:sp.copyFrom], sp) // all input is kept until the splice
+			}
+		}
+	}
+	r.pump = startPumpFunc(iw.ctx, func(p *decodePump) error {
+		g.src = p
+		return g.run()
+	})
+	iw.gz = r
+	return iw.gz.feed(iw.raw)
+}
+
+func (r *gzRun) feed(c []byte) error {
+	err := r.pump.feed(c)
+	if err != nil {
+		r.stopped = true
+	}
+	return err
+}
+
+// feedEncoded gives encoded body bytes to the scan's decoder, or to the
+// splice once there is one.
+func (iw *injector) feedEncoded(c []byte) error {
+	if iw.tail != nil {
+		return iw.tail.write(iw.w, c)
+	}
+	if iw.gz == nil {
+		iw.rec.add(c, iw.limit)
+		err := iw.pump.feed(c)
+		if err != nil && iw.gz != nil && !iw.gz.stopped {
+			iw.pump = nil // the verdict came in c: the splice has all of it
+			return nil
+		}
+		return err
+	}
+	iw.stopPump()
+	if iw.gz.stopped {
+		return iw.err
+	}
+	return iw.gz.feed(c) // an error: decodeFailed
+}
+
+// finishSplice ends the splice's input and waits for its last bytes.
+func (iw *injector) finishSplice() {
+	if !iw.gz.stopped {
+		iw.gz.stopped = true
+		if err := iw.gz.pump.close(); err != nil && iw.err == nil {
+			iw.err = fmt.Errorf("inject: splice gzip body: %w", err)
+			iw.result = InjectResultError
+		}
+	}
+	if iw.gz.g.failed != nil {
+		iw.result = InjectResultError // it went out as it came
+	}
+	iw.rememberSplice()
 }
 
 func (iw *injector) stopPump() {
@@ -123,18 +209,98 @@ type bodyEncoder interface {
 	Close() error
 }
 
-func newBodyEncoder(coding string, w io.Writer) bodyEncoder {
+// Re-encoding levels, chosen to be no larger than what common upstreams
+// send (CMS-shaped pages of 30-300 KB, TestCodecLevels and
+// caddymodule.TestCompressE2ENeverMoreBytes): brotli 7, a little smaller
+// than nginx-brotli's default 6 (and Cloudflare's 4), which pays for the
+// tag and the flush that gets the head out early; klauspost's
+// SpeedBetterCompression beats the zstd library's default level 3. A page
+// precompressed at brotli 11 or zstd 19 comes out 2-20% larger: those
+// levels take up to seconds per page, too slow for every request.
+const (
+	brotliQuality = 7
+	zstdLevel     = zstd.SpeedBetterCompression
+)
+
+// newBodyEncoder re-encodes with coding; head is the start of the
+// upstream's encoded body (a zstd frame's window is kept, within 128 KiB,
+// Caddy's, and the 8 MiB HTTP allows).
+func newBodyEncoder(coding string, w io.Writer, head ...byte) bodyEncoder {
 	switch coding {
 	case "br":
-		return brotli.NewWriterLevel(w, 5)
+		return &flushGate{bodyEncoder: brotli.NewWriterLevel(w, brotliQuality)}
 	case "zstd":
-		// Caddy's encode settings: small window, one goroutine.
-		z, _ := zstd.NewWriter(w, zstd.WithWindowSize(128<<10), zstd.WithEncoderConcurrency(1),
-			zstd.WithZeroFrames(true))
-		return z
+		z, _ := zstd.NewWriter(w, zstd.WithEncoderLevel(zstdLevel), zstd.WithWindowSize(zstdWindow(head)),
+			zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true))
+		return &flushGate{bodyEncoder: z}
 	}
 	z, _ := gzip.NewWriterLevel(w, gzip.DefaultCompression)
 	return z
+}
+
+// flushGate passes the first Flush (the head goes out early) and then one
+// per flushEvery bytes of page: Caddy's reverse_proxy flushes after every
+// write of a chunked response, and each flush of a brotli or zstd stream
+// costs bytes (a block ended early, its statistics started again; 17 bytes
+// on a 60 KB page at brotli 6).
+type flushGate struct {
+	bodyEncoder
+	since   int
+	flushed bool
+}
+
+const flushEvery = 256 << 10
+
+func (f *flushGate) Write(p []byte) (int, error) {
+	f.since += len(p)
+	return f.bodyEncoder.Write(p)
+}
+
+func (f *flushGate) Flush() error {
+	if f.flushed && f.since < flushEvery {
+		return nil
+	}
+	f.flushed, f.since = true, 0
+	return f.bodyEncoder.Flush()
+}
+
+// zstdWindow is the window of the zstd frame that head starts, as a power
+// of two from 128 KiB to 8 MiB (RFC 8878 §3.1.1.1).
+func zstdWindow(head []byte) int {
+	const lo, hi = 128 << 10, 8 << 20
+	if len(head) < 6 || head[0] != 0x28 || head[1] != 0xb5 || head[2] != 0x2f || head[3] != 0xfd {
+		return lo
+	}
+	fhd := head[4]
+	var win uint64
+	if fhd&0x20 != 0 { // single segment: the window is the content size
+		p := head[5+[]int{0, 1, 2, 4}[fhd&3]:]
+		switch fhd >> 6 {
+		case 0:
+			if len(p) > 0 {
+				win = uint64(p[0])
+			}
+		case 1:
+			if len(p) >= 2 {
+				win = uint64(p[0]) | uint64(p[1])<<8 + 256
+			}
+		case 2:
+			if len(p) >= 4 {
+				win = uint64(p[0]) | uint64(p[1])<<8 | uint64(p[2])<<16 | uint64(p[3])<<24
+			}
+		default:
+			win = hi
+		}
+	} else {
+		wd := head[5]
+		base := uint64(1) << (10 + wd>>3)
+		win = base + base/8*uint64(wd&7)
+	}
+	n := lo
+	for n < hi && uint64(n) < win {
+		n <<= 1
+	}
+	return n
 }
 
 func newBodyDecoder(coding string, r io.Reader) (io.ReadCloser, error) {
@@ -171,17 +337,24 @@ type decodePump struct {
 }
 
 func startPump(ctx context.Context, coding string, sink func([]byte) error) *decodePump {
+	return startPumpFunc(ctx, func(p *decodePump) error { return p.decode(coding, sink) })
+}
+
+// startPumpFunc runs body on the pump's goroutine; body reads the fed
+// chunks from p.
+func startPumpFunc(ctx context.Context, body func(p *decodePump) error) *decodePump {
 	p := &decodePump{ctx: ctx, in: make(chan []byte), idle: make(chan struct{}), done: make(chan struct{})}
-	go p.run(coding, sink)
+	go func() {
+		defer close(p.done)
+		p.err = body(p)
+	}()
 	return p
 }
 
-func (p *decodePump) run(coding string, sink func([]byte) error) {
-	defer close(p.done)
+func (p *decodePump) decode(coding string, sink func([]byte) error) error {
 	dec, err := newBodyDecoder(coding, p)
 	if err != nil {
-		p.err = err
-		return
+		return err
 	}
 	defer dec.Close()
 	bp := injectBufs.Get().(*[]byte)
@@ -189,22 +362,18 @@ func (p *decodePump) run(coding string, sink func([]byte) error) {
 	for {
 		n, rerr := dec.Read(*bp)
 		if p.abandoned {
-			p.err = context.Canceled
-			return
+			return context.Canceled
 		}
 		if n > 0 {
 			if err := sink((*bp)[:n]); err != nil {
-				p.err = err
-				return
+				return err
 			}
 		}
 		if rerr == io.EOF {
-			p.err = p.drain()
-			return
+			return p.drain()
 		}
 		if rerr != nil {
-			p.err = rerr
-			return
+			return rerr
 		}
 	}
 }

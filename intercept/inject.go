@@ -16,13 +16,17 @@ package intercept
 //     writes the headers, the held bytes with the tag spliced in, and from then
 //     on every Write goes straight through.
 //   - A gzip, br or zstd body is decoded by a goroutine that only runs while
-//     the handler's goroutine waits for it, injected, and re-encoded with the
-//     same coding. Until the verdict the encoded bytes are held as well, so a
-//     page that is not injected (or does not decode) goes out byte for byte.
+//     the handler's goroutine waits for it. Until the verdict the encoded
+//     bytes are held as well, so a page that is not injected (or does not
+//     decode) goes out byte for byte. An injected gzip page is spliced: the
+//     tag goes into the upstream's deflate stream and only the part around it
+//     is compressed again; br and zstd are re-encoded with the same coding.
 //
 // The files: this one is the writer's state machine; headscan.go reads the
 // head to a verdict; verdicts.go remembers verdicts per path; csp.go finds
-// the nonce; codec.go decodes and re-encodes a compressed page.
+// the nonce; codec.go decodes and re-encodes a compressed page; gzsplice.go
+// splices gzip (deflatebits.go: its codes, bits and CRC algebra);
+// encodecache.go remembers splices and re-encoded pages.
 
 import (
 	"context"
@@ -92,6 +96,9 @@ type InjectConfig struct {
 	// verdict: cached is true when the VerdictCache gave it, false when the
 	// tokenizer read the head.
 	OnScan func(cached bool)
+	// Encoded, if set, remembers each path's gzip splice so that the same
+	// encoded page served again is not decoded again (see EncodedCache).
+	Encoded *EncodedCache
 }
 
 func (c *InjectConfig) report(result string) {
@@ -124,30 +131,6 @@ func (c *InjectConfig) maxPrefix() int {
 		return c.MaxPrefix
 	}
 	return DefaultMaxPrefix
-}
-
-// PrepareRequest must be called before the next handler. For a request that
-// can be a document navigation (GET without Range, Accept with text/html or
-// Sec-Fetch-Dest: document) it deletes Accept-Encoding, so the upstream
-// answers with identity bytes; Caddy's encode has chosen its coding from the
-// original header already.
-func PrepareRequest(r *http.Request) {
-	if r.Method != http.MethodGet || r.Header.Get("Range") != "" {
-		return
-	}
-	if acceptsHTML(r.Header) || strings.EqualFold(r.Header.Get("Sec-Fetch-Dest"), "document") {
-		r.Header.Del("Accept-Encoding")
-	}
-}
-
-func acceptsHTML(h http.Header) bool {
-	for _, v := range h.Values("Accept") {
-		v = strings.ToLower(v)
-		if strings.Contains(v, "text/html") || strings.Contains(v, "application/xhtml+xml") {
-			return true
-		}
-	}
-	return false
 }
 
 // Wrap returns the writer to hand to the next handler, and finish, to call
@@ -213,6 +196,17 @@ type injector struct {
 	out     io.Writer
 	enc     bodyEncoder
 	pump    *decodePump
+	gz      *gzRun // an injected gzip page being spliced (codec.go)
+
+	// The EncodedCache (encodecache.go): the remembered page compared with
+	// this one, how far, and the copy after its replacement on a hit.
+	ecand    *encodedEntry
+	echecked int
+	tail     *gzTail
+	rec      *wholeRecord // a br or zstd page's encoded bytes, to remember
+	// What the verdict of an injected page depended on.
+	scanRead     int
+	scanComplete bool
 
 	flushPending bool // a Flush arrived while holding: do it after the verdict
 	finished     bool
@@ -249,7 +243,9 @@ func (iw *injector) WriteHeader(code int) {
 	}
 	iw.state = injectHold
 	if iw.coding != "" {
-		iw.pump = startPump(iw.ctx, iw.coding, iw.sinkDecoded)
+		if iw.lookEncoded(); iw.ecand == nil {
+			iw.pump = startPump(iw.ctx, iw.coding, iw.sinkDecoded)
+		}
 	}
 }
 
@@ -370,6 +366,11 @@ func (iw *injector) FlushError() error {
 
 func (iw *injector) flushOut() error {
 	iw.flushPending = false
+	if iw.gz != nil && !iw.gz.stopped {
+		if err := iw.gz.g.flushNow(); err != nil {
+			return err
+		}
+	}
 	if iw.enc != nil {
 		if err := iw.enc.Flush(); err != nil {
 			return err
@@ -487,6 +488,7 @@ func (iw *injector) settle(v pageVerdict, data []byte, atEOF bool) error {
 func (iw *injector) inject(data []byte, atEOF bool) error {
 	tag := scriptTag(iw.cfg.ScriptSrc, iw.scan.nonce(), iw.xml)
 	ins := iw.scan.insertion(len(tag))
+	iw.scanRead, iw.scanComplete = min(len(data), iw.scan.read), iw.scan.complete || atEOF
 	h := iw.w.Header()
 	h.Del("Content-Length")
 	if iw.coding == "" {
@@ -496,14 +498,14 @@ func (iw *injector) inject(data []byte, atEOF bool) error {
 			h.Set("Content-Length", strconv.FormatInt(iw.length+int64(len(tag)), 10))
 		}
 	}
-	if et := h.Get("Etag"); et != "" && !strings.HasPrefix(et, "W/") {
-		h.Set("Etag", "W/"+et) // the bytes changed, the meaning did not
+	iw.writeInjectedHeader(-1)
+	if iw.coding == "gzip" {
+		return iw.startSplice(ins, tag) // no re-compression of the page
 	}
-	h.Del("Accept-Ranges")
-	iw.w.WriteHeader(iw.status)
 	iw.out = iw.w
 	if iw.coding != "" {
-		iw.enc = newBodyEncoder(iw.coding, iw.w)
+		iw.enc = newBodyEncoder(iw.coding, iw.w, iw.raw...)
+		iw.recordWhole(ins, tag)
 		iw.out = iw.enc
 	}
 	iw.result = InjectResultInjected
@@ -529,6 +531,23 @@ func (iw *injector) inject(data []byte, atEOF bool) error {
 		spliceBufs.Put(bp)
 	}
 	return err
+}
+
+// writeInjectedHeader sends the headers of a changed body; an encoded one
+// has a Content-Length only when length >= 0.
+func (iw *injector) writeInjectedHeader(length int) {
+	h := iw.w.Header()
+	if iw.coding != "" {
+		h.Del("Content-Length")
+		if length >= 0 {
+			h.Set("Content-Length", strconv.Itoa(length))
+		}
+	}
+	if et := h.Get("Etag"); et != "" && !strings.HasPrefix(et, "W/") {
+		h.Set("Etag", "W/"+et) // the bytes changed, the meaning did not
+	}
+	h.Del("Accept-Ranges")
+	iw.w.WriteHeader(iw.status)
 }
 
 // spliceBufs hold the first write's bytes with the tag spliced in, for one
@@ -565,6 +584,12 @@ func (iw *injector) finish() error {
 		return iw.err
 	}
 	iw.finished = true
+	if iw.gz != nil || iw.tail != nil {
+		iw.stopPump() // the scan's decoder: the splice has all it read
+	}
+	if iw.state == injectHold && iw.ecand != nil {
+		iw.encodedAtEOF()
+	}
 	switch iw.state {
 	case injectNew:
 		iw.result = skippedUnwritten
@@ -578,11 +603,18 @@ func (iw *injector) finish() error {
 			iw.pump = nil
 		}
 	}
+	if iw.gz != nil {
+		iw.finishSplice()
+	}
+	if iw.tail != nil {
+		iw.finishTail()
+	}
 	if iw.enc != nil && iw.err == nil {
 		if err := iw.enc.Close(); err != nil {
 			iw.err = fmt.Errorf("inject: close %s encoder: %w", iw.coding, err)
 			iw.result = InjectResultError
 		}
+		iw.rememberWhole()
 	}
 	iw.cfg.report(iw.result)
 	return iw.err

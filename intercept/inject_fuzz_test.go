@@ -60,6 +60,15 @@ func FuzzInject(f *testing.F) {
 		} else if !bytes.Equal(encoded.body.Bytes(), resp.body) {
 			t.Fatalf("gzip: %s but the encoded bytes changed", r1)
 		}
+		// Twice more through an EncodedCache: the remembered splice gives
+		// the same bytes as a fresh one.
+		cache := NewEncodedCache()
+		for i := 0; i < 2; i++ {
+			again, r4, err := run(t, getPage(), InjectConfig{Encoded: cache}, resp)
+			if err != nil || r4 != r1 || !bytes.Equal(again.body.Bytes(), encoded.body.Bytes()) {
+				t.Fatalf("gzip through the cache (%d): %q, %v, same %v", i, r4, err, bytes.Equal(again.body.Bytes(), encoded.body.Bytes()))
+			}
+		}
 
 		out := whole.body.Bytes()
 		if r1 != "injected" {

@@ -1204,10 +1204,6 @@ func TestInjectHijack(t *testing.T) {
 func TestInjectOverHTTP(t *testing.T) {
 	page := "<!DOCTYPE html><html><head><title>t</title></head><body>hi</body></html>"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		PrepareRequest(r)
-		if r.Header.Get("Accept-Encoding") != "" {
-			t.Error("Accept-Encoding kept on a navigation")
-		}
 		iw, finish := Wrap(w, r, &InjectConfig{ScriptSrc: testSrc})
 		defer finish()
 		iw.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -1227,33 +1223,6 @@ func TestInjectOverHTTP(t *testing.T) {
 	want := strings.Replace(page, "<head>", "<head>"+testTag, 1)
 	if err != nil || string(body) != want || res.ContentLength != int64(len(want)) {
 		t.Fatalf("got %q (length %d): %v", body, res.ContentLength, err)
-	}
-}
-
-func TestPrepareRequest(t *testing.T) {
-	cases := []struct {
-		method string
-		header []string
-		strip  bool
-	}{
-		{"GET", []string{"Accept", "text/html,application/xhtml+xml"}, true},
-		{"GET", []string{"Accept", "*/*", "Sec-Fetch-Dest", "document"}, true},
-		{"GET", []string{"Accept", "application/xhtml+xml"}, true},
-		{"GET", []string{"Accept", "image/avif,image/webp,*/*"}, false},
-		{"GET", []string{"Accept", "text/html", "Range", "bytes=0-1"}, false},
-		{"POST", []string{"Accept", "text/html"}, false},
-		{"HEAD", []string{"Accept", "text/html"}, false},
-	}
-	for _, c := range cases {
-		r := httptest.NewRequest(c.method, "/", nil)
-		r.Header.Set("Accept-Encoding", "gzip, br, zstd")
-		for i := 0; i < len(c.header); i += 2 {
-			r.Header.Set(c.header[i], c.header[i+1])
-		}
-		PrepareRequest(r)
-		if stripped := r.Header.Get("Accept-Encoding") == ""; stripped != c.strip {
-			t.Errorf("%s %v: stripped %v", c.method, c.header, stripped)
-		}
 	}
 }
 

@@ -1,0 +1,368 @@
+package intercept
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"sync"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/zstd"
+)
+
+// EncodedCache remembers, per request path, the splice of the last gzip page
+// injected there: the upstream's encoded bytes it replaced and what replaced
+// them. A page whose encoded bytes start with the same ones (compared as
+// they arrive), under the same headers, gets the same replacement without
+// being decoded, scanned or deflated: the rest of its bytes are copied and
+// its trailer is computed from the upstream's (crc32Combine), which is what
+// makes a static gzip page cost about what plain Caddy pays. The bytes are
+// kept whole rather than hashed, so that a page that differs part way goes
+// to the decoder from those bytes, with nothing held per request.
+//
+// The replaced bytes determine everything the splice wrote: the decoded
+// prefix up to X, the insertion point and the tag (an entry is kept only
+// when the scan's verdict depended on no byte past X). Only pages that
+// decoded whole, as one gzip member, are remembered; the trailer of a later
+// page is taken to be its last 8 bytes, as for one member. At most
+// EncodedCacheMaxPaths paths and EncodedCacheMaxBytes in all are kept, in
+// memory only; a path that does not fit is not remembered.
+type EncodedCache struct {
+	mu    sync.RWMutex
+	m     map[string]*encodedEntry // by path and coding
+	bytes int
+
+	// Whole pages: the hash of the last br or zstd page seen per path,
+	// whether a best-level encoder runs, and the encoders.
+	seed     maphash.Seed
+	seen     map[string]uint64
+	building bool
+	bg       sync.WaitGroup
+}
+
+// Bounds of an EncodedCache.
+const (
+	EncodedCacheMaxPaths = 1024
+	EncodedCacheMaxBytes = 16 << 20
+)
+
+// NewEncodedCache returns an empty cache, to share between the responses of
+// one InjectConfig.
+func NewEncodedCache() *EncodedCache {
+	return &EncodedCache{m: map[string]*encodedEntry{}, seed: maphash.MakeSeed(), seen: map[string]uint64{}}
+}
+
+type encodedEntry struct {
+	coding string
+	whole  bool // key is the whole body, sp.out the whole page (br, zstd)
+	// The headers the scan saw.
+	src, nonce string
+	charset    bool
+	xml        bool
+
+	key []byte // the upstream's first encoded bytes, which sp.out replaces
+	sp  gzSplice
+}
+
+func (e *encodedEntry) size() int { return len(e.key) + len(e.sp.out) + 256 }
+
+func (c *EncodedCache) entry(path, coding string, s *pageScan, xml bool) *encodedEntry {
+	if c == nil {
+		return nil
+	}
+	c.mu.RLock()
+	e := c.m[path+"\x00"+coding]
+	c.mu.RUnlock()
+	if e == nil || e.src != s.src || e.nonce != s.headerNonce || e.charset != s.charsetHeader || e.xml != xml {
+		return nil
+	}
+	return e
+}
+
+// keyed makes an entry of the splice of a page whose first encoded bytes
+// are raw.
+func (c *EncodedCache) keyed(raw []byte, sp *gzSplice) *encodedEntry {
+	e := &encodedEntry{key: bytes.Clone(raw), sp: *sp}
+	e.sp.out = bytes.Clone(sp.out)
+	return e
+}
+
+func (c *EncodedCache) store(path string, e *encodedEntry) {
+	path += "\x00" + e.coding
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m[path]
+	room := EncodedCacheMaxBytes - c.bytes
+	if old != nil {
+		room += old.size()
+	} else if len(c.m) >= EncodedCacheMaxPaths {
+		return
+	}
+	if e.size() > room {
+		return
+	}
+	if old != nil {
+		c.bytes -= old.size()
+	}
+	c.m[path] = e
+	c.bytes += e.size()
+}
+
+// The injector's side.
+
+// lookEncoded finds the remembered splice of this path, at WriteHeader;
+// while there is one, no decoder is started.
+func (iw *injector) lookEncoded() {
+	iw.ecand = iw.cfg.Encoded.entry(iw.path, iw.coding, &iw.scan, iw.xml)
+	iw.echecked = 0
+}
+
+// matchEncoded compares c, the next encoded bytes, with the remembered
+// page's. Until they differ nothing is held or decoded; when they differ,
+// the bytes so far go to the decoder (catchUp).
+func (iw *injector) matchEncoded(c []byte) error {
+	key := iw.ecand.key
+	k := min(len(c), len(key)-iw.echecked)
+	if !bytes.Equal(c[:k], key[iw.echecked:iw.echecked+k]) || iw.ecand.whole && k < len(c) {
+		return iw.catchUp(c)
+	}
+	iw.echecked += k
+	if iw.echecked < len(key) || iw.ecand.whole {
+		return nil // a whole page is decided at its end
+	}
+	return iw.encodedHit(c[k:])
+}
+
+// catchUp holds and decodes the bytes that matched, then c.
+func (iw *injector) catchUp(c []byte) error {
+	iw.raw = append(append(iw.raw[:0], iw.ecand.key[:iw.echecked]...), c...)
+	iw.peakRaw = max(iw.peakRaw, len(iw.raw))
+	iw.ecand = nil
+	iw.pump = startPump(iw.ctx, iw.coding, iw.sinkDecoded) // not started while comparing
+	if err := iw.pump.feed(iw.raw); err != nil {
+		return iw.decodeFailed(err)
+	}
+	return nil
+}
+
+// encodedHit sends the remembered replacement and copies the rest.
+func (iw *injector) encodedHit(rest []byte) error {
+	e := iw.ecand
+	iw.ecand = nil
+	iw.cfg.scanned(true)
+	iw.writeInjectedHeader(-1)
+	iw.result = InjectResultInjected
+	iw.state = injectStream
+	iw.tail = &gzTail{sp: &e.sp}
+	if _, err := iw.w.Write(e.sp.out); err != nil {
+		return err
+	}
+	err := iw.tail.write(iw.w, rest)
+	if err == nil && iw.flushPending {
+		err = iw.flushOut()
+	}
+	return err
+}
+
+// rememberSplice keeps the splice of this page if it can be used again.
+func (iw *injector) rememberSplice() {
+	c, r := iw.cfg.Encoded, iw.gz
+	if c == nil || r.entry == nil || r.g.failed != nil || iw.err != nil || r.g.members != 1 {
+		return
+	}
+	if iw.scanComplete || int64(iw.scanRead) > r.entry.sp.x {
+		return // the verdict depended on bytes past X
+	}
+	e := r.entry
+	e.coding = "gzip"
+	e.src, e.nonce, e.charset, e.xml = iw.scan.src, iw.scan.headerNonce, iw.scan.charsetHeader, iw.xml
+	c.store(iw.path, e)
+}
+
+// gzTail copies the encoded bytes after the replaced ones, holding back the
+// last 8 (the trailer) to rewrite them at the end.
+type gzTail struct {
+	sp   *gzSplice
+	hold []byte
+}
+
+func (t *gzTail) write(w interface{ Write([]byte) (int, error) }, p []byte) error {
+	if len(t.hold)+len(p) <= 8 {
+		t.hold = append(t.hold, p...)
+		return nil
+	}
+	// Write what is held and all of p but its last 8 bytes.
+	out := len(t.hold) + len(p) - 8
+	if k := min(out, len(t.hold)); k > 0 {
+		if _, err := w.Write(t.hold[:k]); err != nil {
+			return err
+		}
+		t.hold = append(t.hold[:0], t.hold[k:]...)
+		out -= k
+	}
+	if out > 0 {
+		if _, err := w.Write(p[:out]); err != nil {
+			return err
+		}
+	}
+	t.hold = append(t.hold, p[out:]...)
+	return nil
+}
+
+var errShortGzip = errors.New("gzip: body ends before its trailer")
+
+// finish writes the trailer of the new content: the suffix's CRC is the
+// upstream's with the replaced prefix's taken out.
+func (t *gzTail) finish(w interface{ Write([]byte) (int, error) }) error {
+	if len(t.hold) < 8 {
+		return errShortGzip
+	}
+	crc := binary.LittleEndian.Uint32(t.hold)
+	size := binary.LittleEndian.Uint32(t.hold[4:])
+	sufLen := int64(size - uint32(t.sp.x)) // mod 2^32, as ISIZE is
+	suf := crc ^ multModP(x2nModP(sufLen, 3), t.sp.prefixCRC)
+	var out [8]byte
+	binary.LittleEndian.PutUint32(out[:], crc32Combine(t.sp.newCRC, suf, sufLen))
+	binary.LittleEndian.PutUint32(out[4:], size+uint32(t.sp.tagLen))
+	_, err := w.Write(out[:])
+	return err
+}
+
+func (iw *injector) finishTail() {
+	if iw.err != nil {
+		return
+	}
+	if err := iw.tail.finish(iw.w); err != nil {
+		iw.err = fmt.Errorf("inject: remembered gzip splice: %w", err)
+		iw.result = InjectResultError
+	}
+}
+
+// Whole pages (br, zstd). They cannot be spliced, so what is remembered is
+// the whole injected page, re-encoded at the best level (brotli 11, zstd
+// "best") once per page version: when the same encoded bytes come a second
+// time for a path, a background encoder (one at a time per cache) builds
+// the entry, and from then on the page is held while its bytes are compared
+// and answered with the remembered one at its end (with a Content-Length).
+// Only pages whose encoded body fits in wholeMax (and MaxPrefix) are kept.
+
+// wholeRecord collects an injected br or zstd page's encoded bytes.
+type wholeRecord struct {
+	raw []byte
+	ins int
+	tag []byte
+}
+
+// wholeMax bounds a remembered br or zstd page's encoded bytes.
+const wholeMax = 256 << 10
+
+func (r *wholeRecord) add(c []byte, limit int) {
+	if r == nil || r.raw == nil {
+		return
+	}
+	if len(r.raw)+len(c) > min(limit, wholeMax) {
+		r.raw = nil // too long to remember
+		return
+	}
+	r.raw = append(r.raw, c...)
+}
+
+// recordWhole starts recording at the verdict; raw holds the body so far.
+func (iw *injector) recordWhole(ins int, tag []byte) {
+	if iw.cfg.Encoded != nil && (iw.coding == "br" || iw.coding == "zstd") && len(iw.raw) <= wholeMax {
+		iw.rec = &wholeRecord{raw: bytes.Clone(iw.raw), ins: ins, tag: tag}
+	}
+}
+
+// rememberWhole counts a second sight of the same bytes, then builds the
+// best-level entry in the background.
+func (iw *injector) rememberWhole() {
+	r, c := iw.rec, iw.cfg.Encoded
+	if r == nil || r.raw == nil || iw.err != nil || iw.result != InjectResultInjected {
+		return
+	}
+	k := iw.path + "\x00" + iw.coding
+	sum := maphash.Bytes(c.seed, r.raw)
+	c.mu.Lock()
+	seen := c.seen[k] == sum
+	if !seen && (len(c.seen) < EncodedCacheMaxPaths || c.seen[k] != 0) {
+		c.seen[k] = sum
+	}
+	busy := c.building
+	if seen && !busy {
+		c.building = true
+	}
+	c.mu.Unlock()
+	if !seen || busy {
+		return
+	}
+	e := &encodedEntry{coding: iw.coding, whole: true, key: r.raw,
+		src: iw.scan.src, nonce: iw.scan.headerNonce, charset: iw.scan.charsetHeader, xml: iw.xml}
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		out, err := bestWhole(e.coding, r)
+		c.mu.Lock()
+		c.building = false
+		c.mu.Unlock()
+		if err == nil {
+			e.sp.out = out
+			c.store(iw.path, e)
+		}
+	}()
+}
+
+// bestWhole decodes a recorded page, puts the tag in and encodes it at the
+// best level.
+func bestWhole(coding string, r *wholeRecord) ([]byte, error) {
+	dec, err := newBodyDecoder(coding, bytes.NewReader(r.raw))
+	if err != nil {
+		return nil, err
+	}
+	defer dec.Close()
+	page, err := io.ReadAll(dec)
+	if err != nil || r.ins > len(page) {
+		return nil, errors.Join(errors.New("inject: remembered page"), err)
+	}
+	var b bytes.Buffer
+	var w io.WriteCloser
+	if coding == "br" {
+		w = brotli.NewWriterLevel(&b, brotli.BestCompression)
+	} else {
+		w, _ = zstd.NewWriter(&b, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+			zstd.WithWindowSize(zstdWindow(r.raw)), zstd.WithEncoderConcurrency(1))
+	}
+	_, _ = w.Write(page[:r.ins])
+	_, _ = w.Write(r.tag)
+	_, _ = w.Write(page[r.ins:])
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// wait waits for the background encoders (tests).
+func (c *EncodedCache) wait() { c.bg.Wait() }
+
+// encodedAtEOF ends the comparison with a remembered page at the body's
+// end: a whole page that matched to its last byte gets the remembered one;
+// anything else goes to the decoder.
+func (iw *injector) encodedAtEOF() {
+	e := iw.ecand
+	if !e.whole || iw.echecked != len(e.key) {
+		_ = iw.catchUp(nil) // an error: decodeFailed decided
+		return
+	}
+	iw.ecand = nil
+	iw.cfg.scanned(true)
+	iw.writeInjectedHeader(len(e.sp.out))
+	iw.result = InjectResultInjected
+	iw.state = injectStream
+	if _, err := iw.w.Write(e.sp.out); err != nil {
+		iw.err = fmt.Errorf("inject: write: %w", err)
+		iw.result = InjectResultError
+	}
+}

@@ -93,13 +93,13 @@ func TestDiskBoundedAfter100k(t *testing.T) {
 	}
 	wg.Wait()
 	added := time.Since(start)
-	waitFor(t, "every lead delivered", func() bool { return f.total() >= leads })
-	waitFor(t, "every lead delivered and purged", func() bool {
+	waitProgress(t, "every lead delivered", func() (bool, int) { n := f.total(); return n >= leads, n })
+	waitProgress(t, "every lead delivered and purged", func() (bool, int) {
 		if err := s.Compact(); err != nil {
 			t.Fatal(err)
 		}
 		st, err := s.Stats()
-		return err == nil && st.Leads == 0 && st.QueueDepth == 0
+		return err == nil && st.Leads == 0 && st.QueueDepth == 0, -st.Leads - st.QueueDepth
 	})
 	drained := time.Since(start)
 	commits1, ops := s.Commits()

@@ -66,6 +66,26 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// waitProgress waits for cond like waitFor, but gives up only when the
+// progress it reports has not moved for deadline: a long drain on a starved
+// machine is slow, not stuck.
+func waitProgress(t testing.TB, what string, cond func() (bool, int)) {
+	t.Helper()
+	last, since := -1, time.Now()
+	for {
+		done, progress := cond()
+		if done {
+			return
+		}
+		if progress != last {
+			last, since = progress, time.Now()
+		} else if time.Since(since) > deadline {
+			t.Fatalf("timed out waiting for %s (stuck at %d)", what, progress)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 func deliveryOf(t testing.TB, s *Store, id, dest string) lead.Delivery {
 	t.Helper()
 	l, err := s.Get(id)

@@ -74,7 +74,7 @@ type Handler struct {
 	scriptETag string
 	apiKey     string
 	tmpDir     string // where large multipart bodies spool (os.TempDir at Provision)
-	collect    *collectLimiter
+	collect    *intercept.Limiter
 	auditor    *intercept.Auditor
 	knownDests map[string]bool // Caddyfile parsing only
 }
@@ -353,7 +353,7 @@ func (hd *Handler) capture(w http.ResponseWriter, r *http.Request) {
 	if rule == nil {
 		l.Form, l.Title = "auto", "Заявка с сайта"
 	}
-	l.Visit = intercept.Visit(r, intercept.ReadVisit(r), r.Referer())
+	l.Visit = intercept.Visit(r, clientAddr(r), intercept.ReadVisit(r), r.Referer())
 	if rule != nil && !rule.AllowNoContact && !intercept.HasContact(l) {
 		countCaptureFailure("no_contact")
 		return

@@ -1,49 +1,28 @@
 package caddymodule
 
 import (
+	"bytes"
 	"encoding/json"
+	"math"
 	"fmt"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/leadproxy/leadproxy/intercept"
 )
 
-// proxiedSite trusts loopback as a proxy that sets X-Forwarded-For, as a
-// site behind Cloudflare or a load balancer does.
-const proxiedSite = `{
-	admin {{ADMIN}}
-	servers {
-		trusted_proxies static 127.0.0.1/8
-		client_ip_headers X-Forwarded-For
-	}
-	leadproxy {
-		storage {{STORAGE}}
-		{{GLOBAL}}
-	}
-}
-http://127.0.0.1:{{PORT_SITE}} {
-	leadproxy {
-		api_key abuse-api-key-7c1e
-		{{OPTS}}
-		form "Заявка" {
-			post    /callback
-			require phone
-		}
-		form "Форма" {
-			submit "#f"
-			phone  field phone
-		}
-	}
-	reverse_proxy {{UPSTREAM}}
-}
-`
+// proxiedSite is hardSite behind a trusted proxy on loopback that sets
+// X-Forwarded-For, as a site behind Cloudflare or a load balancer is;
+// DESTS also takes the global block's other options.
+var proxiedSite = strings.Replace(hardSite, "\tadmin {{ADMIN}}\n",
+	"\tadmin {{ADMIN}}\n\tservers {\n\t\ttrusted_proxies static 127.0.0.1/8\n\t\tclient_ip_headers X-Forwarded-For\n\t}\n", 1)
 
 func proxiedVars(upstream string, kv ...string) map[string]string {
-	return hardVars(upstream, append([]string{"GLOBAL", ""}, kv...)...)
+	return hardVars(upstream, kv...)
 }
 
 // abuseReport is a collect report of the form "Форма"; honey non-empty
@@ -59,7 +38,8 @@ func abuseReport(site, sid, phone, honey string) []byte {
 // and so does the address stored on the lead.
 func TestAbuseLimitsFollowClientIP(t *testing.T) {
 	up := newUpstream(t)
-	c := startHardened(t, proxiedSite, proxiedVars(up.URL), hardOpts{})
+	// leads_per_client off: the collect limiter is what is measured.
+	c := startHardened(t, proxiedSite, proxiedVars(up.URL, "DESTS", "leads_per_client off"), hardOpts{})
 	site := c.URL("PORT_SITE")
 	collect := site + "/_leadproxy/collect"
 	send := func(xff, sid, phone string) int {
@@ -151,4 +131,79 @@ func TestAbuseFloodOfAddressesLetsVisitorsIn(t *testing.T) {
 	if hardLeadByPhone(t, c, "+79994000001") == nil {
 		t.Fatal("the real visitor's lead is not stored")
 	}
+}
+
+// One client's 2,000 forged posts (a post rule: no script, no marker
+// needed) store at most leads_per_client, and every post reaches the site
+// byte for byte; another client is still captured.
+func TestAbuseOneClientPostsStoreAtMostBudget(t *testing.T) {
+	up := newUpstream(t)
+	c := startHardened(t, proxiedSite, proxiedVars(up.URL, "DESTS", fmt.Sprintf("leads_per_client %d", DefaultLeadsPerClient)), hardOpts{})
+	site := c.URL("PORT_SITE")
+	start := time.Now()
+	const posts = 2000
+	refused := hardMetric(t, c, `leadproxy_capture_failures_total{reason="budget_client"}`)
+	for i := range posts {
+		body := []byte(fmt.Sprintf("phone=%%2B7999500%04d&name=forged&pad=%s", i, strings.Repeat("x", 1000)))
+		code, answer := hardPost(t, site+"/callback", formCT, body, map[string]string{"X-Forwarded-For": "198.51.100.66"})
+		if _, got := up.last(); code != 200 || !strings.Contains(answer, "thanks") || !bytes.Equal(got, body) {
+			t.Fatalf("post %d: visitor got %d, upstream got %d of %d bytes", i, code, len(got), len(body))
+		}
+	}
+	minutes := time.Since(start).Minutes()
+	budget := DefaultLeadsPerClient + int(math.Ceil(minutes*DefaultLeadsPerClient))
+	stored := len(hardLeads(t, c))
+	t.Logf("%d posts in %.1fs: %d leads stored (budget %d at once + %d/min)", posts, minutes*60, stored, DefaultLeadsPerClient, DefaultLeadsPerClient)
+	if stored < DefaultLeadsPerClient || stored > budget {
+		t.Fatalf("%d leads stored from one client's %d posts, want %d..%d", stored, posts, DefaultLeadsPerClient, budget)
+	}
+	if got := hardMetric(t, c, `leadproxy_capture_failures_total{reason="budget_client"}`) - refused; int(got) != posts-stored {
+		t.Fatalf("budget_client counted %v refusals, want %d", got, posts-stored)
+	}
+	if !strings.Contains(c.Logs(t), "over leads_per_client") {
+		t.Fatal("no log line for the refused captures")
+	}
+	checkPassedOn(t, c, up, formCT, []byte("phone=%2B79995999999"), map[string]string{"X-Forwarded-For": "203.0.113.99"})
+	if hardLeadByPhone(t, c, "+79995999999") == nil {
+		t.Fatal("another client's post was not captured")
+	}
+}
+
+// Past max_store new captures are refused with a metric and a log line;
+// the site keeps serving and posts pass through byte for byte.
+func TestAbuseMaxStore(t *testing.T) {
+	up := newUpstream(t)
+	c := startHardened(t, proxiedSite, proxiedVars(up.URL, "DESTS", "max_store 2MB\n\t\tleads_per_client off\n\t\tleads_per_site off"), hardOpts{})
+	site := c.URL("PORT_SITE")
+	// 60 fields of 8 KiB (the most a field keeps): about 480 KB a lead.
+	var pad strings.Builder
+	for f := range 60 {
+		fmt.Fprintf(&pad, "&pad%d=%s", f, strings.Repeat("y", 8<<10))
+	}
+	full := -1
+	for i := 0; i < 50 && full < 0; i++ {
+		body := []byte(fmt.Sprintf("phone=%%2B7999600%04d%s", i, pad.String()))
+		checkPassedOn(t, c, up, formCT, body, nil)
+		if hardLeadByPhone(t, c, fmt.Sprintf("+7999600%04d", i)) == nil {
+			full = i
+		}
+	}
+	if full < 0 {
+		t.Fatal("50 posts of 480 KB never met max_store 2MB")
+	}
+	if full > 6 {
+		t.Fatalf("%d leads of 480 KB stored under max_store 2MB", full)
+	}
+	if got := hardMetric(t, c, `leadproxy_capture_failures_total{reason="store_full"}`); got < 1 {
+		t.Fatalf("store_full counted %v", got)
+	}
+	if !strings.Contains(c.Logs(t), "lead store over max_store") {
+		t.Fatal("no log line for the refused capture")
+	}
+	resp, err := noCompress.Get(site + "/")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("site not served past max_store: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	t.Logf("store full after %d leads of 480 KB (max_store 2MB)", full)
 }

@@ -118,6 +118,11 @@ func (hd *Handler) serveCollect(w http.ResponseWriter, r *http.Request) {
 		hd.logger.Debug("capture script source errors", zap.String("form", l.Form), zap.Strings("errors", rep.Errors))
 	}
 	if _, _, err := hd.store(r.Context(), r, l, rule); err != nil {
+		var budget *errBudget
+		if errors.As(err, &budget) {
+			reject(http.StatusTooManyRequests, "budget")
+			return
+		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}

@@ -374,6 +374,9 @@ func (hd *Handler) store(ctx context.Context, r *http.Request, l *lead.Lead, rul
 // storeFor saves the lead for dests (none: kept, not sent).
 func (hd *Handler) storeFor(ctx context.Context, r *http.Request, l *lead.Lead, dests []string) (*lead.Lead, bool, error) {
 	l.Site = siteOf(r)
+	if err := hd.app.budget.admit(l.Site, clientNetAddr(r), time.Now()); err != nil {
+		return nil, false, err // counted and logged by the budget
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	ctx, end := startCaptureSpan(ctx, r, l)
@@ -391,6 +394,7 @@ func (hd *Handler) storeFor(ctx context.Context, r *http.Request, l *lead.Lead, 
 		hd.logger.Error("lead not stored; request passed on", zap.String("form", l.Form), zap.Error(err))
 		return nil, false, err
 	}
+	hd.app.budget.stored(stored)
 	countCaptured(l.Form, l.Mechanism)
 	caddyhttp.SetVar(r.Context(), "leadproxy_lead_id", stored.ID)
 	hd.logger.Info("lead captured", zap.String("id", stored.ID), zap.String("form", l.Form),

@@ -55,6 +55,11 @@ func (hd *Handler) serveRoistatAPI(w http.ResponseWriter, r *http.Request) {
 		dests = hd.destinationsFor(nil)
 	}
 	stored, _, err := hd.storeFor(r.Context(), r, l, dests)
+	var budget *errBudget
+	if errors.As(err, &budget) {
+		fail(http.StatusTooManyRequests, "too many leads, try again later")
+		return
+	}
 	if err != nil {
 		fail(http.StatusServiceUnavailable, "lead not stored, try again")
 		return

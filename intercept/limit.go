@@ -135,3 +135,38 @@ func take[K comparable](c *simplelru.LRU[K, *bucket], k K, r Rate, now time.Time
 	}
 	return b
 }
+
+// KeyLimiter is one token bucket per key (a site's host name), in an LRU
+// of bounded size like Limiter's tables: a Host header an attacker makes
+// up costs one evictable entry.
+type KeyLimiter struct {
+	mu   sync.Mutex
+	rate Rate
+	keys *simplelru.LRU[string, *bucket]
+}
+
+// NewKeyLimiter tracks up to size keys (size <= 0: 1024). A zero Rate
+// limits nothing.
+func NewKeyLimiter(r Rate, size int) *KeyLimiter {
+	if size <= 0 {
+		size = 1024
+	}
+	k := &KeyLimiter{rate: r}
+	k.keys, _ = simplelru.NewLRU[string, *bucket](size, nil)
+	return k
+}
+
+// Allow takes one token from key's bucket, or answers false.
+func (k *KeyLimiter) Allow(key string, now time.Time) bool {
+	if k == nil || k.rate.off() {
+		return true
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	b := take(k.keys, key, k.rate, now)
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

@@ -147,3 +147,20 @@ func FuzzLimiter(f *testing.F) {
 		}
 	})
 }
+
+func TestKeyLimiter(t *testing.T) {
+	k := NewKeyLimiter(Rate{Burst: 2, PerMinute: 2}, 2)
+	now := time.Unix(1e9, 0)
+	if !k.Allow("a", now) || !k.Allow("a", now) || k.Allow("a", now) {
+		t.Fatal("burst of 2 not kept")
+	}
+	if !k.Allow("b", now) {
+		t.Fatal("key b shares a's bucket")
+	}
+	if !k.Allow("a", now.Add(30*time.Second)) || k.Allow("a", now.Add(30*time.Second)) {
+		t.Fatal("2/min: want exactly one token back after 30 s")
+	}
+	if NewKeyLimiter(Rate{}, 0).Allow("x", now) != true {
+		t.Fatal("a zero rate limits")
+	}
+}

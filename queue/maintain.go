@@ -266,3 +266,10 @@ func (s *Store) dataFiles() (files int, bytes int64) {
 	}
 	return files, bytes
 }
+
+// DiskUsage is the space the store's data files take on disk, for the
+// capture budget (max_store).
+func (s *Store) DiskUsage() int64 {
+	_, n := s.dataFiles()
+	return n
+}

@@ -3,16 +3,19 @@ package caddymodule
 import (
 	"bytes"
 	"encoding/json"
-	"math"
 	"fmt"
+	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/leadproxy/leadproxy/crm/amocrm/amocrmtest"
 	"github.com/leadproxy/leadproxy/intercept"
+	"github.com/leadproxy/leadproxy/lead"
 )
 
 // proxiedSite is hardSite behind a trusted proxy on loopback that sets
@@ -206,4 +209,47 @@ func TestAbuseMaxStore(t *testing.T) {
 	}
 	resp.Body.Close()
 	t.Logf("store full after %d leads of 480 KB (max_store 2MB)", full)
+}
+
+// Dedup poisoning: a forged lead with a visitor's phone, then the
+// visitor's real submission inside dedup_window: the real data reaches the
+// CRM (amoCRM's fake), and the real lead says what dedup did.
+func TestAbuseForgedLeadDoesNotSwallowRealOne(t *testing.T) {
+	up := newUpstream(t)
+	amo := amocrmtest.New()
+	t.Cleanup(amo.Close)
+	dest := "destination amo amocrm {\n\t\t\t" + strings.ReplaceAll(amo.Caddyfile(), "\n", "\n\t\t\t") + "\n\t\t}"
+	c := startHardened(t, proxiedSite, proxiedVars(up.URL, "DESTS", dest), hardOpts{})
+	checkPassedOn(t, c, up, formCT, []byte("phone=%2B79997000001&name=%D0%97%D0%BB%D0%BE%D0%B9"), map[string]string{"X-Forwarded-For": "203.0.113.66"}) // name=Злой
+	checkPassedOn(t, c, up, formCT, []byte("phone=8+999+700-00-01&name=%D0%9C%D0%B0%D1%80%D0%B8%D1%8F"), map[string]string{"X-Forwarded-For": "198.51.100.5"}) // name=Мария
+	waitFor(t, "both leads in amoCRM", 30*time.Second, func() bool { return len(amo.Leads()) == 2 })
+	names := []string{}
+	for _, l := range amo.Leads() {
+		for _, ct := range l.Embedded.Contacts {
+			names = append(names, ct.FirstName)
+		}
+	}
+	if !slices.Contains(names, "Мария") {
+		t.Fatalf("the real visitor's name is not in the CRM: contacts %q", names)
+	}
+	var real *lead.Lead
+	for _, l := range hardLeads(t, c) {
+		if l.Name == "Мария" {
+			real = &l
+		}
+	}
+	if real == nil || real.Dedup != lead.DedupSameContact || real.SameContactAs == "" || real.DuplicateOf != "" {
+		t.Fatalf("the real lead: %+v, want dedup %q linked to the forged one", real, lead.DedupSameContact)
+	}
+	// The same submission again (a double submit) is still one lead.
+	checkPassedOn(t, c, up, formCT, []byte("phone=8+999+700-00-01&name=%D0%9C%D0%B0%D1%80%D0%B8%D1%8F"), map[string]string{"X-Forwarded-For": "198.51.100.5"})
+	var dups int
+	for _, l := range hardLeads(t, c) {
+		if l.Dedup == lead.DedupDuplicate {
+			dups++
+		}
+	}
+	if dups != 1 || len(amo.Leads()) != 2 {
+		t.Fatalf("double submit: %d duplicates stored, %d leads in the CRM; want 1 and 2", dups, len(amo.Leads()))
+	}
 }

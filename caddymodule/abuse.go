@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -145,3 +146,36 @@ func orDefault(v, def int) int {
 	}
 	return v
 }
+
+// scrubLead cleans what every capture path stores: NUL bytes out of every
+// value (the Roistat API's values do not pass through intercept.Fields),
+// and a phone libphonenumber rejected out of the phone field, which is for
+// numbers a CRM can dial; the typed text stays in the fields.
+func scrubLead(l *lead.Lead) {
+	for _, p := range []*string{&l.Title, &l.Form, &l.Name, &l.Phone, &l.Email, &l.Comment} {
+		*p = noNUL(*p)
+	}
+	for _, m := range []map[string]string{l.Extra, l.CRM, l.Fields} {
+		for k, v := range m {
+			if nk, nv := noNUL(k), noNUL(v); nk != k || nv != v {
+				delete(m, k)
+				m[nk] = nv
+			}
+		}
+	}
+	if l.Phone != "" && !lead.IsPhone(l.Phone) {
+		typed := false
+		for _, v := range l.Fields {
+			typed = typed || v == l.Phone
+		}
+		if !typed {
+			if l.Fields == nil {
+				l.Fields = map[string]string{}
+			}
+			l.Fields["phone (not a number)"] = l.Phone
+		}
+		l.Phone = ""
+	}
+}
+
+func noNUL(s string) string { return strings.ReplaceAll(s, "\x00", "") }

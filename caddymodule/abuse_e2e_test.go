@@ -220,7 +220,7 @@ func TestAbuseForgedLeadDoesNotSwallowRealOne(t *testing.T) {
 	t.Cleanup(amo.Close)
 	dest := "destination amo amocrm {\n\t\t\t" + strings.ReplaceAll(amo.Caddyfile(), "\n", "\n\t\t\t") + "\n\t\t}"
 	c := startHardened(t, proxiedSite, proxiedVars(up.URL, "DESTS", dest), hardOpts{})
-	checkPassedOn(t, c, up, formCT, []byte("phone=%2B79997000001&name=%D0%97%D0%BB%D0%BE%D0%B9"), map[string]string{"X-Forwarded-For": "203.0.113.66"}) // name=Злой
+	checkPassedOn(t, c, up, formCT, []byte("phone=%2B79997000001&name=%D0%97%D0%BB%D0%BE%D0%B9"), map[string]string{"X-Forwarded-For": "203.0.113.66"})        // name=Злой
 	checkPassedOn(t, c, up, formCT, []byte("phone=8+999+700-00-01&name=%D0%9C%D0%B0%D1%80%D0%B8%D1%8F"), map[string]string{"X-Forwarded-For": "198.51.100.5"}) // name=Мария
 	waitFor(t, "both leads in amoCRM", 30*time.Second, func() bool { return len(amo.Leads()) == 2 })
 	names := []string{}
@@ -251,5 +251,40 @@ func TestAbuseForgedLeadDoesNotSwallowRealOne(t *testing.T) {
 	}
 	if dups != 1 || len(amo.Leads()) != 2 {
 		t.Fatalf("double submit: %d duplicates stored, %d leads in the CRM; want 1 and 2", dups, len(amo.Leads()))
+	}
+}
+
+// What is stored is clean on every path: no NUL byte (Roistat API), no
+// field named like a secret (form post), and a phone libphonenumber
+// rejects is not a contact (collect answers 422 and stores nothing).
+func TestAbuseStoredValuesClean(t *testing.T) {
+	up := newUpstream(t)
+	c := startHardened(t, proxiedSite, proxiedVars(up.URL), hardOpts{})
+	site := c.URL("PORT_SITE")
+	api := site + "/_leadproxy/api/proxy/1.0/leads/add"
+	code, answer := hardPost(t, api, formCT, []byte("key=hard-api-key-41d7&name=%D0%90%D0%BD%00%D0%BD%D0%B0&phone=%2B79998000001&comment=a%00b"), nil)
+	if code != 200 {
+		t.Fatalf("API: %d %s", code, answer)
+	}
+	l := hardLeadByPhone(t, c, "+79998000001")
+	if l == nil || l.Name != "Анна" || l.Comment != "ab" {
+		t.Fatalf("API lead %+v, want NUL bytes removed", l)
+	}
+	checkPassedOn(t, c, up, formCT, []byte("phone=%2B79998000002&api_key=k1&secret=s1&token=t1&pin=1234&client.secret=s2"), nil)
+	l = hardLeadByPhone(t, c, "+79998000002")
+	if l == nil {
+		t.Fatal("post not captured")
+	}
+	for k := range l.Fields {
+		if k != "phone" {
+			t.Errorf("field %q stored", k)
+		}
+	}
+	code, _ = hardPost(t, site+"/_leadproxy/collect", "text/plain", abuseReport(site, "sid-junk-phone-01", "+7 999 ... <img src=x onerror=alert(1)>", ""), map[string]string{"Origin": site})
+	if code != 422 {
+		t.Fatalf("collect with a junk phone and no email: %d, want 422 (no contact)", code)
+	}
+	if n := len(hardLeads(t, c)); n != 2 {
+		t.Fatalf("%d leads, want 2", n)
 	}
 }

@@ -374,6 +374,7 @@ func (hd *Handler) store(ctx context.Context, r *http.Request, l *lead.Lead, rul
 // storeFor saves the lead for dests (none: kept, not sent).
 func (hd *Handler) storeFor(ctx context.Context, r *http.Request, l *lead.Lead, dests []string) (*lead.Lead, bool, error) {
 	l.Site = siteOf(r)
+	scrubLead(l)
 	if err := hd.app.budget.admit(l.Site, clientNetAddr(r), time.Now()); err != nil {
 		return nil, false, err // counted and logged by the budget
 	}

@@ -184,7 +184,7 @@ func clampValues(in map[string]string) map[string]string {
 		if len(out) >= MaxValues {
 			break
 		}
-		out[clamp(k, 256)] = clamp(in[k], MaxValueLen)
+		out[clamp(noNUL(k), 256)] = clamp(noNUL(in[k]), MaxValueLen)
 	}
 	return out
 }

@@ -228,7 +228,9 @@ func (s *Store) mergeIfWorth() error {
 		return nil
 	}
 	start := time.Now()
-	if err := s.merge(); err != nil && !errors.Is(err, nutsdb.ErrDontNeedMerge) {
+	err = s.merge()
+	s.private.apply() // merged data and hint files
+	if err != nil && !errors.Is(err, nutsdb.ErrDontNeedMerge) {
 		return err
 	}
 	filesAfter, diskAfter := s.dataFiles()

@@ -42,6 +42,8 @@ const (
 	DefaultMaxStore       = 1 << 30 // 1 GiB of store files
 	leadsPerNetworkFactor = 6       // a network (IPv4 /24, IPv6 /64) may leave 6 clients' worth
 	storeRescan           = time.Second
+	apiKeyFreeGuesses     = 5                // wrong Roistat API keys from one address before the delay
+	apiKeyMaxWait         = 15 * time.Minute // the longest delay between two guesses
 )
 
 // errBudget is a capture refused by a budget; reason is the metric label.

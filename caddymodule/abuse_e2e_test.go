@@ -288,3 +288,33 @@ func TestAbuseStoredValuesClean(t *testing.T) {
 		t.Fatalf("%d leads, want 2", n)
 	}
 }
+
+// Roistat API key guesses: 1,000 wrong keys from one address are checked
+// only apiKeyFreeGuesses times, then refused with a growing Retry-After;
+// the site's backend at another address is not slowed down.
+func TestAbuseAPIKeyGuesses(t *testing.T) {
+	up := newUpstream(t)
+	c := startHardened(t, proxiedSite, proxiedVars(up.URL), hardOpts{})
+	api := c.URL("PORT_SITE") + "/_leadproxy/api/proxy/1.0/leads/add"
+	checked, waited := 0, 0
+	for i := range 1000 {
+		code, _ := hardPost(t, api, formCT, []byte(fmt.Sprintf("key=guess-%d&phone=%%2B79998100001", i)), map[string]string{"X-Forwarded-For": "203.0.113.77"})
+		switch code {
+		case 403:
+			checked++
+		case 429:
+			waited++
+		default:
+			t.Fatalf("guess %d: %d", i, code)
+		}
+	}
+	if checked != apiKeyFreeGuesses || waited != 1000-checked {
+		t.Fatalf("of 1000 wrong keys %d were checked and %d refused; want %d checked", checked, waited, apiKeyFreeGuesses)
+	}
+	if code, answer := hardPost(t, api, formCT, []byte("key=hard-api-key-41d7&phone=%2B79998100002"), map[string]string{"X-Forwarded-For": "198.51.100.8"}); code != 200 {
+		t.Fatalf("the backend with the right key: %d %s", code, answer)
+	}
+	if n := len(hardLeads(t, c)); n != 1 {
+		t.Fatalf("%d leads, want 1", n)
+	}
+}

@@ -75,6 +75,7 @@ type Handler struct {
 	apiKey     string
 	tmpDir     string // where large multipart bodies spool (os.TempDir at Provision)
 	collect    *intercept.Limiter
+	keyGuesses *intercept.GuessGuard // Roistat API keys
 	auditor    *intercept.Auditor
 	knownDests map[string]bool // Caddyfile parsing only
 }
@@ -140,6 +141,7 @@ func (hd *Handler) Provision(ctx caddy.Context) error {
 			Verdicts: intercept.NewVerdictCache(), OnScan: countScan}
 	}
 	hd.collect = newCollectLimiter()
+	hd.keyGuesses = intercept.NewGuessGuard(apiKeyFreeGuesses, apiKeyMaxWait)
 	if hd.auditor = newAuditor(hd.Forms, hd.Audit, hd.logger); hd.auditor != nil {
 		registerAuditor(hd.auditor)
 	}

@@ -4,10 +4,13 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding/htmlindex"
@@ -45,10 +48,19 @@ func (hd *Handler) serveRoistatAPI(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "malformed parameters")
 		return
 	}
+	client, now := clientNetAddr(r), time.Now()
+	if wait := hd.keyGuesses.Wait(client, now); wait > 0 {
+		countCollectRejected("api_key_wait")
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		fail(http.StatusTooManyRequests, "too many invalid keys from this address, retry later")
+		return
+	}
 	if subtle.ConstantTimeCompare([]byte(p.Get("key")), []byte(hd.apiKey)) != 1 {
+		hd.keyGuesses.Failed(client, now)
 		fail(http.StatusForbidden, "invalid key")
 		return
 	}
+	hd.keyGuesses.Succeeded(client)
 	l := roistatLead(p, hd.PhoneRegion)
 	var dests []string
 	if p.Get("is_skip_sending") != "1" {

@@ -170,3 +170,89 @@ func (k *KeyLimiter) Allow(key string, now time.Time) bool {
 	b.tokens--
 	return true
 }
+
+// GuessGuard slows down guessing a secret (the Roistat API's key): after
+// Free wrong guesses from one client address, or 4×Free from its network
+// (IPv4 /24, IPv6 /64), each further guess must wait twice as long as the
+// one before — 1 s, 2 s, 4 s, … up to Max — and a guess that comes sooner
+// is refused without being checked. Bounded like Limiter (an LRU).
+type GuessGuard struct {
+	Free int
+	Max  time.Duration
+
+	mu sync.Mutex
+	c  *simplelru.LRU[netip.Prefix, *guesses]
+}
+
+type guesses struct {
+	wrong int
+	until time.Time
+}
+
+// NewGuessGuard allows free wrong guesses before the delay starts.
+func NewGuessGuard(free int, max time.Duration) *GuessGuard {
+	g := &GuessGuard{Free: free, Max: max}
+	g.c, _ = simplelru.NewLRU[netip.Prefix, *guesses](DefaultLimiterSize, nil)
+	return g
+}
+
+func (g *GuessGuard) keys(client netip.Addr) [2]netip.Prefix {
+	client = client.Unmap().WithZone("")
+	p, _ := client.Prefix(client.BitLen())
+	return [2]netip.Prefix{p, NetworkOf(client)}
+}
+
+// Wait is how long client must wait before its next guess is checked;
+// 0 when it may guess now.
+func (g *GuessGuard) Wait(client netip.Addr, now time.Time) time.Duration {
+	if g == nil {
+		return 0
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var wait time.Duration
+	for _, k := range g.keys(client) {
+		if x, ok := g.c.Peek(k); ok && x.until.Sub(now) > wait {
+			wait = x.until.Sub(now)
+		}
+	}
+	return wait
+}
+
+// Failed records a wrong guess from client at now.
+func (g *GuessGuard) Failed(client netip.Addr, now time.Time) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i, k := range g.keys(client) {
+		free := g.Free
+		if i == 1 {
+			free *= 4
+		}
+		x, ok := g.c.Get(k)
+		if !ok {
+			x = &guesses{}
+			g.c.Add(k, x)
+		}
+		x.wrong++
+		if n := x.wrong - free; n >= 0 {
+			d := g.Max
+			if n < 32 && time.Second<<n < g.Max {
+				d = time.Second << n
+			}
+			x.until = now.Add(d)
+		}
+	}
+}
+
+// Succeeded forgets the client address's wrong guesses (its network's stay).
+func (g *GuessGuard) Succeeded(client netip.Addr) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.c.Remove(g.keys(client)[0])
+}

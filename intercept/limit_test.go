@@ -164,3 +164,50 @@ func TestKeyLimiter(t *testing.T) {
 		t.Fatal("a zero rate limits")
 	}
 }
+
+func TestGuessGuard(t *testing.T) {
+	g := NewGuessGuard(3, time.Minute)
+	now := time.Unix(1e9, 0)
+	a := netip.MustParseAddr("203.0.113.5")
+	for range 3 {
+		if g.Wait(a, now) != 0 {
+			t.Fatal("a free guess refused")
+		}
+		g.Failed(a, now)
+	}
+	if w := g.Wait(a, now); w != time.Second {
+		t.Fatalf("after the third wrong guess: wait %v, want 1s", w)
+	}
+	now = now.Add(time.Second)
+	var waits []time.Duration
+	for range 8 {
+		g.Failed(a, now)
+		w := g.Wait(a, now)
+		waits = append(waits, w)
+		now = now.Add(w)
+	}
+	want := []time.Duration{2, 4, 8, 16, 32, 60, 60, 60}
+	for i := range want {
+		if waits[i] != want[i]*time.Second {
+			t.Fatalf("waits %v, want %v seconds", waits, want)
+		}
+	}
+	if g.Wait(netip.MustParseAddr("198.51.100.1"), now) != 0 {
+		t.Fatal("another network waits")
+	}
+	g.Succeeded(a)
+	if g.Wait(a, now) != 0 {
+		t.Fatal("still waiting after a right key")
+	}
+	// One /24 rotating addresses: the network's 4×3 free guesses, then waits.
+	for i := range 11 {
+		g.Failed(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), now)
+	}
+	if g.Wait(netip.AddrFrom4([4]byte{192, 0, 2, 200}), now) != 0 {
+		t.Fatal("the network waits after its free guesses")
+	}
+	g.Failed(netip.AddrFrom4([4]byte{192, 0, 2, 11}), now)
+	if g.Wait(netip.AddrFrom4([4]byte{192, 0, 2, 201}), now) != time.Second {
+		t.Fatal("a fresh address of a guessing network does not wait")
+	}
+}

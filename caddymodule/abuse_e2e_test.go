@@ -318,3 +318,92 @@ func TestAbuseAPIKeyGuesses(t *testing.T) {
 		t.Fatalf("%d leads, want 1", n)
 	}
 }
+
+// adminSearch is POST /leadproxy/leads with a JSON body.
+func adminSearch(t *testing.T, c *caddyProc, body string) leadList {
+	t.Helper()
+	resp, err := http.Post(c.Admin+"/leadproxy/leads", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list leadList
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST /leadproxy/leads %s: %d %v", body, resp.StatusCode, err)
+	}
+	return list
+}
+
+// Search terms are personal data: they go in the admin API's POST body,
+// never in its URI, which Caddy logs at info level; a GET with q is
+// refused.
+func TestAbuseSearchTermsNotLogged(t *testing.T) {
+	up := newUpstream(t)
+	c := startHardened(t, proxiedSite, proxiedVars(up.URL), hardOpts{})
+	checkPassedOn(t, c, up, formCT, []byte("phone=%2B79998200001&name=%D0%A1%D0%B5%D0%BA%D1%80%D0%B5%D1%82%D0%BE%D0%B2"), nil) // Секретов
+	if got := adminSearch(t, c, `{"q": "Секретов", "limit": 10}`); len(got.Leads) != 1 || got.Leads[0].Phone != "+79998200001" {
+		t.Fatalf("search by name: %+v", got.Leads)
+	}
+	if got := adminSearch(t, c, `{"q": "+7999820"}`); len(got.Leads) != 1 {
+		t.Fatalf("search by phone: %d leads", len(got.Leads))
+	}
+	// (A refused GET's URI is logged all the same: Caddy logs it first.)
+	resp, err := http.Get(c.Admin + "/leadproxy/leads?q=probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("GET with q: %d, want 400", resp.StatusCode)
+	}
+	log := c.Logs(t)
+	for _, v := range []string{"Секретов", `\u0421\u0435\u043a`, "79998200001", "7999820"} {
+		if strings.Contains(log, v) {
+			t.Errorf("the log holds %q", v)
+		}
+	}
+}
+
+// The dashboard's search is a GET (its links carry it): the site's access
+// log skips a request with search terms, and logs the others.
+func TestAbuseDashboardSearchNotLogged(t *testing.T) {
+	up := newUpstream(t)
+	c := startCaddy(t, `{
+	admin {{ADMIN}}
+	leadproxy {
+		storage {{STORAGE}}
+	}
+}
+http://127.0.0.1:{{PORT_SITE}} {
+	log
+	leadproxy {
+		form "Заявка" {
+			post    /callback
+			require phone
+		}
+	}
+	handle /leads* {
+		leadproxy_dashboard
+	}
+	reverse_proxy {{UPSTREAM}}
+}
+`, map[string]string{"UPSTREAM": up.URL})
+	site := c.URL("PORT_SITE")
+	for _, path := range []string{"/leads?q=%D0%A1%D0%B5%D0%BA%D1%80%D0%B5%D1%82%D0%BE%D0%B2", "/leads?status=failed&probe=logged"} {
+		resp, err := noCompress.Get(site + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+	}
+	log := c.Logs(t)
+	if !strings.Contains(log, "probe=logged") {
+		t.Fatal("the access log has no line for a request without search terms: the test sees nothing")
+	}
+	if strings.Contains(log, "%D0%A1%D0%B5") || strings.Contains(log, "Секретов") {
+		t.Fatal("the access log holds the search terms")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -63,24 +64,50 @@ func methodErr(allowed ...string) error {
 	return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed; use %s", strings.Join(allowed, ", "))}
 }
 
-// GET /leadproxy/leads?status=&form=&q=&limit=&cursor=
+// leadSearch is the body of POST /leadproxy/leads.
+type leadSearch struct {
+	Status string `json:"status"`
+	Form   string `json:"form"`
+	Query  string `json:"q"`
+	Limit  int    `json:"limit"`
+	Cursor string `json:"cursor"`
+}
+
+// GET /leadproxy/leads?status=&form=&limit=&cursor=, or POST with those and
+// the search terms as JSON ({"q": "+7999"}): Caddy logs every admin
+// request's URI at info level, so terms that are personal data (a phone,
+// a name) travel in the body only, and a GET with q is refused.
 func handleLeads(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet {
-		return methodErr("GET")
+	var s leadSearch
+	switch r.Method {
+	case http.MethodGet:
+		q := r.URL.Query()
+		if q.Has("q") {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`search terms go in a POST body ({"q": "..."}): the admin API logs each request's URI`)}
+		}
+		s = leadSearch{Status: q.Get("status"), Form: q.Get("form"), Cursor: q.Get("cursor")}
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("limit %q: want a positive number", v)}
+			}
+			s.Limit = n
+		}
+	case http.MethodPost:
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&s); err != nil {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("search body: want JSON like {\"q\": \"...\", \"limit\": 50}: %v", err)}
+		}
+		if s.Limit < 0 {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("limit %d: want a positive number", s.Limit)}
+		}
+	default:
+		return methodErr("GET", "POST")
 	}
 	st, err := currentStore()
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	f := queue.Filter{Status: q.Get("status"), Form: q.Get("form"), Query: q.Get("q"), Cursor: q.Get("cursor")}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 {
-			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("limit %q: want a positive number", s)}
-		}
-		f.Limit = n
-	}
+	f := queue.Filter{Status: s.Status, Form: s.Form, Query: s.Query, Cursor: s.Cursor, Limit: s.Limit}
 	leads, next, err := st.List(f)
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}

@@ -105,7 +105,7 @@ func (hd *Handler) serveCollect(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(rep.Errors) > 0 {
 		// "js source extra:Город threw: <message>": the message can quote
-		// page data, so only the sources are named at the default level.
+		// page data, so only the sources are named, at any level.
 		sources := make([]string, 0, len(rep.Errors))
 		for _, e := range rep.Errors {
 			src, _, _ := strings.Cut(e, " threw")
@@ -115,7 +115,6 @@ func (hd *Handler) serveCollect(w http.ResponseWriter, r *http.Request) {
 			sources = append(sources, strings.ToValidUTF8(src, ""))
 		}
 		hd.logger.Warn("capture script sources failed in the browser", zap.String("form", l.Form), zap.Strings("sources", sources))
-		hd.logger.Debug("capture script source errors", zap.String("form", l.Form), zap.Strings("errors", rep.Errors))
 	}
 	if _, _, err := hd.store(r.Context(), r, l, rule); err != nil {
 		var budget *errBudget

@@ -402,10 +402,6 @@ func (hd *Handler) storeFor(ctx context.Context, r *http.Request, l *lead.Lead, 
 	caddyhttp.SetVar(r.Context(), "leadproxy_lead_id", stored.ID)
 	hd.logger.Info("lead captured", zap.String("id", stored.ID), zap.String("form", l.Form),
 		zap.String("mechanism", l.Mechanism), zap.Bool("duplicate", dup), zap.Strings("destinations", dests))
-	if ce := hd.logger.Check(zap.DebugLevel, "lead fields"); ce != nil {
-		ce.Write(zap.String("id", stored.ID), zap.String("name", l.Name), zap.String("phone", l.Phone),
-			zap.String("email", l.Email), zap.Any("fields", l.Fields))
-	}
 	return stored, dup, nil
 }
 

@@ -407,3 +407,30 @@ http://127.0.0.1:{{PORT_SITE}} {
 		t.Fatal("the access log holds the search terms")
 	}
 }
+
+// A forged marker with an empty path ("a":"") matches only a click rule:
+// for the submit rule "Форма" it captures nothing, whatever the path; with
+// the path it names it is the sender's own post, held by leads_per_client.
+func TestAbuseForgedMarkerEmptyPath(t *testing.T) {
+	up := newUpstream(t)
+	c := startHardened(t, proxiedSite, proxiedVars(up.URL), hardOpts{})
+	marker := func(action string) map[string]string {
+		v, err := intercept.EncodeCookieJSON(map[string]any{"v": 1, "r": intercept.RuleID("Форма"), "s": "sid-forged-000001", "a": action})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return map[string]string{"Cookie": intercept.MarkerCookie + "=" + v}
+	}
+	checkPassedOn(t, c, up, formCT, []byte("phone=%2B79998300001"), nil) // the post rule's own capture, for contrast
+	code, _ := hardPost(t, c.URL("PORT_SITE")+"/account/settings", formCT, []byte("phone=%2B79998300002"), marker(""))
+	if code != 200 {
+		t.Fatalf("post: %d", code)
+	}
+	if l := hardLeadByPhone(t, c, "+79998300002"); l != nil {
+		t.Fatalf("a forged submit marker with no path captured %+v", l)
+	}
+	hardPost(t, c.URL("PORT_SITE")+"/account/settings", formCT, []byte("phone=%2B79998300003"), marker("/account/settings"))
+	if hardLeadByPhone(t, c, "+79998300003") == nil {
+		t.Fatal("a submit marker naming its post's path did not capture")
+	}
+}

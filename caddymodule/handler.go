@@ -262,11 +262,14 @@ func (hd *Handler) captureSafely(w http.ResponseWriter, r *http.Request) {
 // the server-side post rules.
 func (hd *Handler) match(r *http.Request) (rule *intercept.Rule, mech string, m *intercept.Marker, candidates []*intercept.Rule) {
 	m, _ = intercept.ReadMarker(r)
-	if m != nil && (m.Action == "" || m.Action == r.URL.Path) {
-		if m.Rule == "auto" && hd.Auto {
+	// A marker names the path its form posts to; only a click rule's may
+	// name none (the button's request URL is unknown), so a forged marker
+	// with an empty path cannot make every POST of a submit rule's site a lead.
+	if m != nil && (m.Action == r.URL.Path || m.Action == "") {
+		if m.Rule == "auto" && hd.Auto && m.Action != "" {
 			return nil, lead.MechAuto, m, nil
 		}
-		if rule := hd.rules[m.Rule]; rule != nil {
+		if rule := hd.rules[m.Rule]; rule != nil && (m.Action != "" || rule.Mechanism() == lead.MechClick) {
 			return rule, rule.Mechanism(), m, nil
 		}
 	}

@@ -194,9 +194,11 @@ func ParseBody(contentType string, body io.Reader, charset, fallback string) (Fi
 				err = errors.New("data after the value")
 			}
 		}
-		if ferr := flattenJSON(&f, "", v, 0); ferr != nil && err == nil {
-			err = ferr
+		if err != nil {
+			// Malformed or cut short: no lead from half a body, as before.
+			return nil, fmt.Errorf("json: %w", err)
 		}
+		err = flattenJSON(&f, "", v, 0)
 		if err == nil && deep {
 			err = fmt.Errorf("nested deeper than %d, deeper values skipped", MaxJSONDept)
 		}
@@ -253,7 +255,7 @@ func parseURLEncoded(raw string, dec func(string) string) (Fields, error) {
 // readJSON reads one value with d's tokenizer, which has no nesting limit
 // (json.Unmarshal refuses a body nested 10,000 deep as a whole): objects
 // and arrays nested past MaxJSONDept are read through and left out, deep
-// reports it, and what was read before an error is returned with it.
+// reports it.
 func readJSON(d *json.Decoder, depth int) (v any, deep bool, err error) {
 	t, err := d.Token()
 	if err != nil {

@@ -434,3 +434,19 @@ func TestAbuseForgedMarkerEmptyPath(t *testing.T) {
 		t.Fatal("a submit marker naming its post's path did not capture")
 	}
 }
+
+// leads_per_site holds a flood from many addresses: 20 clients' posts,
+// each within its own budget, store the site's 5.
+func TestAbuseSiteBudget(t *testing.T) {
+	up := newUpstream(t)
+	c := startHardened(t, proxiedSite, proxiedVars(up.URL, "DESTS", "leads_per_site 5"), hardOpts{})
+	for i := range 20 {
+		checkPassedOn(t, c, up, formCT, []byte(fmt.Sprintf("phone=%%2B7999840%04d", i)), map[string]string{"X-Forwarded-For": fmt.Sprintf("10.%d.0.1", i)})
+	}
+	if n := len(hardLeads(t, c)); n < 5 || n > 6 { // 5 at once, and at most one refilled while the posts run
+		t.Fatalf("%d leads stored from 20 clients, want leads_per_site's 5", n)
+	}
+	if got := hardMetric(t, c, `leadproxy_capture_failures_total{reason="budget_site"}`); got < 14 {
+		t.Fatalf("budget_site counted %v", got)
+	}
+}

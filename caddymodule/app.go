@@ -54,6 +54,18 @@ type App struct {
 	// DedupWindow: the same (form, phone or email) inside it is one lead.
 	// Default 1h.
 	DedupWindow caddy.Duration `json:"dedup_window,omitempty"`
+	// MaxStore is the store's disk budget in bytes: past it new captures
+	// are refused (counted in leadproxy_capture_failures_total
+	// {reason="store_full"} and logged) while the site keeps serving.
+	// Default 1 GiB; -1 turns it off.
+	MaxStore int64 `json:"max_store,omitempty"`
+	// LeadsPerClient is how many leads one client address may leave a
+	// minute (as many at once), on every capture path; its IPv4 /24 or
+	// IPv6 /64 may leave 6 times as many. Default 10; -1 turns it off.
+	LeadsPerClient int `json:"leads_per_client,omitempty"`
+	// LeadsPerSite is how many leads one site (host) may take a minute
+	// (as many at once). Default 300; -1 turns it off.
+	LeadsPerSite int `json:"leads_per_site,omitempty"`
 	// Destinations are the CRM accounts, by name. Each is a module in the
 	// leadproxy.destinations namespace, its type named by "type".
 	DestinationsRaw map[string]json.RawMessage `json:"destinations,omitempty" caddy:"namespace=leadproxy.destinations inline_key=type"`
@@ -77,6 +89,7 @@ type App struct {
 	readyOnce sync.Once
 	backoff   queue.Backoff // zero: the engine's default; see TestBackoffEnv
 	loc       *time.Location
+	budget    *captureBudget
 }
 
 // TestBackoffEnv names a test-only knob: "<min>,<max>" (Caddy durations,
@@ -85,6 +98,13 @@ type App struct {
 // seconds. It is not a product option and is not in the Caddyfile; unset
 // in production.
 const TestBackoffEnv = "LEADPROXY_TEST_BACKOFF"
+
+// TestBudgetsEnv names a test-only knob: "off" makes leads_per_client and
+// leads_per_site default to off, for end-to-end tests that send hundreds
+// of leads from one loopback address to test something else. A budget the
+// config sets explicitly still applies (the abuse tests set theirs). It is
+// not a product option; unset in production.
+const TestBudgetsEnv = "LEADPROXY_TEST_BUDGETS"
 
 // testBackoff parses TestBackoffEnv; zero when unset.
 func testBackoff() (queue.Backoff, error) {
@@ -125,6 +145,18 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.DedupWindow <= 0 {
 		a.DedupWindow = caddy.Duration(DefaultDedupWindow)
+	}
+	perClient, perSite := DefaultLeadsPerClient, DefaultLeadsPerSite
+	if os.Getenv(TestBudgetsEnv) == "off" {
+		perClient, perSite = -1, -1
+	}
+	a.budget = newCaptureBudget(orDefault(a.LeadsPerClient, perClient), orDefault(a.LeadsPerSite, perSite),
+		int64(orDefault(int(a.MaxStore), DefaultMaxStore)), a.logger)
+	a.budget.usage = func() int64 {
+		if st := a.store(); st != nil {
+			return st.DiskUsage()
+		}
+		return 0
 	}
 	a.dir = a.Storage
 	if a.dir == "" {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -81,6 +82,10 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, err
 			}
 			app.Visits = o
+		case "max_store", "leads_per_client", "leads_per_site":
+			if err := parseBudget(d, app, opt); err != nil {
+				return nil, err
+			}
 		case "destination":
 			if !d.NextArg() {
 				return nil, d.Err("destination: want <name> <type> { ... }")
@@ -106,10 +111,44 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.DestinationsRaw[name] = caddyconfig.JSONModuleObject(unm, "type", typ, nil)
 		default:
-			return nil, d.Errf("leadproxy: unknown global option %q (want storage, retry_for, retention, dedup_window, timezone, visits, destination)", opt)
+			return nil, d.Errf("leadproxy: unknown global option %q (want storage, retry_for, retention, dedup_window, timezone, visits, max_store, leads_per_client, leads_per_site, destination)", opt)
 		}
 	}
 	return httpcaddyfile.App{Name: "leadproxy", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// parseBudget reads max_store <size>|off, leads_per_client <n>|off or
+// leads_per_site <n>|off into app (off is stored as -1).
+func parseBudget(d *caddyfile.Dispenser, app *App, opt string) error {
+	var s string
+	if err := crm.SingleArg(d, &s); err != nil {
+		return err
+	}
+	if opt == "max_store" {
+		n, err := humanize.ParseBytes(s)
+		switch {
+		case s == "off":
+			app.MaxStore = -1
+		case err != nil || n == 0 || n > 1<<62:
+			return d.Errf("max_store: %q is not a size (like 1GB) or off", s)
+		default:
+			app.MaxStore = int64(n)
+		}
+		return nil
+	}
+	n, err := strconv.Atoi(s)
+	switch {
+	case s == "off":
+		n = -1
+	case err != nil || n <= 0:
+		return d.Errf("%s: %q is not a positive number of leads a minute, or off", opt, s)
+	}
+	if opt == "leads_per_client" {
+		app.LeadsPerClient = n
+	} else {
+		app.LeadsPerSite = n
+	}
+	return nil
 }
 
 // destinationTypes lists the registered destination types.

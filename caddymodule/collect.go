@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -16,11 +15,16 @@ import (
 
 // Limits of {prefix}/collect.
 const (
-	maxReport      = 64 << 10 // a report with 200 fields of a form fits easily
-	collectBurst   = 20       // reports a client may send at once
-	collectPerMin  = 30       // and per minute after that
-	limiterMaxKeys = 100_000  // clients tracked before the oldest are dropped
+	maxReport     = 64 << 10 // a report with 200 fields of a form fits easily
+	collectBurst  = 20       // reports a client address may send at once
+	collectPerMin = 30       // and per minute after that
+	collectNetMin = 120      // reports per minute (and at once) from one IPv4 /24 or IPv6 /64
 )
+
+func newCollectLimiter() *intercept.Limiter {
+	return intercept.NewLimiter(intercept.Rate{Burst: collectBurst, PerMinute: collectPerMin},
+		intercept.Rate{Burst: collectNetMin, PerMinute: collectNetMin}, 0)
+}
 
 // serveCollect takes the capture script's report of a submission.
 func (hd *Handler) serveCollect(w http.ResponseWriter, r *http.Request) {
@@ -43,7 +47,7 @@ func (hd *Handler) serveCollect(w http.ResponseWriter, r *http.Request) {
 		reject(http.StatusUnsupportedMediaType, "content_type")
 		return
 	}
-	if !hd.collect.allow(intercept.ClientIP(r), time.Now()) {
+	if !hd.collect.Allow(clientNetAddr(r), time.Now()) {
 		reject(http.StatusTooManyRequests, "rate")
 		return
 	}
@@ -94,7 +98,7 @@ func (hd *Handler) serveCollect(w http.ResponseWriter, r *http.Request) {
 	if page == "" {
 		page = r.Referer()
 	}
-	l.Visit = intercept.Visit(r, vis, page)
+	l.Visit = intercept.Visit(r, clientAddr(r), vis, page)
 	if !intercept.HasContact(l) && (rule == nil || !rule.AllowNoContact) {
 		// A step of a multi-step form, say, sent before the contact step:
 		// not a lead, but not the page's error either, so a 2xx that the
@@ -104,7 +108,7 @@ func (hd *Handler) serveCollect(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(rep.Errors) > 0 {
 		// "js source extra:Город threw: <message>": the message can quote
-		// page data, so only the sources are named at the default level.
+		// page data, so only the sources are named, at any level.
 		sources := make([]string, 0, len(rep.Errors))
 		for _, e := range rep.Errors {
 			src, _, _ := strings.Cut(e, " threw")
@@ -114,9 +118,13 @@ func (hd *Handler) serveCollect(w http.ResponseWriter, r *http.Request) {
 			sources = append(sources, strings.ToValidUTF8(src, ""))
 		}
 		hd.logger.Warn("capture script sources failed in the browser", zap.String("form", l.Form), zap.Strings("sources", sources))
-		hd.logger.Debug("capture script source errors", zap.String("form", l.Form), zap.Strings("errors", rep.Errors))
 	}
 	if _, _, err := hd.store(r.Context(), r, l, rule); err != nil {
+		var budget *errBudget
+		if errors.As(err, &budget) {
+			reject(http.StatusTooManyRequests, "budget")
+			return
+		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
@@ -139,49 +147,4 @@ func sameOrigin(r *http.Request) bool {
 		return false
 	}
 	return strings.EqualFold(u.Host, r.Host)
-}
-
-// collectLimiter is a per-client token bucket for collect reports.
-type collectLimiter struct {
-	mu      sync.Mutex
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newCollectLimiter() *collectLimiter {
-	return &collectLimiter{buckets: map[string]*bucket{}}
-}
-
-func (c *collectLimiter) allow(key string, now time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	b := c.buckets[key]
-	if b == nil {
-		if len(c.buckets) >= limiterMaxKeys {
-			for k, v := range c.buckets {
-				if now.Sub(v.last) > time.Minute {
-					delete(c.buckets, k)
-				}
-			}
-			if len(c.buckets) >= limiterMaxKeys {
-				return false
-			}
-		}
-		b = &bucket{tokens: collectBurst, last: now}
-		c.buckets[key] = b
-	}
-	b.tokens += now.Sub(b.last).Minutes() * collectPerMin
-	if b.tokens > collectBurst {
-		b.tokens = collectBurst
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }

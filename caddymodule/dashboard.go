@@ -347,6 +347,11 @@ func (d *Dashboard) serveList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
+	if q.Get("q") != "" {
+		// Search terms are personal data and ride in the URI, which the
+		// site's access log (when it has one) writes: skip that line.
+		caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true)
+	}
 	f := queue.Filter{Status: q.Get("status"), Form: q.Get("form"), Query: strings.TrimSpace(q.Get("q")), Cursor: q.Get("cursor"), Limit: d.PageSize}
 	leads, next, err := st.List(f)
 	if errors.Is(err, queue.ErrBadStatus) {

@@ -2,8 +2,12 @@ package caddymodule
 
 import (
 	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,19 +26,40 @@ var csvColumns = []string{"id", "created_at", "status", "form", "title", "name",
 // listRequest is what the list and the export share: GET, the store and
 // the filter of the query.
 func listRequest(r *http.Request) (*queue.Store, queue.Filter, error) {
-	if r.Method != http.MethodGet {
-		return nil, queue.Filter{}, methodErr("GET")
+	var s leadSearch
+	switch r.Method {
+	case http.MethodGet:
+		q := r.URL.Query()
+		if q.Has("q") {
+			return nil, queue.Filter{}, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`search terms go in a POST body ({"q": "..."}): the admin API logs each request's URI`)}
+		}
+		s = leadSearch{Status: q.Get("status"), Form: q.Get("form"), Cursor: q.Get("cursor")}
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return nil, queue.Filter{}, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("limit %q: want a positive number", v)}
+			}
+			s.Limit = n
+		}
+	case http.MethodPost:
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&s); err != nil {
+			return nil, queue.Filter{}, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("search body: want JSON like {\"q\": \"...\", \"limit\": 50}: %v", err)}
+		}
+		if s.Limit < 0 {
+			return nil, queue.Filter{}, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("limit %d: want a positive number", s.Limit)}
+		}
+	default:
+		return nil, queue.Filter{}, methodErr("GET", "POST")
 	}
 	st, err := currentStore()
 	if err != nil {
 		return nil, queue.Filter{}, err
 	}
-	q := r.URL.Query()
-	return st, queue.Filter{Status: q.Get("status"), Form: q.Get("form"), Query: q.Get("q"), Cursor: q.Get("cursor")}, nil
+	return st, queue.Filter{Status: s.Status, Form: s.Form, Query: s.Query, Cursor: s.Cursor, Limit: s.Limit}, nil
 }
 
-// GET /leadproxy/leads.csv?status=&form=&q=: the list's filters, every
-// page, as CSV.
+// GET /leadproxy/leads.csv?status=&form= (or POST with the search as
+// JSON, as for the list): the list's filters, every page, as CSV.
 func handleLeadsCSV(w http.ResponseWriter, r *http.Request) error {
 	st, f, err := listRequest(r)
 	if err != nil {

@@ -77,7 +77,8 @@ type Handler struct {
 	scriptETag string
 	apiKey     string
 	tmpDir     string // where large multipart bodies spool (os.TempDir at Provision)
-	collect    *collectLimiter
+	collect    *intercept.Limiter
+	keyGuesses *intercept.GuessGuard // Roistat API keys
 	auditor    *intercept.Auditor
 	knownDests map[string]bool // Caddyfile parsing only
 }
@@ -143,6 +144,7 @@ func (hd *Handler) Provision(ctx caddy.Context) error {
 			Verdicts: intercept.NewVerdictCache(), Encoded: intercept.NewEncodedCache(), OnScan: countScan}
 	}
 	hd.collect = newCollectLimiter()
+	hd.keyGuesses = intercept.NewGuessGuard(apiKeyFreeGuesses, apiKeyMaxWait)
 	if hd.auditor = newAuditor(hd.Forms, hd.Audit, hd.logger); hd.auditor != nil {
 		registerAuditor(hd.auditor)
 	}
@@ -263,11 +265,14 @@ func (hd *Handler) captureSafely(w http.ResponseWriter, r *http.Request) {
 // the server-side post rules.
 func (hd *Handler) match(r *http.Request) (rule *intercept.Rule, mech string, m *intercept.Marker, candidates []*intercept.Rule) {
 	m, _ = intercept.ReadMarker(r)
-	if m != nil && (m.Action == "" || m.Action == r.URL.Path) {
-		if m.Rule == "auto" && hd.Auto {
+	// A marker names the path its form posts to; only a click rule's may
+	// name none (the button's request URL is unknown), so a forged marker
+	// with an empty path cannot make every POST of a submit rule's site a lead.
+	if m != nil && (m.Action == r.URL.Path || m.Action == "") {
+		if m.Rule == "auto" && hd.Auto && m.Action != "" {
 			return nil, lead.MechAuto, m, nil
 		}
-		if rule := hd.rules[m.Rule]; rule != nil {
+		if rule := hd.rules[m.Rule]; rule != nil && (m.Action != "" || rule.Mechanism() == lead.MechClick) {
 			return rule, rule.Mechanism(), m, nil
 		}
 	}
@@ -356,7 +361,7 @@ func (hd *Handler) capture(w http.ResponseWriter, r *http.Request) {
 	if rule == nil {
 		l.Form, l.Title = "auto", "Заявка с сайта"
 	}
-	l.Visit = intercept.Visit(r, intercept.ReadVisit(r), r.Referer())
+	l.Visit = intercept.Visit(r, clientAddr(r), intercept.ReadVisit(r), r.Referer())
 	if rule != nil && !rule.AllowNoContact && !intercept.HasContact(l) {
 		countCaptureFailure("no_contact")
 		return
@@ -378,6 +383,10 @@ func (hd *Handler) store(ctx context.Context, r *http.Request, l *lead.Lead, rul
 // storeFor saves the lead for dests (none: kept, not sent).
 func (hd *Handler) storeFor(ctx context.Context, r *http.Request, l *lead.Lead, dests []string) (*lead.Lead, bool, error) {
 	l.Site = siteOf(r)
+	scrubLead(l)
+	if err := hd.app.budget.admit(l.Site, clientNetAddr(r), time.Now()); err != nil {
+		return nil, false, err // counted and logged by the budget
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	ctx, end := startCaptureSpan(ctx, r, l)
@@ -395,14 +404,11 @@ func (hd *Handler) storeFor(ctx context.Context, r *http.Request, l *lead.Lead, 
 		hd.logger.Error("lead not stored; request passed on", zap.String("form", l.Form), zap.Error(err))
 		return nil, false, err
 	}
+	hd.app.budget.stored(stored)
 	countCaptured(l.Form, l.Mechanism)
 	caddyhttp.SetVar(r.Context(), "leadproxy_lead_id", stored.ID)
 	hd.logger.Info("lead captured", zap.String("id", stored.ID), zap.String("form", l.Form),
 		zap.String("mechanism", l.Mechanism), zap.Bool("duplicate", dup), zap.Strings("destinations", dests))
-	if ce := hd.logger.Check(zap.DebugLevel, "lead fields"); ce != nil {
-		ce.Write(zap.String("id", stored.ID), zap.String("name", l.Name), zap.String("phone", l.Phone),
-			zap.String("email", l.Email), zap.Any("fields", l.Fields))
-	}
 	return stored, dup, nil
 }
 

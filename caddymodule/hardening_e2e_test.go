@@ -1241,7 +1241,7 @@ func TestHardeningErase(t *testing.T) {
 		t.Fatalf("GET after DELETE: %d", code)
 	}
 	var found leadList
-	c.AdminJSON("/leadproxy/leads?q=Erase", &found)
+	found = adminSearch(t, c, `{"q": "Erase"}`)
 	var stats struct {
 		Leads int `json:"leads"`
 	}

@@ -4,10 +4,13 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding/htmlindex"
@@ -45,10 +48,19 @@ func (hd *Handler) serveRoistatAPI(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "malformed parameters")
 		return
 	}
+	client, now := clientNetAddr(r), time.Now()
+	if wait := hd.keyGuesses.Wait(client, now); wait > 0 {
+		countCollectRejected("api_key_wait")
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		fail(http.StatusTooManyRequests, "too many invalid keys from this address, retry later")
+		return
+	}
 	if subtle.ConstantTimeCompare([]byte(p.Get("key")), []byte(hd.apiKey)) != 1 {
+		hd.keyGuesses.Failed(client, now)
 		fail(http.StatusForbidden, "invalid key")
 		return
 	}
+	hd.keyGuesses.Succeeded(client)
 	l := roistatLead(p, hd.PhoneRegion)
 	hd.expandAPI(r, l) // the visit its roistat parameter names, and Roistat's placeholders
 	var dests []string
@@ -56,6 +68,11 @@ func (hd *Handler) serveRoistatAPI(w http.ResponseWriter, r *http.Request) {
 		dests = hd.destinationsFor(nil)
 	}
 	stored, _, err := hd.storeFor(r.Context(), r, l, dests)
+	var budget *errBudget
+	if errors.As(err, &budget) {
+		fail(http.StatusTooManyRequests, "too many leads, try again later")
+		return
+	}
 	if err != nil {
 		fail(http.StatusServiceUnavailable, "lead not stored, try again")
 		return

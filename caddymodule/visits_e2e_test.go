@@ -213,14 +213,12 @@ func TestVisitsLeadsReportExport(t *testing.T) {
 
 	// Search finds the form lead's phone however it is typed.
 	for _, q := range []string{"8 912 000-00-01", "+7 (912) 000 00 01", "9120000001", "912 000"} {
-		var found leadList
-		c.AdminJSON("/leadproxy/leads?q="+url.QueryEscape(q), &found)
+		found := adminSearch(t, c, fmt.Sprintf(`{"q": %q}`, q))
 		if len(found.Leads) != 1 || found.Leads[0].Phone != "+79120000001" {
 			t.Errorf("search %q: %d leads", q, len(found.Leads))
 		}
 	}
-	var bySource leadList
-	c.AdminJSON("/leadproxy/leads?q=organic", &bySource)
+	bySource := adminSearch(t, c, `{"q": "organic"}`)
 	if len(bySource.Leads) != 1 || bySource.Leads[0].Form != "api" {
 		t.Errorf("search by source: %d leads", len(bySource.Leads))
 	}

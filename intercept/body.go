@@ -39,6 +39,7 @@ type Fields []Field
 // Add appends a field unless it is excluded, empty-named, or over the limits.
 // A repeated name (checkboxes) joins its values with ", ".
 func (f *Fields) Add(name, value string) {
+	name, value = noNUL(name), noNUL(value)
 	name = strings.TrimSpace(clamp(name, 256))
 	i := slices.IndexFunc(*f, func(x Field) bool { return x.Name == name })
 	// Full: only repeats of kept names join, and the costly checks below
@@ -59,6 +60,15 @@ func (f *Fields) Add(name, value string) {
 		}
 		x.Value = clamp(x.Value+value, MaxFieldLen)
 	}
+}
+
+// noNUL removes NUL bytes: no CRM wants them, and C-string code on the
+// way (a CRM's PHP, a shell) cuts the value there.
+func noNUL(s string) string {
+	if strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(s, "\x00", "")
 }
 
 // Get returns the value of the first field named name (case-insensitive).
@@ -83,7 +93,7 @@ func (f Fields) Map() map[string]string {
 	return m
 }
 
-var excludedName = regexp.MustCompile(`(?i)(^|[^a-z])(pass(word|wd)?|pwd|csrf|xsrf|_token|authenticity_token|__requestverificationtoken|_wpnonce|nonce|cvv2?|cvc2?|card.?(number|num|no)|cc.?(num|number|csc|exp)|credit.?card|security.?code|exp(iry|iration)?.?(date|month|year))($|[^a-z])`)
+var excludedName = regexp.MustCompile(`(?i)(^|[^a-z])(pass(word|wd)?|pwd|csrf|xsrf|_token|authenticity_token|__requestverificationtoken|_wpnonce|nonce|cvv2?|cvc2?|card.?(number|num|no)|cc.?(num|number|csc|exp)|credit.?card|security.?code|exp(iry|iration)?.?(date|month|year))($|[^a-z])|(^|[^a-z])(api.?key|secret|token|pin)$`)
 
 // Excluded reports whether a field name is one that is never captured:
 // passwords, card data, CSRF tokens.
@@ -176,12 +186,24 @@ func ParseBody(contentType string, body io.Reader, charset, fallback string) (Fi
 	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
 		d := json.NewDecoder(body)
 		d.UseNumber()
-		var v any
-		if err := d.Decode(&v); err != nil {
+		v, deep, err := readJSON(d, 0)
+		if err == nil {
+			if _, err = d.Token(); err == io.EOF {
+				err = nil
+			} else if err == nil {
+				err = errors.New("data after the value")
+			}
+		}
+		if err != nil {
+			// Malformed or cut short: no lead from half a body, as before.
 			return nil, fmt.Errorf("json: %w", err)
 		}
-		if err := flattenJSON(&f, "", v, 0); err != nil {
-			return f, err
+		err = flattenJSON(&f, "", v, 0)
+		if err == nil && deep {
+			err = fmt.Errorf("nested deeper than %d, deeper values skipped", MaxJSONDept)
+		}
+		if err != nil {
+			return f, fmt.Errorf("json: %w", err)
 		}
 		return f, nil
 	case mt == "text/plain":
@@ -230,6 +252,81 @@ func parseURLEncoded(raw string, dec func(string) string) (Fields, error) {
 	return f, nil
 }
 
+// readJSON reads one value with d's tokenizer, which has no nesting limit
+// (json.Unmarshal refuses a body nested 10,000 deep as a whole): objects
+// and arrays nested past MaxJSONDept are read through and left out, deep
+// reports it.
+func readJSON(d *json.Decoder, depth int) (v any, deep bool, err error) {
+	t, err := d.Token()
+	if err != nil {
+		return nil, false, err
+	}
+	delim, ok := t.(json.Delim)
+	if !ok {
+		return t, false, nil
+	}
+	if depth >= MaxJSONDept {
+		return skipped{}, true, skipJSON(d)
+	}
+	var m map[string]any
+	var a []any
+	if delim == '{' {
+		m = map[string]any{}
+	}
+	for d.More() {
+		k := ""
+		if m != nil {
+			kt, err := d.Token()
+			if err != nil {
+				return m, deep, err
+			}
+			k, _ = kt.(string)
+		}
+		x, dp, err := readJSON(d, depth+1)
+		deep = deep || dp
+		if _, skip := x.(skipped); !skip {
+			if m != nil {
+				m[k] = x
+			} else {
+				a = append(a, x)
+			}
+		}
+		if err != nil {
+			if m != nil {
+				return m, deep, err
+			}
+			return a, deep, err
+		}
+	}
+	_, err = d.Token() // the closing delimiter
+	if m != nil {
+		return m, deep, err
+	}
+	return a, deep, err
+}
+
+// skipped stands for a value nested too deep to keep.
+type skipped struct{}
+
+// skipJSON reads to the end of the object or array whose opening delimiter
+// was just read, without recursion.
+func skipJSON(d *json.Decoder) error {
+	for open := 1; open > 0; {
+		t, err := d.Token()
+		if err != nil {
+			return err
+		}
+		if delim, ok := t.(json.Delim); ok {
+			if delim == '{' || delim == '[' {
+				open++
+			} else {
+				open--
+			}
+		}
+	}
+	return nil
+}
+
 func flattenJSON(f *Fields, prefix string, v any, depth int) error {
 	if depth > MaxJSONDept {
 		return fmt.Errorf("json: nested deeper than %d", MaxJSONDept)
@@ -263,6 +360,7 @@ func flattenJSON(f *Fields, prefix string, v any, depth int) error {
 		}
 	case nil:
 		f.Add(prefix, "")
+	case skipped:
 	case string:
 		f.Add(prefix, x)
 	default:

@@ -327,21 +327,37 @@ func bestWhole(coding string, r *wholeRecord) ([]byte, error) {
 	if err != nil || r.ins > len(page) {
 		return nil, errors.Join(errors.New("inject: remembered page"), err)
 	}
-	var b bytes.Buffer
-	var w io.WriteCloser
+	encode := func(w io.WriteCloser, b *bytes.Buffer) []byte {
+		_, _ = w.Write(page[:r.ins])
+		_, _ = w.Write(r.tag)
+		_, _ = w.Write(page[r.ins:])
+		if w.Close() != nil {
+			return nil
+		}
+		return b.Bytes()
+	}
 	if coding == "br" {
-		w = brotli.NewWriterLevel(&b, brotli.BestCompression)
-	} else {
-		w, _ = zstd.NewWriter(&b, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
-			zstd.WithWindowSize(zstdWindow(r.raw)), zstd.WithEncoderConcurrency(1))
+		var b bytes.Buffer
+		if out := encode(brotli.NewWriterLevel(&b, brotli.BestCompression), &b); out != nil {
+			return out, nil
+		}
+		return nil, errors.New("inject: brotli encoder failed")
 	}
-	_, _ = w.Write(page[:r.ins])
-	_, _ = w.Write(r.tag)
-	_, _ = w.Write(page[r.ins:])
-	if err := w.Close(); err != nil {
-		return nil, err
+	// klauspost's zstd levels do not nest: on repetitive pages its best
+	// level is larger than its default. This runs once per page version, in
+	// the background: keep the smallest.
+	var best []byte
+	for _, l := range []zstd.EncoderLevel{zstd.SpeedDefault, zstd.SpeedBetterCompression, zstd.SpeedBestCompression} {
+		var b bytes.Buffer
+		w, _ := zstd.NewWriter(&b, zstd.WithEncoderLevel(l), zstd.WithWindowSize(zstdWindow(r.raw)), zstd.WithEncoderConcurrency(1))
+		if out := encode(w, &b); out != nil && (best == nil || len(out) < len(best)) {
+			best = out
+		}
 	}
-	return b.Bytes(), nil
+	if best == nil {
+		return nil, errors.New("inject: zstd encoder failed")
+	}
+	return best, nil
 }
 
 // wait waits for the background encoders (tests).

@@ -150,7 +150,7 @@ func autoDetect(in Input) map[string]string {
 
 // HasContact reports whether a lead carries a phone or an email.
 func HasContact(l *lead.Lead) bool {
-	return strings.TrimSpace(l.Phone) != "" || strings.TrimSpace(l.Email) != ""
+	return lead.IsPhone(l.Phone) || strings.TrimSpace(l.Email) != ""
 }
 
 // HasAll reports whether every required field is present and non-empty.

@@ -169,7 +169,7 @@ func TestVisitFromCookie(t *testing.T) {
 	r.RemoteAddr = "203.0.113.7:5555"
 	r.Header.Set("User-Agent", "UA")
 	r.AddCookie(&http.Cookie{Name: VisitCookie, Value: mustEncode(VisitInfo{ID: "v1", Landing: "https://x/?utm_source=ya", UTM: map[string]string{"source": "ya", "bogus": "x"}})})
-	v := Visit(r, ReadVisit(r), "https://x/page")
+	v := Visit(r, "203.0.113.7", ReadVisit(r), "https://x/page")
 	if v.ID != "v1" || v.UTM["source"] != "ya" || v.UTM["bogus"] != "" || v.IP != "203.0.113.7" || v.Page != "https://x/page" || v.UserAgent != "UA" {
 		t.Fatalf("%+v", v)
 	}

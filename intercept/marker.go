@@ -149,9 +149,11 @@ func (v *VisitInfo) clamp() {
 	v.UTM = u
 }
 
-// Visit builds the lead's visit from the cookie (or report) and the request.
-func Visit(r *http.Request, v *VisitInfo, page string) *lead.Visit {
-	out := &lead.Visit{Page: clamp(page, 2048), IP: ClientIP(r), UserAgent: clamp(r.UserAgent(), 512)}
+// Visit builds the lead's visit from the cookie (or report) and the
+// request; client is the visitor's address as the server computed it
+// (behind a trusted proxy, not the connection's).
+func Visit(r *http.Request, client string, v *VisitInfo, page string) *lead.Visit {
+	out := &lead.Visit{Page: clamp(page, 2048), IP: clamp(client, 64), UserAgent: clamp(r.UserAgent(), 512)}
 	if v != nil {
 		out.ID, out.Landing, out.Referrer = v.ID, v.Landing, v.Referrer
 		if len(v.UTM) > 0 {
@@ -159,16 +161,6 @@ func Visit(r *http.Request, v *VisitInfo, page string) *lead.Visit {
 		}
 	}
 	return out
-}
-
-// ClientIP is the remote address without the port. Behind another proxy,
-// Caddy's trusted_proxies handling has already set RemoteAddr.
-func ClientIP(r *http.Request) string {
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i > 0 && !strings.HasSuffix(host, "]") {
-		host = host[:i]
-	}
-	return strings.Trim(host, "[]")
 }
 
 func validSID(s string) bool {
@@ -192,7 +184,7 @@ func clampValues(in map[string]string) map[string]string {
 		if len(out) >= MaxValues {
 			break
 		}
-		out[clamp(k, 256)] = clamp(in[k], MaxValueLen)
+		out[clamp(noNUL(k), 256)] = clamp(noNUL(in[k]), MaxValueLen)
 	}
 	return out
 }

@@ -10,10 +10,10 @@ import (
 )
 
 // The script names the fields it held secret by what only the browser
-// sees (here type=password, named "pin"); the handler drops them from the
+// sees (here type=password, named "passcode"); the handler drops them from the
 // parsed post.
 func TestMarkerDropsOmittedFields(t *testing.T) {
-	v, err := EncodeCookieJSON(map[string]any{"v": 1, "r": "abc", "s": "sid-0123456789abcdef", "o": []string{"pin", " Secret_Word "}})
+	v, err := EncodeCookieJSON(map[string]any{"v": 1, "r": "abc", "s": "sid-0123456789abcdef", "o": []string{"passcode", " Secret_Word "}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,7 +21,7 @@ func TestMarkerDropsOmittedFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := ParseBody("application/x-www-form-urlencoded", strings.NewReader("email=a%40b.ru&pin=hunter2&secret_word=x&name=Ann"), "", "")
+	f, err := ParseBody("application/x-www-form-urlencoded", strings.NewReader("email=a%40b.ru&passcode=hunter2&secret_word=x&name=Ann"), "", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,14 +51,30 @@ type Lead struct {
 	Fields       map[string]string `json:"fields,omitempty"`
 	Visit        *Visit            `json:"visit,omitempty"`
 	// DuplicateOf names the first lead when this one was seen again inside
-	// dedup_window; such a lead is kept for the record but not delivered.
+	// dedup_window with nothing the first lacks; such a lead is kept for
+	// the record but not delivered.
 	DuplicateOf string `json:"duplicate_of,omitempty"`
+	// SameContactAs names the first lead of this contact (form, phone or
+	// email) inside dedup_window when this one carries other data: it is
+	// kept and delivered as its own lead, never dropped, so a forged lead
+	// with a visitor's phone cannot swallow the visitor's real one.
+	SameContactAs string `json:"same_contact_as,omitempty"`
+	// Dedup says what dedup did: DedupDuplicate, DedupSameContact, or
+	// DedupMerged (another report of this submission was merged in).
+	Dedup string `json:"dedup,omitempty"`
 	// Callback is set by the Roistat API's is_need_callback / callback_phone.
 	Callback   *Callback  `json:"callback,omitempty"`
 	Deliveries []Delivery `json:"deliveries,omitempty"`
 	// Traceparent links delivery spans to the capture's trace (W3C format).
 	Traceparent string `json:"traceparent,omitempty"`
 }
+
+// What dedup did with a lead (Lead.Dedup).
+const (
+	DedupDuplicate   = "duplicate"    // same contact and nothing new: kept, not sent
+	DedupSameContact = "same_contact" // same contact, other data: kept and sent, linked
+	DedupMerged      = "merged"       // another report of the same submission merged in
+)
 
 // Visit is the lead's attribution: the visit the proxy recorded (the
 // roistat_visit cookie, or the API's roistat parameter) and what the

@@ -153,3 +153,18 @@ func CheckRegion(region string) error {
 	}
 	return nil
 }
+
+// IsPhone reports whether p is a number NormalizePhone accepted: "+" and 8
+// to 15 digits. Anything else (what it kept as typed because
+// libphonenumber rejected it) is not a contact.
+func IsPhone(p string) bool {
+	if len(p) < 9 || len(p) > 16 || p[0] != '+' {
+		return false
+	}
+	for _, c := range p[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}

@@ -19,9 +19,16 @@ import (
 //     (empty main fields filled, Fields/Extra/CRM/Visit united), which is
 //     returned with dup=true and no new deliveries;
 //   - same (Site, Form, normalised Contact()) as a lead created less than
-//     DedupWindow earlier: l is stored with DuplicateOf set and no
-//     deliveries, its comment is appended to the first lead's, and l is
-//     returned with dup=true.
+//     DedupWindow earlier, and nothing the first lacks (name, phone,
+//     email, comment, extra and CRM values all empty or equal to the
+//     first's): l is stored with DuplicateOf set and no deliveries, and
+//     returned with dup=true;
+//   - the same contact with other data: l is stored and delivered as its
+//     own lead with SameContactAs naming the first, never dropped (a
+//     forged lead with a visitor's phone must not swallow the real one).
+//
+// Lead.Dedup records which of these happened (the first lead of a merge
+// gets DedupMerged).
 //
 // If ctx ends before the commit, Add returns ctx.Err() and the lead may or
 // may not be stored.
@@ -85,6 +92,7 @@ func (s *Store) addTx(tx *nutsdb.Tx, l *lead.Lead, dests []string, now int64) (*
 		}
 		if first != nil {
 			mergeLead(first.Lead, l)
+			first.Lead.Dedup = lead.DedupMerged
 			if err := putJSON(tx, bLead, []byte(first.Lead.ID), first); err != nil {
 				return nil, false, err
 			}
@@ -98,24 +106,35 @@ func (s *Store) addTx(tx *nutsdb.Tx, l *lead.Lead, dests []string, now int64) (*
 	rec := &leadRec{Lead: l, At: now, Dests: dests}
 	dup := false
 	if ck := contactKey(l); ck != nil {
+		inWindow := func(first *leadRec) bool {
+			return first != nil && first.Lead.ID != l.ID && l.CreatedAt.Sub(first.Lead.CreatedAt) < s.opts.DedupWindow
+		}
 		first, err := leadByRef(tx, ck)
 		if err != nil {
 			return nil, false, err
 		}
-		if first != nil && first.Lead.ID != l.ID && l.CreatedAt.Sub(first.Lead.CreatedAt) < s.opts.DedupWindow {
+		dk := dataKey(l)
+		same, err := leadByRef(tx, dk)
+		if err != nil {
+			return nil, false, err
+		}
+		switch {
+		case inWindow(same):
+			first = same
+			fallthrough
+		case inWindow(first) && nothingNew(first.Lead, l):
 			dup = true
-			l.DuplicateOf = first.Lead.ID
+			l.DuplicateOf, l.Dedup = first.Lead.ID, lead.DedupDuplicate
 			rec.Dests = nil
-			if c := strings.TrimSpace(l.Comment); c != "" && !strings.Contains(first.Lead.Comment, c) {
-				if first.Lead.Comment != "" {
-					first.Lead.Comment += "\n"
-				}
-				first.Lead.Comment += c
-				if err := putJSON(tx, bLead, []byte(first.Lead.ID), first); err != nil {
-					return nil, false, err
-				}
-			}
-		} else if err := tx.Put(bDedup, ck, []byte(l.ID), nutsdb.Persistent); err != nil {
+		case inWindow(first):
+			l.SameContactAs, l.Dedup = first.Lead.ID, lead.DedupSameContact
+		default:
+			err = tx.Put(bDedup, ck, []byte(l.ID), nutsdb.Persistent)
+		}
+		if err == nil && !dup {
+			err = tx.Put(bDedup, dk, []byte(l.ID), nutsdb.Persistent)
+		}
+		if err != nil {
 			return nil, false, err
 		}
 	}
@@ -225,6 +244,36 @@ func unite(dst, src map[string]string) map[string]string {
 		}
 	}
 	return dst
+}
+
+// nothingNew tells whether later, of the same contact as first, carries
+// nothing first lacks: every main field and extra or CRM value empty or
+// equal. The raw form fields are not compared (a hidden timestamp differs
+// on every submit); the values the rule reads from them are.
+func nothingNew(first, later *lead.Lead) bool {
+	same := func(a, b string) bool {
+		return b == "" || strings.TrimSpace(a) == strings.TrimSpace(b)
+	}
+	if !same(first.Name, later.Name) || !same(strings.ToLower(first.Email), strings.ToLower(later.Email)) ||
+		!same(first.Comment, later.Comment) || !same(phoneKey(first.Phone), phoneKey(later.Phone)) {
+		return false
+	}
+	for _, m := range [][2]map[string]string{{first.Extra, later.Extra}, {first.CRM, later.CRM}} {
+		for k, v := range m[1] {
+			if !same(m[0][k], v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// phoneKey is a phone as contactKey compares it.
+func phoneKey(p string) string {
+	if p = strings.TrimSpace(p); p == "" || isE164(p) {
+		return p
+	}
+	return lead.NormalizePhone(p, "")
 }
 
 // loadLead reads a lead with its deliveries (pending writes included).

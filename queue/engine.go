@@ -435,7 +435,8 @@ func (e *Engine) record(c *claim, started time.Time, crmID string, sendErr error
 	case out.Status == lead.StatusDelivered:
 		e.log.Info("lead delivered", append(fields, zap.Int("attempts", out.Attempts))...)
 	default:
-		// The CRM's message can quote the visitor's data: debug level only.
+		// The CRM's message can quote the visitor's data: it is kept on the
+		// lead (the admin API's and the dashboard's last error), never logged.
 		fields = append(fields, zap.String("status", out.Status), zap.Int("attempts", out.Attempts))
 		if status := lead.HTTPStatusOf(sendErr); status != 0 {
 			fields = append(fields, zap.Int("http_status", status))
@@ -444,7 +445,6 @@ func (e *Engine) record(c *claim, started time.Time, crmID string, sendErr error
 			fields = append(fields, zap.Time("next_at", msTime(out.Due)))
 		}
 		e.log.Warn("delivery attempt failed", fields...)
-		e.log.Debug("delivery attempt error", append(fields, zap.Error(sendErr))...)
 	}
 }
 

@@ -23,6 +23,7 @@
 //	lease     be64(until_ms) dest 0x00 id               lease token of the engine attempt that holds the delivery
 //	dedup     "s" sha256(site, submission id)           id of the lead that submission made
 //	          "c" sha256(site, form, contact)           id of the first lead with that contact (dedup_window starts there)
+//	          "d" sha256(contact key, name, email, comment, extra, crm)  id of the first lead with that contact and data
 //	token     key                                       OAuth token a destination saved (crm.TokenStore)
 //	meta      "schema"                                  "1"
 //
@@ -255,6 +256,27 @@ func contactKey(l *lead.Lead) []byte {
 		return nil
 	}
 	return hashKey('c', l.Site, l.Form, c)
+}
+
+// dataKey is what a double submit shares beyond the contact: contactKey's
+// parts and the lead's name, email, comment, extra and CRM values, so a
+// lead with the same contact as the first but other data can be found
+// again when it is itself submitted twice.
+func dataKey(l *lead.Lead) []byte {
+	ck := contactKey(l)
+	if ck == nil {
+		return nil
+	}
+	parts := []string{string(ck), strings.TrimSpace(l.Name), strings.ToLower(strings.TrimSpace(l.Email)), strings.TrimSpace(l.Comment)}
+	for _, m := range []map[string]string{l.Extra, l.CRM} {
+		parts = append(parts, "\x01")
+		for _, k := range lead.SortedKeys(m) {
+			if v := strings.TrimSpace(m[k]); v != "" {
+				parts = append(parts, k, v)
+			}
+		}
+	}
+	return hashKey('d', parts...)
 }
 
 // isE164 reports whether s is "+" and 8 to 15 digits, the form

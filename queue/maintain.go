@@ -62,7 +62,7 @@ func eraseLead(tx *nutsdb.Tx, id string, onlyFinal bool) (bool, error) {
 			}
 		}
 	}
-	for _, k := range [][]byte{submissionKey(rec.Lead), contactKey(rec.Lead)} {
+	for _, k := range [][]byte{submissionKey(rec.Lead), contactKey(rec.Lead), dataKey(rec.Lead)} {
 		if k == nil {
 			continue
 		}
@@ -228,7 +228,9 @@ func (s *Store) mergeIfWorth() error {
 		return nil
 	}
 	start := time.Now()
-	if err := s.merge(); err != nil && !errors.Is(err, nutsdb.ErrDontNeedMerge) {
+	err = s.merge()
+	s.private.apply() // merged data and hint files
+	if err != nil && !errors.Is(err, nutsdb.ErrDontNeedMerge) {
 		return err
 	}
 	filesAfter, diskAfter := s.dataFiles()
@@ -265,4 +267,11 @@ func (s *Store) dataFiles() (files int, bytes int64) {
 		bytes += diskSize(filepath.Join(s.opts.Dir, e.Name()))
 	}
 	return files, bytes
+}
+
+// DiskUsage is the space the store's data files take on disk, for the
+// capture budget (max_store).
+func (s *Store) DiskUsage() int64 {
+	_, n := s.dataFiles()
+	return n
 }

@@ -44,9 +44,10 @@ const maxBatch = 256
 
 // Store is the durable lead store. It is safe for concurrent use.
 type Store struct {
-	db   *nutsdb.DB
-	opts Options
-	log  *zap.Logger
+	db      *nutsdb.DB
+	opts    Options
+	log     *zap.Logger
+	private private // files made 0600 (private.go)
 
 	// closeMu makes Close wait for every submit in progress, so no
 	// operation is sent on ops after it is closed.
@@ -135,6 +136,8 @@ func Open(opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, openError(dir, err)
 	}
+	s.private.dir = dir
+	s.private.apply()
 	go s.writer()
 	go s.maintain()
 	return s, nil
@@ -310,6 +313,7 @@ func (s *Store) commit(batch []*op) {
 		return nil
 	})
 	s.commits.Add(1)
+	s.private.apply() // a commit may have started a data file
 	if err == nil || len(batch) == 1 {
 		if err == nil {
 			s.opsDone.Add(uint64(len(batch)))

@@ -162,25 +162,46 @@ func TestDedupSameSubmission(t *testing.T) {
 func TestDedupSameContactInWindow(t *testing.T) {
 	s := openStore(t, "", func(o *Options) { o.DedupWindow = time.Hour })
 	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
-	first := mustAdd(t, s, &lead.Lead{Site: "example.com", Form: "Заявка", Phone: "+79991234567", Comment: "перезвоните", CreatedAt: t0}, "amo")
+	first := mustAdd(t, s, &lead.Lead{Site: "example.com", Form: "Заявка", Name: "Анна", Phone: "+79991234567", Comment: "перезвоните", CreatedAt: t0}, "amo")
 
-	// Same phone written differently, same form, 10 minutes later.
-	again := &lead.Lead{Site: "example.com", Form: "Заявка", Phone: "8 (999) 123-45-67", Comment: "после 18:00", CreatedAt: t0.Add(10 * time.Minute)}
+	// Same phone written differently, same form, same data, 10 minutes
+	// later: a double submit, kept and not sent.
+	again := &lead.Lead{Site: "example.com", Form: "Заявка", Phone: "8 (999) 123-45-67", Comment: "перезвоните ", CreatedAt: t0.Add(10 * time.Minute)}
 	got, dup, err := s.Add(context.Background(), again, []string{"amo"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !dup || got.ID == first.ID || got.DuplicateOf != first.ID || len(got.Deliveries) != 0 {
+	if !dup || got.ID == first.ID || got.DuplicateOf != first.ID || got.Dedup != lead.DedupDuplicate || len(got.Deliveries) != 0 {
 		t.Fatalf("dup=%v lead=%+v, want a new lead duplicate of %s with no deliveries", dup, got, first.ID)
 	}
-	f, _ := s.Get(first.ID)
-	if f.Comment != "перезвоните\nпосле 18:00" {
-		t.Fatalf("first comment = %q", f.Comment)
+	// The same contact with other data is its own lead, sent, linked to
+	// the first; the first is untouched.
+	for i, other := range []*lead.Lead{
+		{Comment: "после 18:00"}, {Name: "Борис"}, {Email: "b@example.com"}, {Extra: map[string]string{"Город": "Омск"}},
+	} {
+		other.Site, other.Form, other.Phone, other.CreatedAt = "example.com", "Заявка", "+79991234567", t0.Add(time.Duration(20+i)*time.Minute)
+		got, dup, err := s.Add(context.Background(), other, []string{"amo"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dup || got.DuplicateOf != "" || got.SameContactAs != first.ID || got.Dedup != lead.DedupSameContact || len(got.Deliveries) != 1 {
+			t.Fatalf("%+v: dup=%v lead=%+v, want its own lead, sent, linked to %s", other, dup, got, first.ID)
+		}
 	}
-	// The same comment again is not appended twice.
-	mustAdd(t, s, &lead.Lead{Site: "example.com", Form: "Заявка", Phone: "+79991234567", Comment: "после 18:00", CreatedAt: t0.Add(20 * time.Minute)}, "amo")
-	if f, _ := s.Get(first.ID); f.Comment != "перезвоните\nпосле 18:00" {
-		t.Fatalf("comment appended twice: %q", f.Comment)
+	// That other lead submitted twice is a duplicate of itself, not sent again.
+	boris, _, _ := s.List(Filter{})
+	var borisID string
+	for _, l := range boris {
+		if l.Name == "Борис" {
+			borisID = l.ID
+		}
+	}
+	twice, dup, err := s.Add(context.Background(), &lead.Lead{Site: "example.com", Form: "Заявка", Name: "Борис", Phone: "+79991234567", CreatedAt: t0.Add(30 * time.Minute)}, []string{"amo"})
+	if err != nil || !dup || twice.DuplicateOf != borisID || len(twice.Deliveries) != 0 {
+		t.Fatalf("Борис again: dup=%v err=%v lead=%+v, want a duplicate of %s", dup, err, twice, borisID)
+	}
+	if f, _ := s.Get(first.ID); f.Comment != "перезвоните" || f.Name != "Анна" || f.Dedup != "" {
+		t.Fatalf("first lead changed: %+v", f)
 	}
 
 	cases := []struct {

@@ -33,6 +33,7 @@ func TestAdaptGolden(t *testing.T) {
 		t.Setenv(v, "test-"+strings.ToLower(v))
 	}
 	t.Setenv("HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	t.Setenv("TELEGRAM_BOT_TOKEN", "123456789:AAE-example_token")
 	files, _ := filepath.Glob("testdata/adapt/*.caddyfiletest")
 	if len(files) == 0 {
 		t.Fatal("no golden files")

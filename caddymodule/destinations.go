@@ -11,6 +11,7 @@ import (
 	_ "github.com/leadproxy/leadproxy/crm/retailcrm"
 	_ "github.com/leadproxy/leadproxy/crm/roistat"
 	_ "github.com/leadproxy/leadproxy/crm/salesforce"
+	_ "github.com/leadproxy/leadproxy/crm/telegram"
 	_ "github.com/leadproxy/leadproxy/crm/uon"
 	_ "github.com/leadproxy/leadproxy/crm/webhook"
 )

@@ -29,7 +29,7 @@ func TestAdaptGolden(t *testing.T) {
 	// Placeholders stay in the JSON; provisioning resolves them.
 	for _, v := range []string{"AMOCRM_TOKEN", "RETAILCRM_KEY", "MOYSKLAD_TOKEN", "MEGAPLAN_PASSWORD",
 		"SF_CLIENT_ID", "SF_CLIENT_SECRET", "SF_REFRESH_TOKEN", "FRESHOFFICE_TOKEN", "UON_KEY",
-		"ROISTAT_KEY", "HOOK_TOKEN", "LEADPROXY_API_KEY"} {
+		"ROISTAT_KEY", "HOOK_TOKEN", "LEADPROXY_API_KEY", "SMTP_PASSWORD"} {
 		t.Setenv(v, "test-"+strings.ToLower(v))
 	}
 	t.Setenv("HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")

@@ -5,6 +5,7 @@ package caddymodule
 import (
 	_ "github.com/leadproxy/leadproxy/crm/amocrm"
 	_ "github.com/leadproxy/leadproxy/crm/bitrix24"
+	_ "github.com/leadproxy/leadproxy/crm/email"
 	_ "github.com/leadproxy/leadproxy/crm/freshoffice"
 	_ "github.com/leadproxy/leadproxy/crm/megaplan"
 	_ "github.com/leadproxy/leadproxy/crm/moysklad"

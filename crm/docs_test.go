@@ -11,6 +11,7 @@ import (
 	"github.com/leadproxy/leadproxy/crm"
 	_ "github.com/leadproxy/leadproxy/crm/amocrm"
 	_ "github.com/leadproxy/leadproxy/crm/bitrix24"
+	_ "github.com/leadproxy/leadproxy/crm/email"
 	_ "github.com/leadproxy/leadproxy/crm/freshoffice"
 	_ "github.com/leadproxy/leadproxy/crm/megaplan"
 	_ "github.com/leadproxy/leadproxy/crm/moysklad"

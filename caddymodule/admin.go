@@ -162,12 +162,17 @@ func handleStats(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, s)
 }
 
-// GET /leadproxy/forms: the form audit (which rules matched served pages).
+// GET /leadproxy/forms: the form audit (which rules matched served pages);
+// with ?all=1 also every form and lead widget discovered on them.
 func handleForms(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodErr("GET")
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"forms": formsReport()})
+	out := map[string]any{"forms": formsReport()}
+	if r.URL.Query().Get("all") == "1" { // form discovery: caddymodule/discovery.go
+		out["discovered"] = discoveredReport()
+	}
+	return writeJSON(w, http.StatusOK, out)
 }
 
 // Interface guards

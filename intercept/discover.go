@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/PuerkitoBio/goquery"
 	"github.com/andybalholm/cascadia"
@@ -27,6 +28,12 @@ type Found struct {
 	// Lead is true when a field has the phone or email role.
 	Lead bool   `json:"lead"`
 	Rule string `json:"rule"` // the Caddyfile form block
+	// CoveredBy are the titles of the rules whose submit or click
+	// selector catches it (the audit fills it in).
+	CoveredBy []string  `json:"covered_by,omitempty"`
+	LastSeen  time.Time `json:"last_seen,omitzero"`
+
+	node *html.Node // the form, or the widget's button
 }
 
 // FoundField is one input of a found form.
@@ -51,7 +58,7 @@ func Discover(doc *goquery.Document, path string) []Found {
 			return
 		}
 		if sel := stableSelector(doc, f); sel != "" {
-			out = append(out, finish(doc, Found{Path: path, Kind: "form", Selector: sel, Fields: fields}, f))
+			out = append(out, finish(doc, Found{Path: path, Kind: "form", Selector: sel, Fields: fields, node: f.Get(0)}, f))
 		}
 	})
 	// Widgets: contact inputs outside any form, grouped by the nearest
@@ -72,7 +79,7 @@ func Discover(doc *goquery.Document, path string) []Found {
 			seen[box.Get(0)] = true
 			if sel := stableSelector(doc, btn); sel != "" {
 				fields := foundFields(doc, box.Find("input, select, textarea"))
-				out = append(out, finish(doc, Found{Path: path, Kind: "widget", Selector: sel, Fields: fields}, box))
+				out = append(out, finish(doc, Found{Path: path, Kind: "widget", Selector: sel, Fields: fields, node: btn.Get(0)}, box))
 			}
 			return
 		}
@@ -312,4 +319,34 @@ func rule(f Found) string {
 	}
 	b.WriteString("}")
 	return b.String()
+}
+
+// covers reports whether a submit or click selector catches f as the
+// capture script does: a submit rule by the form's closest(), a click rule
+// by the closest() of the button (a widget's, or any in the form).
+func covers(m cascadia.Selector, role string, f *Found) bool {
+	if f.node == nil || m == nil {
+		return false
+	}
+	closest := func(n *html.Node) bool {
+		for ; n != nil; n = n.Parent {
+			if n.Type == html.ElementNode && m.Match(n) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case role == "submit" && f.Kind == "form":
+		return closest(f.node)
+	case role == "click" && f.Kind == "widget":
+		return closest(f.node)
+	case role == "click":
+		for _, b := range cascadia.QueryAll(f.node, cascadia.MustCompile(`button, input[type=button], input[type=submit], [role=button]`)) {
+			if closest(b) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -72,3 +72,33 @@ func FuzzDiscover(f *testing.F) {
 		}
 	})
 }
+
+// The audit lists what it discovered on sampled pages, covered by a rule
+// or not.
+func TestAuditDiscovered(t *testing.T) {
+	raw, err := os.ReadFile("testdata/discover/page.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := []*Rule{{Title: "Звонок", Submit: "#callback"}, {Title: "Квиз", Click: ".quiz-send"}, {Title: "Модалка", Click: "#orderModal button"}}
+	a := NewAuditor(rules, AuditConfig{})
+	defer a.Close()
+	sampleAndWait(t, a, "/landing", string(raw))
+	got := map[string][]string{}
+	for _, f := range a.Discovered() {
+		if f.Path != "/landing" || f.LastSeen.IsZero() || f.Rule == "" {
+			t.Errorf("found %+v", f)
+		}
+		got[f.Selector] = f.CoveredBy
+	}
+	want := map[string]string{
+		"#callback": "Звонок", "button.quiz-send": "Квиз", `form[action="/contact"]`: "",
+		"#orderModal > div:nth-of-type(1) > form:nth-of-type(1)": "Модалка", `form[action="/search"]`: "",
+	}
+	for sel, w := range want {
+		c, ok := got[sel]
+		if !ok || strings.Join(c, ",") != w {
+			t.Errorf("%s: covered by %v (listed %v), want %q", sel, c, ok, w)
+		}
+	}
+}

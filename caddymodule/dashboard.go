@@ -257,6 +257,10 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 			d.serveLead(w, r, id)
 			return nil
 		}
+		if q.Get("view") == "forms" { // form discovery: caddymodule/discovery.go
+			d.serveForms(w, r)
+			return nil
+		}
 		d.serveList(w, r)
 		return nil
 	case http.MethodPost:

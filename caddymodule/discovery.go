@@ -1,6 +1,17 @@
 package caddymodule
 
-import "github.com/leadproxy/leadproxy/intercept"
+import (
+	"net/http"
+
+	"github.com/leadproxy/leadproxy/intercept"
+)
+
+// serveForms is the dashboard's forms page (?view=forms): discovery, with
+// a rule to paste for each form.
+func (d *Dashboard) serveForms(w http.ResponseWriter, r *http.Request) {
+	d.render(w, r, http.StatusOK, "forms", map[string]any{
+		"page": d.newPage("Forms", r.URL.Query()), "Found": discoveredReport()})
+}
 
 // discoveredReport is form discovery over every active handler's audit:
 // the forms and lead widgets seen on sampled pages, covered or not, each

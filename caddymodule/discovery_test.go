@@ -62,7 +62,12 @@ http://127.0.0.1:{{PORT_SITE}} {
 			submit "#callback"
 		}
 	}
-	reverse_proxy {{UPSTREAM}}
+	handle /leads* {
+		leadproxy_dashboard
+	}
+	handle {
+		reverse_proxy {{UPSTREAM}}
+	}
 }
 `, map[string]string{"UPSTREAM": up.URL})
 	resp, err := noCompress.Do(navigation(t, c.URL("PORT_SITE")+"/landing", ""))
@@ -99,4 +104,19 @@ http://127.0.0.1:{{PORT_SITE}} {
 		t.Error("without all=1 the discovery is listed")
 	}
 	validates(t, "{\n\tleadproxy\n}\n:0 {\n\tleadproxy {\n"+strings.Join(rules, "\n")+"\n\t}\n\trespond ok\n}\n")
+
+	// The dashboard's forms page shows the same, the rules escaped.
+	resp, err = noCompress.Get(c.URL("PORT_SITE") + "/leads?view=forms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	html := string(body)
+	for _, want := range []string{"<h1>Forms on the site</h1>", "covered by “Звонок”", "<strong>not covered</strong>", "in a modal",
+		"submit &#34;#callback&#34;", "click &#34;button.quiz-send&#34;", "submit `form[action=&#34;/contact&#34;]`"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("forms page (%d) lacks %q:\n%s", resp.StatusCode, want, html)
+		}
+	}
 }

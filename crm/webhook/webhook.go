@@ -37,7 +37,7 @@ func init() {
 // Webhook posts leads to a URL.
 type Webhook struct {
 	crm.Common
-	// URL receives the POST. Placeholders are resolved ({env.HOOK_URL}).
+	// URL receives the POST. Placeholders are resolved ({env.LEADPROXY_WEBHOOK_URL}).
 	URL string `json:"url,omitempty"`
 	// Secret signs each request: "whsec_" followed by base64 key bytes, as
 	// Standard Webhooks shows it. Use a placeholder; never commit it.

@@ -179,7 +179,7 @@ func handleForms(w http.ResponseWriter, r *http.Request) error {
 var _ caddy.AdminRouter = (*adminAPI)(nil)
 
 // leadDetail is one lead as GET /leadproxy/leads/{id} shows it: the lead
-// record of SPEC section 5, each delivery with its last attempts added.
+// record (lead.Lead), each delivery with its last attempts added.
 type leadDetail struct {
 	*lead.Lead
 	Deliveries []deliveryDetail `json:"deliveries,omitempty"`

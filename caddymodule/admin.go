@@ -163,19 +163,24 @@ func handleStats(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, s)
 }
 
-// GET /leadproxy/forms: the form audit (which rules matched served pages).
+// GET /leadproxy/forms: the form audit (which rules matched served pages);
+// with ?all=1 also every form and lead widget discovered on them.
 func handleForms(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodErr("GET")
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"forms": formsReport()})
+	out := map[string]any{"forms": formsReport()}
+	if r.URL.Query().Get("all") == "1" { // form discovery: caddymodule/discovery.go
+		out["discovered"] = discoveredReport()
+	}
+	return writeJSON(w, http.StatusOK, out)
 }
 
 // Interface guards
 var _ caddy.AdminRouter = (*adminAPI)(nil)
 
 // leadDetail is one lead as GET /leadproxy/leads/{id} shows it: the lead
-// record of SPEC section 5, each delivery with its last attempts added.
+// record (lead.Lead), each delivery with its last attempts added.
 type leadDetail struct {
 	*lead.Lead
 	Deliveries []deliveryDetail `json:"deliveries,omitempty"`

@@ -236,7 +236,7 @@ func (a *App) Start() error {
 			visits: a.openVisits(a.logger.Named("visits"))}, nil
 	})
 	if err != nil {
-		// The site must not go down with its lead store (SPEC §7): start
+		// The site must not go down with its lead store (README, "Guarantees"): start
 		// without it, unless another process holds the folder (a second
 		// caddy, a config error) or an older config still captures into an
 		// open store (a reload: failing keeps that one working). Captures

@@ -29,10 +29,11 @@ func TestAdaptGolden(t *testing.T) {
 	// Placeholders stay in the JSON; provisioning resolves them.
 	for _, v := range []string{"AMOCRM_TOKEN", "RETAILCRM_KEY", "MOYSKLAD_TOKEN", "MEGAPLAN_PASSWORD",
 		"SF_CLIENT_ID", "SF_CLIENT_SECRET", "SF_REFRESH_TOKEN", "FRESHOFFICE_TOKEN", "UON_KEY",
-		"ROISTAT_KEY", "HOOK_TOKEN", "LEADPROXY_API_KEY"} {
+		"ROISTAT_KEY", "HOOK_TOKEN", "LEADPROXY_API_KEY", "SMTP_PASSWORD"} {
 		t.Setenv(v, "test-"+strings.ToLower(v))
 	}
 	t.Setenv("HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	t.Setenv("TELEGRAM_BOT_TOKEN", "123456789:AAE-example_token")
 	files, _ := filepath.Glob("testdata/adapt/*.caddyfiletest")
 	if len(files) == 0 {
 		t.Fatal("no golden files")
@@ -101,7 +102,7 @@ func TestConfigErrors(t *testing.T) {
 		{"form without mechanism", wrap("", "\t\tform \"A\" {\n\t\t\tphone field Phone\n\t\t}"), `form "A": needs submit, click or post, at Caddyfile:8`},
 		{"unknown destination in send_to", wrap("\t\tdestination hook webhook {\n\t\t\turl http://127.0.0.1:9/x\n\t\t\tsecret {env.HOOK_SECRET}\n\t\t}", "\t\tsend_to hook crm"), `send_to: unknown destination "crm" (defined: hook), at Caddyfile:11`},
 		{"unknown destination in form", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit .a\n\t\t\tsend_to amo\n\t\t}"), `send_to: unknown destination "amo": the global leadproxy block defines none, at Caddyfile:10`},
-		{"unknown destination type", wrap("\t\tdestination x zoho {\n\t\t}", ""), `destination x: unknown type "zoho" (one of amocrm, bitrix24, freshoffice, megaplan, moysklad, retailcrm, roistat, salesforce, uon, webhook), at Caddyfile:3`},
+		{"unknown destination type", wrap("\t\tdestination x zoho {\n\t\t}", ""), `destination x: unknown type "zoho" (one of amocrm, bitrix24, email, freshoffice, megaplan, moysklad, retailcrm, roistat, salesforce, telegram, uon, webhook), at Caddyfile:3`},
 		{"bad duration", wrap("\t\tretry_for soon", ""), `retry_for: "soon" is not a positive duration (like 72h or 30d), at Caddyfile:3`},
 		{"duplicate form title", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit .a\n\t\t}\n\t\tform \"A\" {\n\t\t\tclick .b\n\t\t}"), `form "A" defined twice`},
 		{"require without post", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit .a\n\t\t\trequire phone\n\t\t}"), `form "A": require goes with post, at Caddyfile:8`},

@@ -14,6 +14,7 @@ import (
 	"github.com/leadproxy/leadproxy/crm/amocrm/amocrmtest"
 	"github.com/leadproxy/leadproxy/crm/bitrix24/bitrix24test"
 	"github.com/leadproxy/leadproxy/crm/crmtest"
+	"github.com/leadproxy/leadproxy/crm/email/emailtest"
 	"github.com/leadproxy/leadproxy/crm/freshoffice/freshofficetest"
 	"github.com/leadproxy/leadproxy/crm/megaplan/megaplantest"
 	"github.com/leadproxy/leadproxy/crm/moysklad"
@@ -22,6 +23,7 @@ import (
 	"github.com/leadproxy/leadproxy/crm/retailcrm/retailcrmtest"
 	"github.com/leadproxy/leadproxy/crm/roistat/roistattest"
 	"github.com/leadproxy/leadproxy/crm/salesforce/salesforcetest"
+	"github.com/leadproxy/leadproxy/crm/telegram/telegramtest"
 	"github.com/leadproxy/leadproxy/crm/uon/uontest"
 	"github.com/leadproxy/leadproxy/intercept"
 	"github.com/leadproxy/leadproxy/lead"
@@ -90,6 +92,8 @@ func TestCRMEndToEnd(t *testing.T) {
 		freshofficeCase(t, "freshoffice"),
 		uonCase(t, "uon"),
 		roistatCase(t, "roistat"),
+		telegramCase(t, "telegram"),
+		emailCase(t, "email"),
 	}
 	// Two more leads meet a documented retryable answer first and must
 	// still arrive exactly once.
@@ -97,7 +101,9 @@ func TestCRMEndToEnd(t *testing.T) {
 	b24Retry.fault = crmtest.QueryLimit // 503 {"error":"QUERY_LIMIT_EXCEEDED"}
 	skladRetry := moyskladCase(t, "moysklad_after_429")
 	skladRetry.fault = crmtest.RateJSON // 429 code 1049, X-Lognex-Retry-After 1500 ms
-	cases = append(cases, b24Retry, skladRetry)
+	mailRetry := emailCase(t, "email_after_451")
+	mailRetry.fault = crmtest.ServerError // 451 4.3.0 Local error in processing
+	cases = append(cases, b24Retry, skladRetry, mailRetry)
 
 	var dests, forms strings.Builder
 	for _, c := range cases {
@@ -456,5 +462,43 @@ func roistatCase(t *testing.T, name string) *crmCase {
 			}
 			checkSummary(t, "comment", got.Comment)
 			return got.ID
+		}}
+}
+
+func telegramCase(t *testing.T, name string) *crmCase {
+	f := telegramtest.New()
+	t.Cleanup(f.Close)
+	opts := "base_url " + f.URL + "\ntoken " + telegramtest.Token + "\nchat " + telegramtest.User
+	return &crmCase{name: name, typ: "telegram", key: "tag", val: "alert", opts: opts, faults: f.Faults,
+		creates: func() int { return f.Sent.Len() },
+		check: func(t *testing.T, l *lead.Lead) string {
+			got := f.Sent.All()[0]
+			for _, want := range []string{"Новая заявка: " + l.Form, "name: " + crmE2EName, "phone: " + crmE2EPhone,
+				"comment: " + crmE2EMessage, "Город: " + crmE2ECity, "Источник: " + crmE2EUTM} {
+				if !strings.Contains(got.Plain, want) {
+					t.Errorf("the chat shows %q, without %q", got.Plain, want)
+				}
+			}
+			return telegramtest.User + ":" + strconv.FormatInt(got.MessageID, 10)
+		}}
+}
+
+func emailCase(t *testing.T, name string) *crmCase {
+	s, err := emailtest.Start(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return &crmCase{name: name, typ: "email", key: "tag", val: "alert", opts: s.Caddyfile(), faults: s.Faults,
+		creates: func() int { return s.Received.Len() },
+		check: func(t *testing.T, l *lead.Lead) string {
+			got := string(s.Received.All()[0].Data)
+			for _, want := range []string{"Message-ID: <" + l.ID + "@leadproxy>", "Reply-To: <" + crmE2EEmail + ">",
+				"phone: " + crmE2EPhone} {
+				if !strings.Contains(got, want) {
+					t.Errorf("the message lacks %q:\n%s", want, got)
+				}
+			}
+			return "<" + l.ID + "@leadproxy>"
 		}}
 }

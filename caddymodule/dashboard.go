@@ -260,6 +260,10 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 			d.serveLead(w, r, id)
 			return nil
 		}
+		if q.Get("view") == "forms" { // form discovery: caddymodule/discovery.go
+			d.serveForms(w, r)
+			return nil
+		}
 		if q.Get("export") == "csv" {
 			d.serveCSV(w, r)
 			return nil

@@ -17,6 +17,7 @@ func exampleEnv(t *testing.T, text string) []string {
 		"LEADPROXY_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
 		"HOOK_SECRET":              "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
 		"BITRIX24_WEBHOOK":         "https://portal.bitrix24.ru/rest/1/x7k2m9q4w8e1r5t3/",
+		"TELEGRAM_BOT_TOKEN":       "123456789:AAE-example_token",
 	}
 	var names []string
 	for _, m := range regexp.MustCompile(`\{env\.([A-Z0-9_]+)\}`).FindAllStringSubmatch(text, -1) {

@@ -2,6 +2,7 @@ package intercept
 
 import (
 	"bytes"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -66,7 +67,11 @@ type Auditor struct {
 	work    chan sample
 	wg      sync.WaitGroup
 	closed  bool
+	found   map[string]*Found // form discovery, by path and selector
 }
+
+// MaxFound bounds the forms and widgets discovery keeps per site.
+const MaxFound = 500
 
 type sample struct {
 	path string
@@ -179,6 +184,7 @@ func (a *Auditor) check(s sample) {
 	if err != nil {
 		return
 	}
+	found := Discover(doc, s.path) // outside the lock: it walks the page
 	now := a.cfg.Now()
 	a.mu.Lock()
 	var unflagged []SelectorAudit
@@ -199,9 +205,54 @@ func (a *Auditor) check(s sample) {
 			it.Flagged, it.reported = false, false
 		}
 	}
+	a.discover(found, s.path, now)
 	flagged := a.evaluate(now)
 	a.mu.Unlock()
 	a.notify(flagged, unflagged)
+}
+
+// discover records the forms and widgets of a sampled page. Called with
+// a.mu held.
+func (a *Auditor) discover(found []Found, path string, now time.Time) {
+	if a.found == nil {
+		a.found = map[string]*Found{}
+	}
+	for _, f := range found {
+		key := path + "\x00" + f.Selector
+		if _, ok := a.found[key]; !ok && len(a.found) >= MaxFound {
+			continue
+		}
+		for _, it := range a.items {
+			if (it.Role == "submit" || it.Role == "click") && it.Invalid == "" && covers(it.matcher, it.Role, &f) &&
+				!slices.Contains(f.CoveredBy, it.Form) {
+				f.CoveredBy = append(f.CoveredBy, it.Form)
+			}
+		}
+		f.LastSeen = now
+		f.node = nil // the page is not kept
+		a.found[key] = &f
+	}
+}
+
+// Discovered lists the forms and lead widgets seen on sampled pages, by
+// path and selector.
+func (a *Auditor) Discovered() []Found {
+	if a == nil {
+		return nil
+	}
+	a.mu.Lock()
+	out := make([]Found, 0, len(a.found))
+	for _, f := range a.found {
+		out = append(out, *f)
+	}
+	a.mu.Unlock()
+	slices.SortFunc(out, func(x, y Found) int {
+		if c := strings.Compare(x.Path, y.Path); c != 0 {
+			return c
+		}
+		return strings.Compare(x.Selector, y.Selector)
+	})
+	return out
 }
 
 // evaluate updates the flags and returns the selectors newly flagged.

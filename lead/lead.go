@@ -2,7 +2,7 @@
 // destinations, and the small contract between the queue and a destination.
 //
 // The JSON form of Lead is the one the admin API returns and the webhook
-// destination sends (SPEC section 5): UTF-8, absent values omitted.
+// destination sends (the admin API's and the webhook's lead JSON): UTF-8, absent values omitted.
 package lead
 
 import (
@@ -110,7 +110,7 @@ type Delivery struct {
 	CRMID       string     `json:"crm_id,omitempty"`
 	DeliveredAt *time.Time `json:"delivered_at,omitempty"`
 	// History is the delivery's last attempts, oldest first, for the
-	// dashboard. It is not part of the lead's JSON (SPEC section 5).
+	// dashboard. It is not part of the lead's JSON.
 	History []Attempt `json:"-"`
 }
 

@@ -16,7 +16,7 @@
 // permanent with the CRM's errorMsg and per-field errors; 429, 503 (the
 // documented rate-limit answer) and 5xx are retried.
 //
-// Unconfirmed in the vendor docs ([U] in reference/crm-apis.md), so handled
+// Unconfirmed in the vendor docs (not in retailCRM's published API reference), so handled
 // defensively: resending an externalId fails with an error whose text is not
 // documented, so on any 400 the adapter looks the externalId up
 // (GET /api/v5/orders?filter[externalIds][]=) and, when the order exists,

@@ -2,7 +2,7 @@
 // signed per Standard Webhooks (webhook-id, webhook-timestamp,
 // webhook-signature "v1,<base64 HMAC-SHA256 of id.timestamp.body>").
 //
-// The body is the lead record of SPEC section 5, wrapped in the Standard
+// The body is the lead record (lead.Lead, as the admin API lists it), wrapped in the Standard
 // Webhooks envelope {"type":"lead.created","timestamp":...,"data":<lead>}.
 // webhook-id is "msg_<lead id>": stable across retries, so a receiver can
 // drop a repeat. 2xx is delivered; 4xx other than 408/429 is permanent;
@@ -37,7 +37,7 @@ func init() {
 // Webhook posts leads to a URL.
 type Webhook struct {
 	crm.Common
-	// URL receives the POST. Placeholders are resolved ({env.HOOK_URL}).
+	// URL receives the POST. Placeholders are resolved ({env.LEADPROXY_WEBHOOK_URL}).
 	URL string `json:"url,omitempty"`
 	// Secret signs each request: "whsec_" followed by base64 key bytes, as
 	// Standard Webhooks shows it. Use a placeholder; never commit it.

@@ -382,7 +382,9 @@ func readHeadToken(data []byte, p int, atEOF bool, t *headToken) (st tokenState,
 				return eofOrMore(atEOF)
 			}
 			t.kind, t.end = tokStartTag, end
-			if data[end-2] == '/' && selfClosing(data, p+1, end) {
+			// Self-closing matters only to a script start tag (scanNonce
+			// takes <script nonce> and not <script nonce/>).
+			if t.name == atom.Script && data[end-2] == '/' && selfClosing(data, p+1, end) {
 				t.kind = tokSelfClosing
 			}
 			return tokenWhole, end

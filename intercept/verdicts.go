@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 )
 
 // VerdictCache remembers, per request path, how the scan of the last page
@@ -60,7 +61,17 @@ type cachedVerdict struct {
 	sum     uint64 // maphash of all n, when n > len(exact)
 	scan    pageScan
 	verdict pageVerdict
+
+	hit    atomic.Bool  // a page matched it at least once
+	misses atomic.Int32 // pages on its path that did not match, since
 }
+
+// A path whose page differs on every response (a per-request nonce or
+// CSRF token in the head) would otherwise copy its head into a new entry on
+// every response, for nothing: an entry that never matched is replaced only
+// every remissEvery-th miss, so a page that changed once for good (a deploy)
+// is remembered again soon.
+const remissEvery = 16
 
 type cacheFound int
 
@@ -107,6 +118,9 @@ func (c *VerdictCache) match(e *cachedVerdict, data []byte, checked int) (cacheF
 	case e.n > len(e.exact) && maphash.Bytes(c.seed, data[:e.n]) != e.sum:
 		return cacheMiss, checked
 	}
+	if !e.hit.Load() {
+		e.hit.Store(true)
+	}
 	return cacheHit, checked
 }
 
@@ -114,6 +128,12 @@ func (c *VerdictCache) match(e *cachedVerdict, data []byte, checked int) (cacheF
 // verdict v before the end of the body.
 func (c *VerdictCache) remember(path string, data []byte, s *pageScan, v pageVerdict) {
 	if v == verdictPending || s.complete {
+		return
+	}
+	c.mu.RLock()
+	prev := c.m[path]
+	c.mu.RUnlock()
+	if prev != nil && !prev.hit.Load() && prev.misses.Add(1)%remissEvery != 0 {
 		return
 	}
 	n := min(len(data), s.read)

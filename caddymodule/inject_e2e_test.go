@@ -20,7 +20,7 @@ import (
 	"golang.org/x/net/websocket"
 )
 
-// Injection through the real binary: what SPEC §4 promises about the
+// Injection through the real binary: what the README promises about the
 // responses that must pass untouched (WebSocket, SSE), compressed
 // upstreams behind `encode`, CSP nonces, a very large page, and the form
 // audit on the admin API.

@@ -1,6 +1,6 @@
 package intercept
 
-// Script injection (SPEC §4): the capture tag is inserted into HTML pages as
+// Script injection (README "Guarantees"): the capture tag is inserted into HTML pages as
 // they stream through, and every other byte of the response stays the
 // upstream's.
 //

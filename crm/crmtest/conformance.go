@@ -131,11 +131,27 @@ func Provisioned(t testing.TB, c Conformance, block string) Destination {
 	return d
 }
 
-func send(d Destination, l *lead.Lead) (string, error) {
+// ProvisionedAs parses block into d, a new config of its type, and
+// provisions it: the set-up of a type's own tests.
+func ProvisionedAs[T Destination](t testing.TB, d T, block string) T {
+	t.Helper()
+	if err := d.UnmarshalCaddyfile(caddyfile.NewTestDispenser(block)); err != nil {
+		t.Fatalf("%s: %v", block, err)
+	}
+	if err := d.Provision(caddy.Context{}); err != nil {
+		t.Fatalf("provision %s: %v", block, err)
+	}
+	return d
+}
+
+// Send sends l through d, bounded in time.
+func Send(d lead.Sender, l *lead.Lead) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return d.Send(ctx, l)
 }
+
+func send(d Destination, l *lead.Lead) (string, error) { return Send(d, l) }
 
 // checkSpec: every option points into the config struct at a JSON field,
 // has a kind whose type matches its target, and a unique name.

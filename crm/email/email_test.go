@@ -2,7 +2,6 @@ package email_test
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -32,21 +31,7 @@ func start(t *testing.T, implicit bool) *emailtest.Server {
 }
 
 func provisioned(t *testing.T, block string) *email.Email {
-	t.Helper()
-	e := new(email.Email)
-	if err := e.UnmarshalCaddyfile(caddyfile.NewTestDispenser(block)); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Provision(caddy.Context{}); err != nil {
-		t.Fatal(err)
-	}
-	return e
-}
-
-func send(e *email.Email, l *lead.Lead) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return e.Send(ctx, l)
+	return crmtest.ProvisionedAs(t, new(email.Email), block)
 }
 
 func testLead() *lead.Lead {
@@ -64,7 +49,7 @@ func TestMessageBytes(t *testing.T) {
 	for _, implicit := range []bool{true, false} {
 		s := start(t, implicit)
 		e := provisioned(t, "email {\n"+s.Caddyfile()+"\nsubject \"Заявка: {lead.form} ({lead.phone})\"\ntemplate `<b>{lead.form}</b>\n{lead.fields}\n{lead.page}`\n}")
-		id, err := send(e, testLead())
+		id, err := crmtest.Send(e, testLead())
 		if err != nil {
 			t.Fatalf("implicit=%v: %v", implicit, err)
 		}
@@ -179,7 +164,7 @@ func TestHeaderInjection(t *testing.T) {
 	l := testLead()
 	l.Name = "Eve\r\nBcc: victim@example.org\r\nX-Injected: 1"
 	l.Email = "eve@example.org\r\nBcc: victim@example.org"
-	if _, err := send(e, l); err != nil {
+	if _, err := crmtest.Send(e, l); err != nil {
 		t.Fatal(err)
 	}
 	m := s.Received.All()[0]
@@ -227,7 +212,7 @@ func TestFailures(t *testing.T) {
 		{crmtest.Reset, false, ""},
 	} {
 		s.Faults.Push(c.fault)
-		_, err := send(e, testLead())
+		_, err := crmtest.Send(e, testLead())
 		if err == nil || lead.IsPermanent(err) != c.permanent || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want permanent=%v with %q", c.fault, err, c.permanent, c.want)
 		}
@@ -237,7 +222,7 @@ func TestFailures(t *testing.T) {
 	}
 	// A recipient the server refuses is permanent too.
 	e = provisioned(t, crmtest.Block("email", s.Caddyfile(), "to nobody@elsewhere.test"))
-	if _, err := send(e, testLead()); !lead.IsPermanent(err) {
+	if _, err := crmtest.Send(e, testLead()); !lead.IsPermanent(err) {
 		t.Errorf("refused recipient: err = %v", err)
 	}
 }

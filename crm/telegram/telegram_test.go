@@ -1,7 +1,6 @@
 package telegram_test
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -17,21 +16,7 @@ import (
 )
 
 func provisioned(t *testing.T, block string) *telegram.Telegram {
-	t.Helper()
-	tg := new(telegram.Telegram)
-	if err := tg.UnmarshalCaddyfile(caddyfile.NewTestDispenser(block)); err != nil {
-		t.Fatal(err)
-	}
-	if err := tg.Provision(caddy.Context{}); err != nil {
-		t.Fatal(err)
-	}
-	return tg
-}
-
-func send(tg *telegram.Telegram, l *lead.Lead) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return tg.Send(ctx, l)
+	return crmtest.ProvisionedAs(t, new(telegram.Telegram), block)
 }
 
 // Every lead value is escaped: the Bot API parses the text as HTML, and the
@@ -46,7 +31,7 @@ func TestEscapedValues(t *testing.T) {
 	l.Name = "</b><script>x</script>&amp;"
 	l.Extra = map[string]string{"question": "a > b?"}
 	l.Visit.Page = "https://example.com/?a=1&b=<2>"
-	id, err := send(tg, l)
+	id, err := crmtest.Send(tg, l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +60,7 @@ func TestRetryAfter(t *testing.T) {
 	defer f.Close()
 	tg := provisioned(t, "telegram {\nbase_url "+f.URL+"\ntoken "+telegramtest.Token+"\nchat "+telegramtest.User+"\n}")
 	f.Flood(telegramtest.User, 35)
-	_, err := send(tg, crmtest.SampleLead())
+	_, err := crmtest.Send(tg, crmtest.SampleLead())
 	var se *lead.SendError
 	if !errors.As(err, &se) || se.Permanent || se.RetryAfter != 35*time.Second || se.Status != 429 {
 		t.Fatalf("err = %#v", err)
@@ -91,17 +76,17 @@ func TestPermanent(t *testing.T) {
 	f := telegramtest.New()
 	defer f.Close()
 	tg := provisioned(t, "telegram {\nbase_url "+f.URL+"\ntoken "+telegramtest.Token+"\nchat 999\n}")
-	_, err := send(tg, crmtest.SampleLead())
+	_, err := crmtest.Send(tg, crmtest.SampleLead())
 	if !lead.IsPermanent(err) || lead.HTTPStatusOf(err) != 400 || !strings.Contains(err.Error(), "chat 999: HTTP 400: Bad Request: chat not found") {
 		t.Errorf("unknown chat: err = %v", err)
 	}
 	f.Block(telegramtest.User)
 	tg = provisioned(t, "telegram {\nbase_url "+f.URL+"\ntoken "+telegramtest.Token+"\nchat "+telegramtest.User+"\n}")
-	if _, err := send(tg, crmtest.SampleLead()); !lead.IsPermanent(err) || !strings.Contains(err.Error(), "bot was blocked") {
+	if _, err := crmtest.Send(tg, crmtest.SampleLead()); !lead.IsPermanent(err) || !strings.Contains(err.Error(), "bot was blocked") {
 		t.Errorf("blocked: err = %v", err)
 	}
 	tg = provisioned(t, "telegram {\nbase_url "+f.URL+"\ntoken 123456789:wrong\nchat "+telegramtest.User+"\n}")
-	_, err = send(tg, crmtest.SampleLead())
+	_, err = crmtest.Send(tg, crmtest.SampleLead())
 	if !lead.IsPermanent(err) || strings.Contains(err.Error(), "wrong") {
 		t.Errorf("wrong token: err = %v", err)
 	}
@@ -115,10 +100,10 @@ func TestPartialRetry(t *testing.T) {
 	tg := provisioned(t, "telegram {\nbase_url "+f.URL+"\ntoken "+telegramtest.Token+"\nchat "+telegramtest.User+" "+telegramtest.Group+"\n}")
 	l := crmtest.SampleLead()
 	f.Flood(telegramtest.Group, 3)
-	if _, err := send(tg, l); err == nil || lead.IsPermanent(err) {
+	if _, err := crmtest.Send(tg, l); err == nil || lead.IsPermanent(err) {
 		t.Fatalf("first attempt: %v", err)
 	}
-	id, err := send(tg, l)
+	id, err := crmtest.Send(tg, l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +118,7 @@ func TestPartialRetry(t *testing.T) {
 		t.Errorf("messages went to %v", chats)
 	}
 	// A resend (a new delivery of the same lead) alerts every chat again.
-	if _, err := send(tg, l); err != nil || f.Sent.Len() != 4 {
+	if _, err := crmtest.Send(tg, l); err != nil || f.Sent.Len() != 4 {
 		t.Errorf("resend: %v, %d messages", err, f.Sent.Len())
 	}
 }

@@ -408,14 +408,17 @@ http://127.0.0.1:{{PORT_SITE}} {
 	}
 }
 
-// A forged marker with an empty path ("a":"") matches only a click rule:
-// for the submit rule "Форма" it captures nothing, whatever the path; with
-// the path it names it is the sender's own post, held by leads_per_client.
+// A marker with an empty path ("a":"") matches only a click rule: for the
+// submit rule "Форма" it captures nothing, whatever the path, even with
+// the rule's real token (from c.js); with the path it names it is the
+// sender's own post, held by leads_per_client. (Markers without a valid
+// token: TestMarkerForgedAndStaleCaptureNothing.)
 func TestAbuseForgedMarkerEmptyPath(t *testing.T) {
 	up := newUpstream(t)
 	c := startHardened(t, proxiedSite, proxiedVars(up.URL), hardOpts{})
+	token := siteToken(t, c.URL("PORT_SITE"), intercept.RuleID("Форма"))
 	marker := func(action string) map[string]string {
-		v, err := intercept.EncodeCookieJSON(map[string]any{"v": 1, "r": intercept.RuleID("Форма"), "s": "sid-forged-000001", "a": action})
+		v, err := intercept.EncodeCookieJSON(map[string]any{"v": 1, "r": intercept.RuleID("Форма"), "s": "sid-forged-000001", "a": action, "t": token})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/leadproxy/leadproxy/crm"
+	"github.com/leadproxy/leadproxy/intercept"
 	"github.com/leadproxy/leadproxy/lead"
 	"github.com/leadproxy/leadproxy/queue"
 )
@@ -71,6 +72,11 @@ type App struct {
 	DestinationsRaw map[string]json.RawMessage `json:"destinations,omitempty" caddy:"namespace=leadproxy.destinations inline_key=type"`
 	// Visits bounds the visit store (retention, most visits kept).
 	Visits *VisitOptions `json:"visits,omitempty"`
+	// MarkerKey signs the marker cookie's tokens (docs/capture-protocol.md):
+	// a placeholder such as {env.LEADPROXY_MARKER_KEY} giving at least 32
+	// bytes. Nodes behind one load balancer need one key: set the same one
+	// on each. Default: a random key kept in the store.
+	MarkerKey string `json:"marker_key,omitempty"`
 	// Timezone is the site's time zone (an IANA name, Europe/Moscow) for
 	// the dashboard's times and the report's days. Default: the machine's.
 	Timezone string `json:"timezone,omitempty"`
@@ -90,6 +96,7 @@ type App struct {
 	backoff   queue.Backoff // zero: the engine's default; see TestBackoffEnv
 	loc       *time.Location
 	budget    *captureBudget
+	signer    *intercept.MarkerSigner // from MarkerKey; nil: the store's key
 }
 
 // TestBackoffEnv names a test-only knob: "<min>,<max>" (Caddy durations,
@@ -173,6 +180,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.loc, err = loadTimezone(a.Timezone); err != nil {
 		return err
 	}
+	if err := a.provisionMarkerKey(); err != nil {
+		return err
+	}
 	a.senders = map[string]lead.Sender{}
 	if a.DestinationsRaw != nil {
 		mods, err := ctx.LoadModule(a, "DestinationsRaw")
@@ -231,8 +241,19 @@ func (a *App) Start() error {
 		if err != nil {
 			return nil, fmt.Errorf("opening lead store %s: %w (if another Caddy process holds it, use 'caddy reload')", a.dir, err)
 		}
+		// The store's marker key, made on first start and kept: a token
+		// served before a restart or a reload still verifies after it.
+		key, err := st.Secret("marker")
+		var signer *intercept.MarkerSigner
+		if err == nil {
+			signer, err = intercept.NewMarkerSigner(key)
+		}
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("lead store %s: marker key: %w", a.dir, err)
+		}
 		eng := queue.NewEngine(st, a.logger.Named("delivery"))
-		return &pooledStore{dir: a.dir, store: st, engine: eng, logger: a.logger.Named("queue"),
+		return &pooledStore{dir: a.dir, store: st, engine: eng, signer: signer, logger: a.logger.Named("queue"),
 			visits: a.openVisits(a.logger.Named("visits"))}, nil
 	})
 	if err != nil {
@@ -398,6 +419,7 @@ var current atomic.Pointer[pooledStore]
 type pooledStore struct {
 	dir    string
 	store  *queue.Store
+	signer *intercept.MarkerSigner // the store's marker key
 	engine *queue.Engine
 	visits *visitStore // nil when its folder could not be opened
 	logger *zap.Logger

@@ -892,7 +892,9 @@ func TestCaptureMarkerOnePostNoSecrets(t *testing.T) {
 		return list.Leads
 	}
 
-	click := &intercept.Marker{V: 1, Rule: intercept.RuleID("Виджет"), SID: "click-sid-0123456789", Values: map[string]string{"phone": "+79995556677"}}
+	site := c.URL("PORT_SITE")
+	click := &intercept.Marker{V: 1, Rule: intercept.RuleID("Виджет"), SID: "click-sid-0123456789", Values: map[string]string{"phone": "+79995556677"},
+		Token: siteToken(t, site, intercept.RuleID("Виджет"))}
 	if resp := post("/ajax/widget", "application/json", `{"phone":"+79995556677"}`, click); !expired(resp) {
 		t.Errorf("the answer to the marked post keeps the marker: %q", resp.Header.Values("Set-Cookie"))
 	}
@@ -900,7 +902,8 @@ func TestCaptureMarkerOnePostNoSecrets(t *testing.T) {
 		t.Fatalf("%d leads after the click's post, want 1", n)
 	}
 	// A marker for another path is not this post's: not used, not deleted.
-	other := &intercept.Marker{V: 1, Rule: intercept.RuleID("Регистрация"), SID: "submit-sid-0123456789", Action: "/elsewhere"}
+	signed := siteToken(t, site, intercept.RuleID("Регистрация"))
+	other := &intercept.Marker{V: 1, Rule: intercept.RuleID("Регистрация"), SID: "submit-sid-0123456789", Action: "/elsewhere", Token: signed}
 	if resp := post("/ajax/signup", "application/x-www-form-urlencoded", "email=olga%40example.com", other); expired(resp) {
 		t.Error("a marker for another path was deleted")
 	}
@@ -908,7 +911,7 @@ func TestCaptureMarkerOnePostNoSecrets(t *testing.T) {
 		t.Fatalf("%d leads after an unmarked post, want 1", n)
 	}
 
-	signup := &intercept.Marker{V: 1, Rule: intercept.RuleID("Регистрация"), SID: "submit-sid-0123456789", Action: "/ajax/signup", Omit: []string{"pin"}}
+	signup := &intercept.Marker{V: 1, Rule: intercept.RuleID("Регистрация"), SID: "submit-sid-0123456789", Action: "/ajax/signup", Omit: []string{"pin"}, Token: signed}
 	post("/ajax/signup", "application/x-www-form-urlencoded", "email=olga%40example.com&pin=hunter2-pin", signup)
 	ls := leads()
 	if len(ls) != 2 {

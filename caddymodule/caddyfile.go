@@ -41,6 +41,7 @@ const errDestinationInSite = "destination belongs in the global options block: {
 //		retention    <duration>
 //		dedup_window <duration>
 //		timezone     <IANA name>
+//		marker_key   {env.LEADPROXY_MARKER_KEY}
 //		visits { retention <duration>; max <n> }
 //		destination <name> <type> { ... }
 //	}
@@ -69,6 +70,13 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, d.Errf("%s: %q is not a positive duration (like 72h or 30d)", opt, s)
 			}
 			*map[string]*caddy.Duration{"retry_for": &app.RetryFor, "retention": &app.Retention, "dedup_window": &app.DedupWindow}[opt] = caddy.Duration(dur)
+		case "marker_key":
+			if err := crm.SingleArg(d, &app.MarkerKey); err != nil {
+				return nil, err
+			}
+			if !strings.Contains(app.MarkerKey, "{") {
+				return nil, d.Err("marker_key: give the key through a placeholder, like {env.LEADPROXY_MARKER_KEY}, so the config never holds it")
+			}
 		case "timezone":
 			if err := crm.SingleArg(d, &app.Timezone); err != nil {
 				return nil, err
@@ -111,7 +119,7 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.DestinationsRaw[name] = caddyconfig.JSONModuleObject(unm, "type", typ, nil)
 		default:
-			return nil, d.Errf("leadproxy: unknown global option %q (want storage, retry_for, retention, dedup_window, timezone, visits, max_store, leads_per_client, leads_per_site, destination)", opt)
+			return nil, d.Errf("leadproxy: unknown global option %q (want storage, retry_for, retention, dedup_window, timezone, visits, max_store, leads_per_client, leads_per_site, marker_key, destination)", opt)
 		}
 	}
 	return httpcaddyfile.App{Name: "leadproxy", Value: caddyconfig.JSON(app, nil)}, nil

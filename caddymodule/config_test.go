@@ -90,7 +90,8 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown charset", wrap("", "\t\tcharset windows-1215"), `charset "windows-1215" is not a known charset label (like windows-1251 or koi8-r), at Caddyfile:8`},
 		{"bad audit option", wrap("", "\t\taudit {\n\t\t\tflag_afterr 1h\n\t\t}"), `audit: unknown option "flag_afterr" (want every, flag_after, max_page), at Caddyfile:9`},
 		{"bad audit duration", wrap("", "\t\taudit {\n\t\t\tevery often\n\t\t}"), `audit: every: "often" is not a positive duration, at Caddyfile:9`},
-		{"unknown global option", wrap("\t\tstorrage /x", ""), `leadproxy: unknown global option "storrage" (want storage, retry_for, retention, dedup_window, timezone, visits, max_store, leads_per_client, leads_per_site, destination), at Caddyfile:3`},
+		{"unknown global option", wrap("\t\tstorrage /x", ""), `leadproxy: unknown global option "storrage" (want storage, retry_for, retention, dedup_window, timezone, visits, max_store, leads_per_client, leads_per_site, marker_key, destination), at Caddyfile:3`},
+		{"literal marker_key", wrap("\t\tmarker_key s3cr3t-key-in-the-config-0123456789", ""), `marker_key: give the key through a placeholder, like {env.LEADPROXY_MARKER_KEY}, so the config never holds it, at Caddyfile:3`},
 		{"bad max_store", wrap("\t\tmax_store huge", ""), `max_store: "huge" is not a size (like 1GB) or off, at Caddyfile:3`},
 		{"bad leads_per_client", wrap("\t\tleads_per_client 0", ""), `leads_per_client: "0" is not a positive number of leads a minute, or off, at Caddyfile:3`},
 		{"bad submit selector", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit \"#a[\"\n\t\t}"), `form "A": submit selector "#a[" does not compile: expected identifier, found EOF instead, at Caddyfile:9`},
@@ -144,7 +145,11 @@ func TestProvisionErrors(t *testing.T) {
 		{"webhook without secret", `{"apps":{"leadproxy":{"destinations":{"h":{"type":"webhook","url":"http://x/"}}}}}`, `webhook: secret is required`},
 		{"bad timezone", `{"apps":{"leadproxy":{"timezone":"Mars/Olympus"}}}`, `timezone "Mars/Olympus": not a time zone name`},
 		{"webhook bad secret", `{"apps":{"leadproxy":{"destinations":{"h":{"type":"webhook","url":"http://x/","secret":"abc"}}}}}`, `webhook: secret: want "whsec_"`},
+		{"literal marker_key", `{"apps":{"leadproxy":{"marker_key":"0123456789abcdef0123456789abcdef"}}}`, `marker_key: give the key through a placeholder`},
+		{"marker_key unset", `{"apps":{"leadproxy":{"marker_key":"{env.LEADPROXY_TEST_NO_SUCH_KEY}"}}}`, `marker_key: environment variable LEADPROXY_TEST_NO_SUCH_KEY is not set`},
+		{"short marker_key", `{"apps":{"leadproxy":{"marker_key":"{env.LEADPROXY_TEST_SHORT_KEY}"}}}`, `marker_key: {env.LEADPROXY_TEST_SHORT_KEY} gives 5 bytes, want at least 32`},
 	}
+	t.Setenv("LEADPROXY_TEST_SHORT_KEY", "short")
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var cfg caddy.Config

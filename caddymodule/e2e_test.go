@@ -113,8 +113,11 @@ http://127.0.0.1:{{PORT_PLAIN}} {
 }
 `
 
-func markerCookie(t *testing.T, title, sid string, values map[string]string) *http.Cookie {
-	v, err := intercept.EncodeCookieJSON(intercept.Marker{V: 1, Rule: intercept.RuleID(title), SID: sid, Action: "/contact", Values: values})
+// markerCookie is the marker the script sets for form title's submit to
+// /contact, with the token c.js at site carries.
+func markerCookie(t *testing.T, site, title, sid string, values map[string]string) *http.Cookie {
+	v, err := intercept.EncodeCookieJSON(intercept.Marker{V: 1, Rule: intercept.RuleID(title), SID: sid, Action: "/contact", Values: values,
+		Token: siteToken(t, site, intercept.RuleID(title))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +163,7 @@ func TestUpstreamSeesRequestUnchanged(t *testing.T) {
 				req.Header.Set("X-Custom", fmt.Sprintf("v%d", i))
 				req.Header.Set("Accept", "*/*")
 				if tc.cookie {
-					req.AddCookie(markerCookie(t, "Заявка с сайта", fmt.Sprintf("sid-unchanged-%d", i), nil))
+					req.AddCookie(markerCookie(t, c.URL("PORT_SITE"), "Заявка с сайта", fmt.Sprintf("sid-unchanged-%d", i), nil))
 				}
 				resp, err := noCompress.Do(req)
 				if err != nil {

@@ -69,18 +69,20 @@ type Handler struct {
 	// Default on.
 	Visits *bool `json:"visits,omitempty"`
 
-	app        *App
-	logger     *zap.Logger
-	rules      map[string]*intercept.Rule
-	inject     *intercept.InjectConfig
-	script     []byte
-	scriptETag string
-	apiKey     string
-	tmpDir     string // where large multipart bodies spool (os.TempDir at Provision)
-	collect    *intercept.Limiter
-	keyGuesses *intercept.GuessGuard // Roistat API keys
-	auditor    *intercept.Auditor
-	knownDests map[string]bool // Caddyfile parsing only
+	app    *App
+	logger *zap.Logger
+	rules  map[string]*intercept.Rule
+	inject *intercept.InjectConfig
+	// scriptConfig builds the capture script, which is served with the
+	// site's marker tokens baked in (marker.go).
+	scriptConfig intercept.ScriptConfig
+	scripts      *scriptCache
+	apiKey       string
+	tmpDir       string // where large multipart bodies spool (os.TempDir at Provision)
+	collect      *intercept.Limiter
+	keyGuesses   *intercept.GuessGuard // Roistat API keys
+	auditor      *intercept.Auditor
+	knownDests   map[string]bool // Caddyfile parsing only
 }
 
 // CaddyModule returns the Caddy module information.
@@ -135,8 +137,9 @@ func (hd *Handler) Provision(ctx caddy.Context) error {
 		}
 		hd.rules[r.ID()] = r
 	}
-	hd.script, hd.scriptETag, err = intercept.BuildScript(intercept.ScriptConfig{Prefix: hd.Prefix, Rules: hd.Forms, Auto: hd.Auto})
-	if err != nil {
+	hd.scriptConfig = intercept.ScriptConfig{Prefix: hd.Prefix, Rules: hd.Forms, Auto: hd.Auto}
+	hd.scripts = &scriptCache{}
+	if _, _, err = intercept.BuildScript(hd.scriptConfig); err != nil {
 		return fmt.Errorf("building capture script: %v", err)
 	}
 	if hd.Inject == nil || *hd.Inject {
@@ -232,19 +235,27 @@ func (hd *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	hd.app.waitStarted(r.Context()) // first boot: the store's key, if it is the one
+	s, err := hd.scriptFor(siteOf(r), time.Now())
+	if err != nil { // BuildScript took this config at Provision
+		hd.logger.Error("capture script not built", zap.Error(err))
+		http.Error(w, "capture script unavailable", http.StatusInternalServerError)
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/javascript; charset=utf-8")
+	// Five minutes: the tokens in it change every hour and live a day.
 	h.Set("Cache-Control", "public, max-age=300")
-	h.Set("ETag", hd.scriptETag)
+	h.Set("ETag", s.etag)
 	h.Set("X-Content-Type-Options", "nosniff")
-	if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, hd.scriptETag) {
+	if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, s.etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	h.Set("Content-Length", fmt.Sprint(len(hd.script)))
+	h.Set("Content-Length", fmt.Sprint(len(s.body)))
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
-		w.Write(hd.script)
+		w.Write(s.body)
 	}
 }
 
@@ -265,6 +276,7 @@ func (hd *Handler) captureSafely(w http.ResponseWriter, r *http.Request) {
 // the server-side post rules.
 func (hd *Handler) match(r *http.Request) (rule *intercept.Rule, mech string, m *intercept.Marker, candidates []*intercept.Rule) {
 	m, _ = intercept.ReadMarker(r)
+	m = hd.verifyMarker(r, m)
 	// A marker names the path its form posts to; only a click rule's may
 	// name none (the button's request URL is unknown), so a forged marker
 	// with an empty path cannot make every POST of a submit rule's site a lead.

@@ -18,7 +18,7 @@ var (
 		Name: "leadproxy_leads_captured_total", Help: "Leads captured, by form and mechanism.",
 	}, []string{"form", "mechanism"})
 	captureFailedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "leadproxy_capture_failures_total", Help: "Form posts not captured, by reason (too_large, read, spool, parse, no_contact, store, panic; refused by a budget: budget_client, budget_site, store_full).",
+		Name: "leadproxy_capture_failures_total", Help: "Form posts not captured, by reason (too_large, read, spool, parse, no_contact, store, panic; refused by a budget: budget_client, budget_site, store_full; a marker cookie without a valid token: marker_unsigned, marker_forged, marker_stale).",
 	}, []string{"reason"})
 	deliveriesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "leadproxy_deliveries_total", Help: "Delivery attempts, by destination and outcome: delivered, retry (a retryable error), failed (a permanent error), cancelled (Caddy stopped mid-attempt).",

@@ -38,6 +38,10 @@ type Marker struct {
 	// only the browser sees (type=password or file, autocomplete=cc-*, and
 	// its wider name pattern): the post body carries them, the lead must not.
 	Omit []string `json:"o,omitempty"`
+	// Token is the server's signature of the site and the rule, as the
+	// script it served carries it (MarkerSigner); a marker without a
+	// valid one captures nothing.
+	Token string `json:"t,omitempty"`
 }
 
 // Drop removes the fields the marker names in Omit (names compared as
@@ -114,6 +118,9 @@ func ParseMarker(value string) (*Marker, error) {
 	}
 	if m.Rule == "" || !validSID(m.SID) {
 		return nil, errors.New("marker: missing rule or bad submission id")
+	}
+	if len(m.Token) > MaxMarkerToken {
+		return nil, errors.New("marker: token too long")
 	}
 	m.Values = clampValues(m.Values)
 	if len(m.Omit) > MaxValues {

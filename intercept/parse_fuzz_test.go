@@ -44,7 +44,7 @@ func FuzzParseMarker(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if m.V != 1 || !validSID(m.SID) || len(m.Values) > MaxValues {
+		if m.V != 1 || !validSID(m.SID) || len(m.Values) > MaxValues || len(m.Token) > MaxMarkerToken {
 			t.Fatalf("accepted bad marker %+v", m)
 		}
 		for _, x := range m.Values {

@@ -57,6 +57,10 @@ type ScriptConfig struct {
 	// Auto captures every submitted form that has an email or tel input,
 	// under the rule id "auto".
 	Auto bool
+	// Token gives each rule's marker token (MarkerSigner.Token for the
+	// site the script is served to), which the script copies into its
+	// markers; nil gives none, and then no marker captures.
+	Token func(rule string) string
 }
 
 // scriptRule is a rule as the script reads it; short keys keep it small.
@@ -68,6 +72,7 @@ type scriptRule struct {
 	// ByType lists the roles (email, phone) with no source, which the
 	// script fills from type=email / type=tel inputs.
 	ByType []string `json:"d"`
+	Token  string   `json:"t,omitempty"` // the marker token (signed.go)
 }
 
 type scriptJSON struct {
@@ -103,7 +108,7 @@ func BuildScript(cfg ScriptConfig) (body []byte, etag string, err error) {
 		if r == nil || r.Submit == "" && r.Click == "" {
 			continue // post rules are the server's alone
 		}
-		sr := scriptRule{ID: r.ID(), Sources: [][]any{}, ByType: []string{}}
+		sr := scriptRule{ID: r.ID(), Sources: [][]any{}, ByType: []string{}, Token: cfg.token(r.ID())}
 		srcs := r.Sources()
 		// Sorted, so the same config gives the same bytes and ETag.
 		for _, role := range slices.Sorted(maps.Keys(srcs)) {
@@ -129,7 +134,9 @@ func BuildScript(cfg ScriptConfig) (body []byte, etag string, err error) {
 		}
 	}
 	if cfg.Auto {
-		conf.Rules = append(conf.Rules, autoRule)
+		auto := autoRule
+		auto.Token = cfg.token(auto.ID)
+		conf.Rules = append(conf.Rules, auto)
 	}
 	// json.Marshal escapes <, > and & as \u003c..., so no config string can
 	// close a <script> element should the script ever be inlined.
@@ -143,6 +150,13 @@ func BuildScript(cfg ScriptConfig) (body []byte, etag string, err error) {
 	body = []byte(r.Replace(scriptTemplate))
 	sum := sha256.Sum256(body)
 	return body, `"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`, nil
+}
+
+func (cfg ScriptConfig) token(rule string) string {
+	if cfg.Token == nil {
+		return ""
+	}
+	return cfg.Token(rule)
 }
 
 var scriptClose = regexp.MustCompile(`(?i)</(script)`)

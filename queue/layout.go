@@ -26,6 +26,7 @@
 //	          "d" sha256(contact key, name, email, comment, extra, crm)  id of the first lead with that contact and data
 //	token     key                                       OAuth token a destination saved (crm.TokenStore)
 //	meta      "schema"                                  "1"
+//	meta      "secret/" name                            32 random bytes (Store.Secret: the marker cookie's HMAC key)
 //
 // # Invariants (kept by putDelivery, the one function that writes a delivery)
 //

@@ -131,9 +131,10 @@
       return q;
     }
     // path: the POST path for the marker, "" when unknown (click), null for
-    // no marker (the request will not come to this origin).
+    // no marker (the request will not come to this origin). t: the rule's
+    // token, signed by the server that served this script.
     function mark(p, v, q) {
-      if (p.path != null) marker({ v: 1, r: p.R.i, s: q.s, a: p.path, c: d.characterSet, x: Object.assign({}, v.x), o: v.o });
+      if (p.path != null) marker({ v: 1, r: p.R.i, t: p.R.t, s: q.s, a: p.path, c: d.characterSet, x: Object.assign({}, v.x), o: v.o });
     }
     // A submit or click: the page's own validation may still refuse it and
     // send nothing. The marker is set now, so a post that follows carries

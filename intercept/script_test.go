@@ -144,6 +144,37 @@ func TestBuildScriptEmbedsJSAsFunctions(t *testing.T) {
 	}
 }
 
+// Each script rule carries its rule's marker token (a rule with both a
+// submit and a click twice, the auto rule its own), and a token cannot
+// break out of its JSON string.
+func TestBuildScriptBakesMarkerTokens(t *testing.T) {
+	both := &Rule{Title: "Обе", Submit: "#f", Click: ".b"}
+	cfg := ScriptConfig{Prefix: "/_leadproxy", Rules: append(scriptRules(), both), Auto: true,
+		Token: func(rule string) string { return "tok-" + rule + `"</script>` }}
+	body, etag, err := BuildScript(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeCheck(t, body)
+	s := string(body)
+	for rule, n := range map[string]int{RuleID("Заявка с сайта"): 1, RuleID("Обратный звонок"): 1, RuleID("Обе"): 2, "auto": 1} {
+		if got := strings.Count(s, `"t":"tok-`+rule+`\"\u003c/script\u003e"`); got != n {
+			t.Errorf("rule %s: its token %d times, want %d", rule, got, n)
+		}
+	}
+	if strings.Contains(s, RuleID("Только сервер")) {
+		t.Error("a post rule's token reached the script")
+	}
+	cfg.Token = func(rule string) string { return "other-" + rule }
+	if _, etag2, _ := BuildScript(cfg); etag2 == etag {
+		t.Error("other tokens, same ETag")
+	}
+	cfg.Token = nil
+	if body, _, _ := BuildScript(cfg); strings.Contains(string(body), `"t":`) {
+		t.Error("no signer, yet the script carries tokens")
+	}
+}
+
 func TestBuildScriptRuleWithBothMechanisms(t *testing.T) {
 	r := &Rule{Title: "Обе", Submit: "#f", Click: ".b", Comment: &Source{Kind: SourceJS, Value: "return 1"}}
 	body, _, err := BuildScript(ScriptConfig{Prefix: "/_leadproxy", Rules: []*Rule{r}})
@@ -206,6 +237,15 @@ func TestScriptSize(t *testing.T) {
 	}
 	t.Logf("c.js with an empty config: %d bytes, %d gzipped (default level), %d (best); source %d bytes",
 		len(body), sizes[gzip.DefaultCompression], sizes[gzip.BestCompression], len(rawScript))
+	// What a site adds to it: its rules, each with its marker token (31
+	// random-looking bytes that do not compress), not held to the budget.
+	one, _, _ := BuildScript(ScriptConfig{Prefix: "/_leadproxy", Rules: scriptRules()[1:2],
+		Token: func(string) string { return "sb8nkw.0123456789abcdefABCDEF" }})
+	var b bytes.Buffer
+	w, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
+	w.Write(one)
+	w.Close()
+	t.Logf("with one click rule and its token: %d bytes gzipped", b.Len())
 	if sizes[gzip.BestCompression] > 2560 {
 		t.Errorf("c.js is %d bytes gzipped, over the 2.5 KB budget", sizes[gzip.BestCompression])
 	}

@@ -34,6 +34,7 @@ func TestAdaptGolden(t *testing.T) {
 	}
 	t.Setenv("HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 	t.Setenv("TELEGRAM_BOT_TOKEN", "123456789:AAE-example_token")
+	t.Setenv("LEADPROXY_MARKER_KEY", "test-marker-key-of-32-bytes-or-more")
 	files, _ := filepath.Glob("testdata/adapt/*.caddyfiletest")
 	if len(files) == 0 {
 		t.Fatal("no golden files")

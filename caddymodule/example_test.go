@@ -18,6 +18,7 @@ func exampleEnv(t *testing.T, text string) []string {
 		"HOOK_SECRET":              "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
 		"BITRIX24_WEBHOOK":         "https://portal.bitrix24.ru/rest/1/x7k2m9q4w8e1r5t3/",
 		"TELEGRAM_BOT_TOKEN":       "123456789:AAE-example_token",
+		"LEADPROXY_MARKER_KEY":     "example-marker-key-of-32-bytes-or-more",
 	}
 	var names []string
 	for _, m := range regexp.MustCompile(`\{env\.([A-Z0-9_]+)\}`).FindAllStringSubmatch(text, -1) {
@@ -49,7 +50,8 @@ func validates(t *testing.T, caddyfile string) {
 }
 
 // Every commented destination block in Caddyfile.example validates once
-// uncommented, with its variables named as docs/destinations.md names them.
+// uncommented, with its variables named as docs/destinations.md names them
+// (the app's marker_key, uncommented too, as README.md names it).
 func TestCaddyfileExampleDestinations(t *testing.T) {
 	raw, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
@@ -59,9 +61,16 @@ func TestCaddyfileExampleDestinations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var lines []string
 	inBlock, blocks := false, 0
 	for _, l := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "# marker_key ") {
+			l = strings.Replace(l, "# ", "", 1)
+		}
 		if strings.HasPrefix(strings.TrimSpace(l), "# destination ") {
 			inBlock = true
 			blocks++
@@ -79,8 +88,8 @@ func TestCaddyfileExampleDestinations(t *testing.T) {
 	}
 	uncommented := strings.Join(lines, "\n")
 	for _, name := range exampleEnv(t, uncommented) {
-		if !strings.Contains(string(docs), "{env."+name+"}") {
-			t.Errorf("Caddyfile.example reads {env.%s}, a name docs/destinations.md does not use", name)
+		if !strings.Contains(string(docs), "{env."+name+"}") && !strings.Contains(string(readme), "marker_key {env."+name+"}") {
+			t.Errorf("Caddyfile.example reads {env.%s}, a name docs/destinations.md (or README.md's marker_key) does not use", name)
 		}
 	}
 	validates(t, uncommented)

@@ -249,3 +249,29 @@ func expiryOf(t *testing.T, tok string) int64 {
 	}
 	return v
 }
+
+// Two nodes behind one load balancer, each with its own store: with one
+// marker_key a visitor who got c.js from one node is captured by the
+// other; with each store's own key, the other node's marker captures
+// nothing (why SECURITY.md asks for one marker_key per fleet).
+func TestMarkerKeySharedByNodes(t *testing.T) {
+	t.Setenv("LEADPROXY_TEST_MARKER_KEY", testMarkerKey)
+	rule := intercept.RuleID("Форма")
+	shared := hardVars(newUpstream(t).URL, "DESTS", "marker_key {env.LEADPROXY_TEST_MARKER_KEY}\n\t\tleads_per_client off")
+	own := hardVars(newUpstream(t).URL, "DESTS", "leads_per_client off")
+	for i, tc := range []struct {
+		name     string
+		vars     map[string]string
+		captured bool
+	}{{"one marker_key", shared, true}, {"each store's key", own, false}} {
+		a := startHardened(t, hardSite, tc.vars, hardOpts{})
+		b := startHardened(t, hardSite, tc.vars, hardOpts{})
+		tok := siteToken(t, a.URL("PORT_SITE"), rule)
+		phone := fmt.Sprintf("+7999603000%d", i)
+		hardPost(t, b.URL("PORT_SITE")+"/send", formCT, []byte("phone="+strings.Replace(phone, "+", "%2B", 1)),
+			markerHeader(t, intercept.Marker{V: 1, Rule: rule, SID: fmt.Sprintf("fleet-sid-%08d", i), Action: "/send", Token: tok}))
+		if got := hardLeadByPhone(t, b, phone) != nil; got != tc.captured {
+			t.Errorf("%s: node B captured node A's marker: %v, want %v", tc.name, got, tc.captured)
+		}
+	}
+}

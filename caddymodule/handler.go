@@ -244,8 +244,14 @@ func (hd *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/javascript; charset=utf-8")
-	// Five minutes: the tokens in it change every hour and live a day.
-	h.Set("Cache-Control", "public, max-age=300")
+	// Five minutes: the tokens in it change every hour and live a day. A
+	// script without tokens (the store did not open) is not kept: the
+	// next page after the store is back gets signed markers.
+	if s.unsigned {
+		h.Set("Cache-Control", "no-store")
+	} else {
+		h.Set("Cache-Control", "public, max-age=300")
+	}
 	h.Set("ETag", s.etag)
 	h.Set("X-Content-Type-Options", "nosniff")
 	if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, s.etag) {

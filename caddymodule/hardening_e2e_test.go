@@ -774,6 +774,11 @@ func TestHardeningReadOnlyStore(t *testing.T) {
 		t.Fatalf("c.js: %v %v", err, resp)
 	}
 	resp.Body.Close()
+	// Without the store there is no marker key: the script carries no
+	// tokens and must not be cached past the store's repair.
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Fatalf("c.js without a marker key: Cache-Control %q, want no-store", cc)
+	}
 }
 
 // inFlightPost is a form post to /callback whose body is still arriving:

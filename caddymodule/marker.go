@@ -20,8 +20,9 @@ import (
 
 // servedScript is the capture script as served to one site this hour.
 type servedScript struct {
-	body []byte
-	etag string
+	body     []byte
+	etag     string
+	unsigned bool // no key yet (no store): not to be cached anywhere
 }
 
 // scriptCache keeps the script per site for the current token expiry and
@@ -56,7 +57,7 @@ func (hd *Handler) scriptFor(site string, now time.Time) (*servedScript, error) 
 	if err != nil {
 		return nil, err
 	}
-	s = &servedScript{body: body, etag: etag}
+	s = &servedScript{body: body, etag: etag, unsigned: signer == nil}
 	if signer != nil { // without a key (no store yet) build it again next time
 		c.mu.Lock()
 		if c.exp == exp.Unix() && c.signer == signer && len(c.bySite) < maxScriptSites {

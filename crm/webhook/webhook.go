@@ -137,6 +137,18 @@ func (w *Webhook) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	return "", nil
 }
 
+// Preview is what Send would post for l (the dry run), answered as a
+// receiver that takes it answers: 200 with an empty body.
+func (w *Webhook) Preview(ctx context.Context, l *lead.Lead) ([]crm.PreviewRequest, error) {
+	secrets := []string{w.secret}
+	for _, v := range w.Headers {
+		secrets = append(secrets, crm.Secret(v))
+	}
+	return crm.PreviewSend(ctx, w, l, func(*http.Request, []byte) *crm.Response {
+		return &crm.Response{Status: http.StatusOK}
+	}, secrets...)
+}
+
 // DecodeSecret turns "whsec_<base64>" into key bytes.
 func DecodeSecret(s string) ([]byte, error) {
 	raw, ok := strings.CutPrefix(s, "whsec_")

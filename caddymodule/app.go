@@ -263,6 +263,7 @@ func (a *App) Start() error {
 	p.engine.Configure(a.engineConfig())
 	p.engine.Start()
 	current.Store(p)
+	currentApp.Store(a)
 	a.logger.Info("lead store ready", zap.String("dir", a.dir), zap.Bool("shared", loaded),
 		zap.Strings("destinations", a.Destinations()))
 	return nil
@@ -337,6 +338,15 @@ func (a *App) store() *queue.Store {
 
 // Capture stores a lead for dests, durably, and wakes the engine.
 func (a *App) Capture(ctx context.Context, l *lead.Lead, dests []string) (*lead.Lead, bool, error) {
+	return a.capture(ctx, l, dests, false)
+}
+
+// capture is Capture, or with dry the dry run's store (CaptureDryRun).
+func (a *App) capture(ctx context.Context, l *lead.Lead, dests []string, dry bool) (*lead.Lead, bool, error) {
+	add := (*queue.Store).Add
+	if dry {
+		add = (*queue.Store).AddDryRun
+	}
 	if !a.waitStarted(ctx) {
 		return nil, false, fmt.Errorf("%w: the leadproxy app did not start within %s", errStoreNotReady, startWait)
 	}
@@ -348,14 +358,14 @@ func (a *App) Capture(ctx context.Context, l *lead.Lead, dests []string) (*lead.
 		return nil, false, errStoreNotReady
 	}
 	ctx, end := startStoreSpan(ctx, dests)
-	stored, dup, err := st.Add(ctx, l, dests)
+	stored, dup, err := add(st, ctx, l, dests)
 	p := a.pooledOrCurrent()
 	if errors.Is(err, queue.ErrClosed) {
 		// This config's store closed under a request in flight (a reload
 		// moved the store to another folder): the newest store takes it.
 		if cur := current.Load(); cur != nil && cur.store != st {
 			p = cur
-			stored, dup, err = cur.store.Add(ctx, l, dests)
+			stored, dup, err = add(cur.store, ctx, l, dests)
 		}
 	}
 	end(stored, dup, err)

@@ -48,8 +48,9 @@ func validates(t *testing.T, caddyfile string) {
 	}
 }
 
-// Every commented destination block in Caddyfile.example validates once
-// uncommented, with its variables named as docs/destinations.md names them.
+// Every commented destination block (and dry_run line) in Caddyfile.example
+// validates once uncommented, with its variables named as
+// docs/destinations.md names them.
 func TestCaddyfileExampleDestinations(t *testing.T) {
 	raw, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
@@ -60,8 +61,12 @@ func TestCaddyfileExampleDestinations(t *testing.T) {
 		t.Fatal(err)
 	}
 	var lines []string
-	inBlock, blocks := false, 0
+	inBlock, blocks, dry := false, 0, 0
 	for _, l := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "# dry_run") {
+			l = strings.Replace(l, "# ", "", 1)
+			dry++
+		}
 		if strings.HasPrefix(strings.TrimSpace(l), "# destination ") {
 			inBlock = true
 			blocks++
@@ -74,8 +79,8 @@ func TestCaddyfileExampleDestinations(t *testing.T) {
 		}
 		lines = append(lines, l)
 	}
-	if blocks < 10 {
-		t.Fatalf("%d commented destination blocks, want one per type", blocks)
+	if blocks < 10 || dry != 2 {
+		t.Fatalf("%d commented destination blocks, want one per type; %d dry_run lines, want the site's and a form's", blocks, dry)
 	}
 	uncommented := strings.Join(lines, "\n")
 	for _, name := range exampleEnv(t, uncommented) {

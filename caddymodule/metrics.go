@@ -75,7 +75,7 @@ var statsCache struct {
 
 func registerMetrics(reg prometheus.Registerer) error {
 	collectors := []prometheus.Collector{capturedTotal, captureFailedTotal, deliveriesTotal, deliveryDuration,
-		injectTotal, injectScansTotal, collectRejectedTotal, queueDepth, oldestPending, formsFlagged}
+		injectTotal, injectScansTotal, collectRejectedTotal, queueDepth, oldestPending, formsFlagged, dryRunTotal}
 	for _, c := range append(collectors, visitCollectors...) {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

@@ -66,6 +66,18 @@ func (r *Recorder) Close() { r.srv.Close() }
 
 var fakeURL = regexp.MustCompile(`http://127\.0\.0\.1:[0-9]+`)
 
+// Proxied puts a Recorder in front of the fake a destination's Caddyfile
+// lines point at and returns the lines pointing at it; nil when the lines
+// name no HTTP fake. Close the Recorder when done.
+func Proxied(lines string) (string, *Recorder) {
+	target := fakeURL.FindString(lines)
+	if target == "" {
+		return lines, nil
+	}
+	rec := NewRecorder(target)
+	return strings.ReplaceAll(lines, target, rec.URL), rec
+}
+
 // PreviewMatches checks preview against what a CRM received for the same
 // lead: as many requests, each with the same method, path, query and body,
 // and every header the preview shows unmasked with the same value.
@@ -109,7 +121,7 @@ func sameWithIDs(preview, got string, ids []string) bool {
 	}
 	expr := regexp.QuoteMeta(preview)
 	n := strings.Count(expr, regexp.QuoteMeta(crm.Masked))
-	expr = strings.ReplaceAll(expr, regexp.QuoteMeta(crm.Masked), `[^&/"]+`)
+	expr = strings.ReplaceAll(expr, regexp.QuoteMeta(crm.Masked), `[^&"]+`)
 	for _, id := range ids {
 		if q := regexp.QuoteMeta(id); strings.Contains(expr, q) {
 			expr = strings.ReplaceAll(expr, q, `[0-9A-Za-z_-]+`)
@@ -124,13 +136,12 @@ func sameWithIDs(preview, got string, ids []string) bool {
 func previewMatchesSend(t *testing.T, c Conformance, typ string) {
 	lines, _, stop := c.Fake()
 	defer stop()
-	target := fakeURL.FindString(lines)
-	if target == "" {
+	lines, rec := Proxied(lines)
+	if rec == nil {
 		t.Skip("the fake is not an HTTP server; the type's own tests hold its preview")
 	}
-	rec := NewRecorder(target)
 	defer rec.Close()
-	d := Provisioned(t, c, block(typ, strings.ReplaceAll(lines, target, rec.URL)))
+	d := Provisioned(t, c, block(typ, lines))
 	p, ok := d.(crm.Previewer)
 	if !ok {
 		t.Fatalf("%T does not implement crm.Previewer (the dry run)", d)

@@ -162,11 +162,22 @@ func TestDryRunEndToEnd(t *testing.T) {
 		t.Errorf("metrics: dry-run leads not counted apart:\n%s", grepLines(m, "leadproxy_leads_"))
 	}
 
-	// A resend while still in dry run: previews again, nothing sent.
+	// A reload that changes amoCRM's pipeline, still in dry run: a resend
+	// makes the previews again with it, and sends nothing.
 	first := trial[len(trial)-1] // the oldest
+	if strings.Contains(first.Delivery("amo").Preview[0].Body, `"pipeline_id"`) {
+		t.Fatalf("amoCRM preview has a pipeline before one is set: %s", first.Delivery("amo").Preview[0].Body)
+	}
+	vars["AMO"] = indent(amoLines + "\npipeline_id 4242")
+	if err := srv.Reload(dryRunSite); err != nil {
+		t.Fatal(err)
+	}
 	code, again := resend(first.ID)
 	if code != http.StatusOK || again.Status() != lead.StatusDryRun {
 		t.Fatalf("resend in dry run: %d, %s", code, again.Status())
+	}
+	if body := again.Delivery("amo").Preview[0].Body; !strings.Contains(body, `"pipeline_id":4242`) {
+		t.Errorf("the resend in dry run did not make the preview again: %s", body)
 	}
 	if a, s, h := len(amo.Received()), len(sklad.Received()), len(hook.Received()); a != 0 || s != 0 || h != 1 {
 		t.Fatalf("a resend in dry run sent: amo %d, sklad %d, hook %d", a, s, h)

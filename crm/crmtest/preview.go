@@ -20,6 +20,7 @@ import (
 // Received is one request as a fake CRM received it.
 type Received struct {
 	Method string
+	Host   string
 	URL    string // path and query
 	Header http.Header
 	Body   string
@@ -45,7 +46,7 @@ func NewRecorder(target string) *Recorder {
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		r.mu.Lock()
-		r.got = append(r.got, Received{Method: req.Method, URL: req.URL.RequestURI(), Header: req.Header.Clone(), Body: string(body)})
+		r.got = append(r.got, Received{Method: req.Method, Host: req.Host, URL: req.URL.RequestURI(), Header: req.Header.Clone(), Body: string(body)})
 		r.mu.Unlock()
 		req.Body = io.NopCloser(strings.NewReader(string(body)))
 		rp.ServeHTTP(w, req)
@@ -94,8 +95,8 @@ func PreviewMatches(t testing.TB, preview []crm.PreviewRequest, got []Received, 
 		if err != nil {
 			t.Fatalf("request %d: preview URL %q: %v", i, p.URL, err)
 		}
-		if p.Method != g.Method || !sameWithIDs(pu.RequestURI(), g.URL, assigned) {
-			t.Errorf("request %d: preview %s %s, received %s %s", i, p.Method, pu.RequestURI(), g.Method, g.URL)
+		if p.Method != g.Method || pu.Host != g.Host || !sameWithIDs(pu.RequestURI(), g.URL, assigned) {
+			t.Errorf("request %d: preview %s %s, received %s %s%s", i, p.Method, p.URL, g.Method, g.Host, g.URL)
 		}
 		if !sameWithIDs(p.Body, g.Body, assigned) {
 			t.Errorf("request %d (%s %s): preview body\n%s\nreceived\n%s", i, g.Method, g.URL, p.Body, g.Body)

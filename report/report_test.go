@@ -50,8 +50,9 @@ func TestBuild(t *testing.T) {
 		{ID: "a", CreatedAt: day1, Form: "Заявка", Visit: &lead.Visit{Source: "ads", UTM: map[string]string{"source": "yandex", "campaign": "весна"}, Landing: "https://s.example/a?utm_source=yandex"}, Deliveries: delivered},
 		{ID: "b", CreatedAt: late, Form: "api", Visit: &lead.Visit{Source: "organic", Landing: "https://s.example/b"}},
 		{ID: "c", CreatedAt: late, Form: "api", DuplicateOf: "b", Visit: &lead.Visit{Source: "organic"}},
-		{ID: "t", CreatedAt: day1, Form: "Заявка", Visit: &lead.Visit{Source: "ads"}, Deliveries: []lead.Delivery{{Destination: "crm", Status: lead.StatusDryRun}}}, // a dry run: not counted
-		{ID: "d", CreatedAt: day1, Form: "Заявка", Site: "s.example", Visit: &lead.Visit{Referrer: "https://vk.com/x"}},                                             // script data only: classified
+		{ID: "d", CreatedAt: day1, Form: "Заявка", Site: "s.example", Visit: &lead.Visit{Referrer: "https://vk.com/x"}}, // script data only: classified
+		// a lead still held by dry_run: not counted
+		{ID: "t", CreatedAt: day1, Form: "Заявка", Visit: &lead.Visit{Source: "ads"}, Deliveries: []lead.Delivery{{Destination: "crm", Status: lead.StatusDryRun}}},
 	}
 	build := func(by string) *Report {
 		q, err := ParseQuery(url.Values{"by": {by}, "from": {"2026-12-01"}, "to": {"2026-12-02"}}, msk, day1)

@@ -38,6 +38,13 @@ func JSONAnswer(body string) *Response {
 // Masked replaces secrets in a preview.
 const Masked = "***"
 
+// Preview bounds: a preview is stored with its lead, so a huge comment or a
+// destination that loops cannot make it unbounded.
+const (
+	MaxPreviewRequests = 20       // requests kept; the rest are made (and answered) but not kept
+	MaxPreviewBody     = 64 << 10 // bytes of one request body kept; the rest is cut, and said so
+)
+
 type recordKey struct{}
 
 type recorder struct {
@@ -120,7 +127,13 @@ func (rec *recorder) do(req *http.Request) (*Response, error) {
 			rec.secrets = append(rec.secrets, auth)
 		}
 	}
-	rec.reqs = append(rec.reqs, PreviewRequest{Method: req.Method, URL: req.URL.String(), Header: h, Body: string(body)})
+	if len(rec.reqs) < MaxPreviewRequests {
+		kept := string(body)
+		if len(body) > MaxPreviewBody {
+			kept = strings.ToValidUTF8(string(body[:MaxPreviewBody]), "") + fmt.Sprintf("\n… (%d more bytes not shown)", len(body)-MaxPreviewBody)
+		}
+		rec.reqs = append(rec.reqs, PreviewRequest{Method: req.Method, URL: req.URL.String(), Header: h, Body: kept})
+	}
 	ans := rec.answer(req, body)
 	if ans == nil {
 		return nil, lead.Permanent(0, fmt.Sprintf("preview: no documented answer for %s %s", req.Method, req.URL.Path))

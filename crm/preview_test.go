@@ -2,6 +2,7 @@ package crm
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -53,5 +54,28 @@ func TestRecordMasks(t *testing.T) {
 	}
 	if Recording(context.Background()) {
 		t.Error("recording outside Record")
+	}
+}
+
+// A preview keeps at most MaxPreviewRequests requests and MaxPreviewBody
+// bytes of each body, and says what it cut.
+func TestRecordBounds(t *testing.T) {
+	big := strings.Repeat("я", MaxPreviewBody) // 2 bytes a rune: twice the bound
+	reqs, err := Record(context.Background(), func(*http.Request, []byte) *Response { return JSONAnswer("{}") }, nil,
+		func(ctx context.Context) error {
+			for range MaxPreviewRequests + 5 {
+				req, _ := NewRequest(ctx, http.MethodPost, "https://crm.example/add", ContentJSON, []byte(big), nil)
+				if _, err := Do(http.DefaultClient, req); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	if err != nil || len(reqs) != MaxPreviewRequests {
+		t.Fatalf("%d requests kept, %v", len(reqs), err)
+	}
+	body := reqs[0].Body
+	if !strings.HasPrefix(body, big[:MaxPreviewBody]) || !strings.HasSuffix(body, fmt.Sprintf("… (%d more bytes not shown)", len(big)-MaxPreviewBody)) {
+		t.Errorf("cut body: %d bytes, ends %q", len(body), body[len(body)-40:])
 	}
 }

@@ -24,6 +24,17 @@ import (
 // reload turned dry_run off sends it; while still in dry run it refreshes
 // the previews and sends nothing.
 
+// heldStore is what the dry run needs of the lead store: *queue.Store, or
+// any store behind the admin API that keeps held deliveries.
+type heldStore interface {
+	Get(id string) (*lead.Lead, error)
+	Retry(id string) error
+	SetPreview(ctx context.Context, id, dest string, preview []lead.Request, errMsg string) error
+	SendDryRun(id string) (int, error)
+}
+
+var _ heldStore = (*queue.Store)(nil)
+
 // dryRunTotal counts dry-run leads apart from leadproxy_leads_captured_total.
 var dryRunTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "leadproxy_leads_dry_run_total", Help: "Leads captured under dry_run (held, not sent), by form.",
@@ -63,7 +74,7 @@ func (a *App) CaptureDryRun(ctx context.Context, l *lead.Lead, dests []string) (
 // preview records, for each held delivery of l, what its destination would
 // send. A destination that cannot preview, or fails to, says so in the
 // delivery's last error.
-func (a *App) preview(ctx context.Context, st *queue.Store, l *lead.Lead) {
+func (a *App) preview(ctx context.Context, st heldStore, l *lead.Lead) {
 	ctx, cancel := context.WithTimeout(ctx, previewTimeout)
 	defer cancel()
 	in := *l
@@ -213,7 +224,7 @@ func stillDryRun(l *lead.Lead) bool {
 // resendLead is the resend of the admin API and the dashboard: a lead
 // still in dry run gets its previews again (held: nothing sent); else its
 // held deliveries are released and every undelivered one is due now.
-func resendLead(ctx context.Context, st *queue.Store, id string) (held bool, err error) {
+func resendLead(ctx context.Context, st heldStore, id string) (held bool, err error) {
 	l, err := st.Get(id)
 	if err != nil {
 		return false, err
@@ -234,7 +245,7 @@ func resendLead(ctx context.Context, st *queue.Store, id string) (held bool, err
 // in dry run, its previews are made again with the current destinations
 // (held is true: nothing is sent); else its deliveries are released to the
 // engine.
-func resendDryRun(ctx context.Context, st *queue.Store, l *lead.Lead) (held bool, err error) {
+func resendDryRun(ctx context.Context, st heldStore, l *lead.Lead) (held bool, err error) {
 	hasHeld := false
 	for _, d := range l.Deliveries {
 		hasHeld = hasHeld || d.Status == lead.StatusDryRun

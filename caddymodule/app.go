@@ -338,24 +338,26 @@ func (a *App) store() *queue.Store {
 
 // Capture stores a lead for dests, durably, and wakes the engine.
 func (a *App) Capture(ctx context.Context, l *lead.Lead, dests []string) (*lead.Lead, bool, error) {
-	return a.capture(ctx, l, dests, false)
+	stored, dup, _, err := a.capture(ctx, l, dests, false)
+	return stored, dup, err
 }
 
-// capture is Capture, or with dry the dry run's store (CaptureDryRun).
-func (a *App) capture(ctx context.Context, l *lead.Lead, dests []string, dry bool) (*lead.Lead, bool, error) {
+// capture is Capture, or with dry the dry run's store (CaptureDryRun); it
+// also returns the store that took the lead.
+func (a *App) capture(ctx context.Context, l *lead.Lead, dests []string, dry bool) (*lead.Lead, bool, *queue.Store, error) {
 	add := (*queue.Store).Add
 	if dry {
 		add = (*queue.Store).AddDryRun
 	}
 	if !a.waitStarted(ctx) {
-		return nil, false, fmt.Errorf("%w: the leadproxy app did not start within %s", errStoreNotReady, startWait)
+		return nil, false, nil, fmt.Errorf("%w: the leadproxy app did not start within %s", errStoreNotReady, startWait)
 	}
 	st := a.store()
 	if st == nil {
 		if a != nil && a.openErr != nil {
-			return nil, false, fmt.Errorf("%w: %v", errStoreNotReady, a.openErr)
+			return nil, false, nil, fmt.Errorf("%w: %v", errStoreNotReady, a.openErr)
 		}
-		return nil, false, errStoreNotReady
+		return nil, false, nil, errStoreNotReady
 	}
 	ctx, end := startStoreSpan(ctx, dests)
 	stored, dup, err := add(st, ctx, l, dests)
@@ -364,15 +366,15 @@ func (a *App) capture(ctx context.Context, l *lead.Lead, dests []string, dry boo
 		// This config's store closed under a request in flight (a reload
 		// moved the store to another folder): the newest store takes it.
 		if cur := current.Load(); cur != nil && cur.store != st {
-			p = cur
-			stored, dup, err = add(cur.store, ctx, l, dests)
+			p, st = cur, cur.store
+			stored, dup, err = add(st, ctx, l, dests)
 		}
 	}
 	end(stored, dup, err)
 	if err == nil && p != nil {
 		p.engine.Notify()
 	}
-	return stored, dup, err
+	return stored, dup, st, err
 }
 
 // holdCapture marks a form post on its way to this config's store, so the

@@ -58,15 +58,14 @@ func (hd *Handler) dryRunFor(rule *intercept.Rule) bool {
 // CaptureDryRun stores a lead as Capture does, its deliveries held, and
 // records each destination's preview.
 func (a *App) CaptureDryRun(ctx context.Context, l *lead.Lead, dests []string) (*lead.Lead, bool, error) {
-	stored, dup, err := a.capture(ctx, l, dests, true)
+	stored, dup, st, err := a.capture(ctx, l, dests, true)
 	if err != nil || dup {
 		return stored, dup, err
 	}
-	if st := a.store(); st != nil {
-		a.preview(ctx, st, stored)
-		if got, err := st.Get(stored.ID); err == nil {
-			stored = got
-		}
+	// The lead is stored: its previews are made even if the visitor goes.
+	a.preview(context.WithoutCancel(ctx), st, stored)
+	if got, err := st.Get(stored.ID); err == nil {
+		stored = got
 	}
 	return stored, dup, nil
 }

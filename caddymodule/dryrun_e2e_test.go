@@ -182,10 +182,28 @@ func TestDryRunEndToEnd(t *testing.T) {
 	if a, s, h := len(amo.Received()), len(sklad.Received()), len(hook.Received()); a != 0 || s != 0 || h != 1 {
 		t.Fatalf("a resend in dry run sent: amo %d, sklad %d, hook %d", a, s, h)
 	}
-	html := dashboardPage(t, srv, first.ID)
+	// The dashboard shows the previews, and its Retry in dry run sends nothing either.
+	dash := &dashClient{t: t, base: srv.URL("PORT_SITE") + "/leads", jar: map[string]*http.Cookie{}}
+	html := dash.page("?lead="+first.ID, 200)
 	if !strings.Contains(html, `class="badge st-dry_run"`) || !strings.Contains(html, `<section class="preview" data-destination="amo">`) ||
-		!strings.Contains(html, "/api/v4/leads/complex") {
-		t.Errorf("dashboard lead page does not show the dry run:\n%s", html)
+		!strings.Contains(html, "/api/v4/leads/complex") || strings.Contains(html, amocrmtest.Token) {
+		t.Errorf("dashboard lead page does not show the dry run (or shows the token):\n%s", html)
+	}
+	csrf := dashCSRFRE.FindStringSubmatch(html)
+	if csrf == nil {
+		t.Fatal("no csrf token on the lead page")
+	}
+	second := trial[0]
+	resp := dash.do("POST", "?lead="+second.ID, url.Values{"csrf": {csrf[1]}, "action": {"retry"}, "lead": {second.ID}}, nil)
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != "?done=preview&lead="+second.ID {
+		t.Fatalf("dashboard retry in dry run: %d, Location %q", resp.StatusCode, loc)
+	}
+	if html := dash.page("?done=preview&lead="+second.ID, 200); !strings.Contains(html, "Still in dry run: the previews were made again and nothing was sent.") {
+		t.Error("dashboard retry in dry run: no flash saying nothing was sent")
+	}
+	if a, s, h := len(amo.Received()), len(sklad.Received()), len(hook.Received()); a != 0 || s != 0 || h != 1 {
+		t.Fatalf("the dashboard's retry in dry run sent: amo %d, sklad %d, hook %d", a, s, h)
 	}
 
 	// dry_run off by a reload; the resend sends it, as previewed.
@@ -243,21 +261,6 @@ func adminText(t *testing.T, srv *caddyProc, path string) string {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
-// dashboardPage is the dashboard's page of lead id.
-func dashboardPage(t *testing.T, srv *caddyProc, id string) string {
-	t.Helper()
-	resp, err := noCompress.Get(srv.URL("PORT_SITE") + "/leads?lead=" + id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("dashboard: %d %s", resp.StatusCode, b)
-	}
 	return string(b)
 }
 

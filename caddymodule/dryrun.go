@@ -56,17 +56,21 @@ func (hd *Handler) dryRunFor(rule *intercept.Rule) bool {
 }
 
 // CaptureDryRun stores a lead as Capture does, its deliveries held, and
-// records each destination's preview.
+// records each destination's preview in the background: the post goes on
+// once the lead is stored, as a real one does (a preview may wait, for
+// one, on a token renewal in progress). The store stays open until the
+// previews are written (pooledStore.hold).
 func (a *App) CaptureDryRun(ctx context.Context, l *lead.Lead, dests []string) (*lead.Lead, bool, error) {
 	stored, dup, st, err := a.capture(ctx, l, dests, true)
-	if err != nil || dup {
+	if err != nil || dup || len(stored.Deliveries) == 0 {
 		return stored, dup, err
 	}
-	// The lead is stored: its previews are made even if the visitor goes.
-	a.preview(context.WithoutCancel(ctx), st, stored)
-	if got, err := st.Get(stored.ID); err == nil {
-		stored = got
-	}
+	release := a.holdCapture(ctx)
+	pctx := context.WithoutCancel(ctx) // the visitor may go: the lead is stored
+	go func() {
+		defer release()
+		a.preview(pctx, st, stored)
+	}()
 	return stored, dup, nil
 }
 

@@ -125,10 +125,19 @@ func TestDryRunEndToEnd(t *testing.T) {
 		live := leadsOf("Live")
 		return len(live) == 1 && live[0].Status() == lead.StatusDelivered
 	})
-	trial := leadsOf("Trial")
-	if len(trial) != n {
-		t.Fatalf("%d trial leads listed, want %d", len(trial), n)
-	}
+	// The previews are written once each post has gone on.
+	var trial []lead.Lead
+	waitFor(t, "the trial leads' previews", 30*time.Second, func() bool {
+		trial = leadsOf("Trial")
+		for _, l := range trial {
+			for _, d := range l.Deliveries {
+				if len(d.Preview) == 0 && d.LastError == "" {
+					return false
+				}
+			}
+		}
+		return len(trial) == n
+	})
 	for _, l := range trial {
 		if l.Status() != lead.StatusDryRun || len(l.Deliveries) != len(dests) {
 			t.Fatalf("trial lead %s: %s, %+v", l.ID, l.Status(), l.Deliveries)

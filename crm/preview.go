@@ -89,7 +89,8 @@ func PreviewKept(ctx context.Context, key string) (string, bool) {
 // configured token, key, password), the credentials of Authorization
 // headers, the values of headers, form fields and query parameters whose
 // name says secret (token, key, secret, password, signature). An error of
-// send is returned with the requests made before it.
+// send is returned with the requests made before it. send's requests must
+// be made one at a time (a Send's are).
 func Record(ctx context.Context, answer Answer, secrets []string, send func(ctx context.Context) error) ([]PreviewRequest, error) {
 	rec := &recorder{answer: answer}
 	for _, s := range secrets {

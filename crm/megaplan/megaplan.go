@@ -191,7 +191,7 @@ func (m *Megaplan) Preview(ctx context.Context, l *lead.Lead) ([]crm.PreviewRequ
 		p := req.URL.Path
 		switch {
 		case strings.HasSuffix(p, "/auth/access_token"):
-			return crm.JSONAnswer(`{"access_token":"preview","expires_in":86400,"token_type":"bearer","refresh_token":"preview"}`)
+			return crm.JSONAnswer(`{"access_token":"leadproxy-preview-access-token","expires_in":86400,"token_type":"bearer","refresh_token":"leadproxy-preview-refresh-token"}`)
 		case req.Method == http.MethodGet:
 			return crm.JSONAnswer(`{"meta":{"status":200,"errors":[]},"data":[]}`)
 		case strings.HasSuffix(p, "/contractorHuman"):

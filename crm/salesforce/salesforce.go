@@ -219,7 +219,7 @@ func (s *Salesforce) Send(ctx context.Context, l *lead.Lead) (string, error) {
 func (s *Salesforce) Preview(ctx context.Context, l *lead.Lead) ([]crm.PreviewRequest, error) {
 	return crm.PreviewSend(ctx, s, l, func(req *http.Request, _ []byte) *crm.Response {
 		if req.URL.String() == s.tokenURL {
-			return crm.JSONAnswer(`{"access_token":"preview","token_type":"Bearer"}`)
+			return crm.JSONAnswer(`{"access_token":"leadproxy-preview-access-token","token_type":"Bearer"}`)
 		}
 		return &crm.Response{Status: http.StatusCreated, Header: http.Header{"Content-Type": {crm.ContentJSON}},
 			Body: []byte(`{"id":"00Q000000000001AAA","success":true,"errors":[]}`)}

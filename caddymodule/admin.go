@@ -96,7 +96,9 @@ func handleLeads(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, out)
 }
 
-// GET|DELETE /leadproxy/leads/{id}, POST /leadproxy/leads/{id}/retry
+// GET|DELETE /leadproxy/leads/{id}, POST /leadproxy/leads/{id}/retry (a
+// dry-run lead: sent when its form is no longer in dry run, else its
+// previews made again and 200 with nothing sent)
 func handleLead(w http.ResponseWriter, r *http.Request) error {
 	rest := strings.TrimPrefix(r.URL.Path, "/leadproxy/leads/")
 	id, action, _ := strings.Cut(rest, "/")
@@ -127,15 +129,16 @@ func handleLead(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	case action == "retry" && r.Method == http.MethodPost:
-		if err := st.Retry(id); err != nil {
+		held, err := resendLead(r.Context(), st, id) // dryrun.go
+		if err != nil {
 			return notFound(err)
-		}
-		if p := current.Load(); p != nil {
-			p.engine.Notify()
 		}
 		l, err := st.Get(id)
 		if err != nil {
 			return notFound(err)
+		}
+		if held { // still in dry run: previews made again, nothing sent
+			return writeJSON(w, http.StatusOK, l)
 		}
 		return writeJSON(w, http.StatusAccepted, l)
 	case action == "" || action == "retry":

@@ -284,6 +284,7 @@ func (a *App) Start() error {
 	p.engine.Configure(a.engineConfig())
 	p.engine.Start()
 	current.Store(p)
+	currentApp.Store(a)
 	a.logger.Info("lead store ready", zap.String("dir", a.dir), zap.Bool("shared", loaded),
 		zap.Strings("destinations", a.Destinations()))
 	return nil
@@ -358,32 +359,43 @@ func (a *App) store() *queue.Store {
 
 // Capture stores a lead for dests, durably, and wakes the engine.
 func (a *App) Capture(ctx context.Context, l *lead.Lead, dests []string) (*lead.Lead, bool, error) {
+	stored, dup, _, err := a.capture(ctx, l, dests, false)
+	return stored, dup, err
+}
+
+// capture is Capture, or with dry the dry run's store (CaptureDryRun); it
+// also returns the store that took the lead.
+func (a *App) capture(ctx context.Context, l *lead.Lead, dests []string, dry bool) (*lead.Lead, bool, *queue.Store, error) {
+	add := (*queue.Store).Add
+	if dry {
+		add = (*queue.Store).AddDryRun
+	}
 	if !a.waitStarted(ctx) {
-		return nil, false, fmt.Errorf("%w: the leadproxy app did not start within %s", errStoreNotReady, startWait)
+		return nil, false, nil, fmt.Errorf("%w: the leadproxy app did not start within %s", errStoreNotReady, startWait)
 	}
 	st := a.store()
 	if st == nil {
 		if a != nil && a.openErr != nil {
-			return nil, false, fmt.Errorf("%w: %v", errStoreNotReady, a.openErr)
+			return nil, false, nil, fmt.Errorf("%w: %v", errStoreNotReady, a.openErr)
 		}
-		return nil, false, errStoreNotReady
+		return nil, false, nil, errStoreNotReady
 	}
 	ctx, end := startStoreSpan(ctx, dests)
-	stored, dup, err := st.Add(ctx, l, dests)
+	stored, dup, err := add(st, ctx, l, dests)
 	p := a.pooledOrCurrent()
 	if errors.Is(err, queue.ErrClosed) {
 		// This config's store closed under a request in flight (a reload
 		// moved the store to another folder): the newest store takes it.
 		if cur := current.Load(); cur != nil && cur.store != st {
-			p = cur
-			stored, dup, err = cur.store.Add(ctx, l, dests)
+			p, st = cur, cur.store
+			stored, dup, err = add(st, ctx, l, dests)
 		}
 	}
 	end(stored, dup, err)
 	if err == nil && p != nil {
 		p.engine.Notify()
 	}
-	return stored, dup, err
+	return stored, dup, st, err
 }
 
 // holdCapture marks a form post on its way to this config's store, so the

@@ -211,6 +211,7 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		max_upload <size>
 //		phone_region <CC>
 //		charset <fallback charset>
+//		dry_run [on|off]
 //		form "<title>" { ... }
 //	}
 func (hd *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -279,6 +280,12 @@ func (hd *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := intercept.CheckCharset(hd.Charset); err != nil {
 				return d.Errf("%v", err)
 			}
+		case "dry_run":
+			on, err := parseSwitch(d)
+			if err != nil {
+				return err
+			}
+			hd.DryRun = on
 		case "audit":
 			o, err := parseAudit(d)
 			if err != nil {
@@ -299,7 +306,7 @@ func (hd *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "destination":
 			return d.Err(errDestinationInSite)
 		default:
-			return d.Errf("leadproxy: unknown option %q (want prefix, send_to, inject, visits, api_key, auto, max_body, max_upload, phone_region, charset, audit, form)", opt)
+			return d.Errf("leadproxy: unknown option %q (want prefix, send_to, inject, visits, api_key, auto, max_body, max_upload, phone_region, charset, audit, dry_run, form)", opt)
 		}
 	}
 	return nil
@@ -324,6 +331,20 @@ func (hd *Handler) checkSendTo(d *caddyfile.Dispenser, names []string) error {
 		}
 	}
 	return nil
+}
+
+// parseSwitch reads an option that is on when given alone: `dry_run`,
+// `dry_run on`, `dry_run off`.
+func parseSwitch(d *caddyfile.Dispenser) (bool, error) {
+	opt := d.Val()
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 0:
+		return true, nil
+	case len(args) == 1 && (args[0] == "on" || args[0] == "off"):
+		return args[0] == "on", nil
+	}
+	return false, d.Errf("%s: want %s, %s on or %s off", opt, opt, opt, opt)
 }
 
 func parseOnOff(d *caddyfile.Dispenser) (bool, error) {
@@ -411,8 +432,17 @@ func (hd *Handler) parseForm(d *caddyfile.Dispenser) (*intercept.Rule, error) {
 				return nil, d.ArgErr()
 			}
 			r.AllowNoContact = true
+		case "dry_run":
+			on := true
+			switch {
+			case len(args) == 1 && (args[0] == "on" || args[0] == "off"):
+				on = args[0] == "on"
+			case len(args) != 0:
+				return nil, d.Errf("form %q: dry_run: want dry_run, dry_run on or dry_run off", r.Title)
+			}
+			r.DryRun = &on
 		default:
-			return nil, d.Errf("form %q: unknown option %q (want submit, click, post, require, name, phone, email, comment, extra, crm, send_to, allow_no_contact)", r.Title, opt)
+			return nil, d.Errf("form %q: unknown option %q (want submit, click, post, require, name, phone, email, comment, extra, crm, send_to, allow_no_contact, dry_run)", r.Title, opt)
 		}
 	}
 	if err := r.Validate(); err != nil {

@@ -86,7 +86,7 @@ func TestConfigErrors(t *testing.T) {
 	cases := []struct {
 		name, caddyfile, want string
 	}{
-		{"unknown handler option", wrap("", "\t\tinjekt on"), `leadproxy: unknown option "injekt" (want prefix, send_to, inject, visits, api_key, auto, max_body, max_upload, phone_region, charset, audit, form), at Caddyfile:8`},
+		{"unknown handler option", wrap("", "\t\tinjekt on"), `leadproxy: unknown option "injekt" (want prefix, send_to, inject, visits, api_key, auto, max_body, max_upload, phone_region, charset, audit, dry_run, form), at Caddyfile:8`},
 		{"unknown phone region", wrap("", "\t\tphone_region RUS"), `phone_region "RUS" is not a known country code (two capital letters like RU, KZ, BY, US), at Caddyfile:8`},
 		{"unknown charset", wrap("", "\t\tcharset windows-1215"), `charset "windows-1215" is not a known charset label (like windows-1251 or koi8-r), at Caddyfile:8`},
 		{"bad audit option", wrap("", "\t\taudit {\n\t\t\tflag_afterr 1h\n\t\t}"), `audit: unknown option "flag_afterr" (want every, flag_after, max_page), at Caddyfile:9`},
@@ -121,6 +121,8 @@ func TestConfigErrors(t *testing.T) {
 		{"bad visits retention", wrap("\t\tvisits {\n\t\t\tretention forever\n\t\t}", ""), `visits: retention "forever" is not a positive duration (like 90d), at Caddyfile:4`},
 		{"bad visits max", wrap("\t\tvisits {\n\t\t\tmax -5\n\t\t}", ""), `visits: max "-5" is not a positive number, at Caddyfile:4`},
 		{"bad visits value", wrap("", "\t\tvisits maybe"), `visits: want on or off, got "maybe", at Caddyfile:8`},
+		{"bad dry_run value", wrap("", "\t\tdry_run yes"), `dry_run: want dry_run, dry_run on or dry_run off, at Caddyfile:8`},
+		{"bad form dry_run value", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit .a\n\t\t\tdry_run please\n\t\t}"), `form "A": dry_run: want dry_run, dry_run on or dry_run off, at Caddyfile:10`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -167,7 +167,7 @@ func assetURL(name string) string {
 }
 
 // Statuses, in the order the dashboard lists them.
-var dashboardStatuses = []string{lead.StatusFailed, lead.StatusRetrying, lead.StatusPending, lead.StatusDelivered, lead.StatusSkipped}
+var dashboardStatuses = []string{lead.StatusFailed, lead.StatusRetrying, lead.StatusPending, lead.StatusDelivered, lead.StatusSkipped, lead.StatusDryRun}
 
 func statusLabel(s string) string {
 	switch s {
@@ -181,6 +181,8 @@ func statusLabel(s string) string {
 		return "Failed"
 	case lead.StatusSkipped:
 		return "Not sent"
+	case lead.StatusDryRun:
+		return "Dry run"
 	}
 	return s
 }
@@ -305,6 +307,8 @@ func (d *Dashboard) newPage(title string, q url.Values) page {
 	switch q.Get("done") {
 	case "retry":
 		p.Flash = "Queued for sending now."
+	case "preview":
+		p.Flash = "Still in dry run: the previews were made again and nothing was sent."
 	case "delete":
 		p.Flash = "Lead deleted."
 	}
@@ -516,11 +520,9 @@ func (d *Dashboard) serveAction(w http.ResponseWriter, r *http.Request) {
 	var err error
 	switch action {
 	case "retry":
-		err = st.Retry(id)
-		if err == nil {
-			if p := d.app.pooledOrCurrent(); p != nil {
-				p.engine.Notify()
-			}
+		var held bool
+		if held, err = resendLead(r.Context(), st, id); held {
+			action = "preview"
 		}
 	case "delete":
 		err = st.Delete(id)
@@ -540,7 +542,7 @@ func (d *Dashboard) serveAction(w http.ResponseWriter, r *http.Request) {
 		d.serveError(w, r, http.StatusInternalServerError, "Error", "That did not work; see Caddy's log.")
 		return
 	}
-	d.logger.Info("dashboard: lead "+map[string]string{"retry": "retried", "delete": "deleted"}[action], zap.String("lead", id))
+	d.logger.Info("dashboard: lead "+map[string]string{"retry": "retried", "preview": "previewed again (dry run)", "delete": "deleted"}[action], zap.String("lead", id))
 	back.Set("done", action)
 	// A relative reference: the browser keeps the path it posted to, which
 	// handle_path may have stripped from r.URL.

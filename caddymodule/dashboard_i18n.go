@@ -86,6 +86,8 @@ func dashFuncs(lang string, loc *time.Location, r *http.Request) template.FuncMa
 var ruText = map[string]string{
 	"leads": "заявки", "Leads": "Заявки", "Report": "Отчёт", "All": "Все", "All leads": "Все заявки", "← All leads": "← Все заявки",
 	"Delivered": "Доставлена", "Pending": "В очереди", "Retrying": "Повтор", "Failed": "Ошибка", "Not sent": "Не отправлена",
+	"Dry run": "Пробный режим", "Would be sent to": "Было бы отправлено в",
+	"Dry run: captured and checked, not sent. Below is what each destination would be sent. To send it, turn dry_run off, reload Caddy and press Retry.": "Пробный режим: заявка принята и проверена, но не отправлена. Ниже — что получила бы каждая CRM. Чтобы отправить, выключите dry_run, перезагрузите Caddy (reload) и нажмите «Отправить снова».", "Secrets are shown as ***. Ids the CRM would assign appear as example ids.": "Секреты скрыты (***). Id, которые присвоила бы CRM, показаны условными примерами.", "Still in dry run: the previews were made again and nothing was sent.": "Всё ещё пробный режим: предпросмотр обновлён, ничего не отправлено.",
 	"By status": "По статусу", "In queue": "В очереди", "oldest": "самая старая",
 	"Status": "Статус", "Form": "Форма", "Search": "Поиск", "any": "любой", "Filter": "Найти", "Reset": "Сбросить",
 	"name, phone, email, title, comment, source, UTM": "имя, телефон, email, название, комментарий, источник, UTM",

@@ -49,9 +49,10 @@ func validates(t *testing.T, caddyfile string) {
 	}
 }
 
-// Every commented destination block in Caddyfile.example validates once
-// uncommented, with its variables named as docs/destinations.md names them
-// (the app's marker_key, uncommented too, as README.md names it).
+// Every commented destination block (and dry_run line) in Caddyfile.example
+// validates once uncommented, with its variables named as
+// docs/destinations.md names them (the app's marker_key, uncommented too, as
+// README.md names it).
 func TestCaddyfileExampleDestinations(t *testing.T) {
 	raw, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
@@ -66,10 +67,14 @@ func TestCaddyfileExampleDestinations(t *testing.T) {
 		t.Fatal(err)
 	}
 	var lines []string
-	inBlock, blocks := false, 0
+	inBlock, blocks, dry := false, 0, 0
 	for _, l := range strings.Split(string(raw), "\n") {
 		if strings.HasPrefix(strings.TrimSpace(l), "# marker_key ") {
 			l = strings.Replace(l, "# ", "", 1)
+		}
+		if strings.HasPrefix(strings.TrimSpace(l), "# dry_run") {
+			l = strings.Replace(l, "# ", "", 1)
+			dry++
 		}
 		if strings.HasPrefix(strings.TrimSpace(l), "# destination ") {
 			inBlock = true
@@ -83,8 +88,8 @@ func TestCaddyfileExampleDestinations(t *testing.T) {
 		}
 		lines = append(lines, l)
 	}
-	if blocks < 10 {
-		t.Fatalf("%d commented destination blocks, want one per type", blocks)
+	if blocks < 10 || dry != 2 {
+		t.Fatalf("%d commented destination blocks, want one per type; %d dry_run lines, want the site's and a form's", blocks, dry)
 	}
 	uncommented := strings.Join(lines, "\n")
 	for _, name := range exampleEnv(t, uncommented) {

@@ -68,6 +68,10 @@ type Handler struct {
 	// Visits turns the proxy's own visit recording on or off (visits.go).
 	// Default on.
 	Visits *bool `json:"visits,omitempty"`
+	// DryRun captures and lists this site's leads with what each
+	// destination would be sent, and sends nothing (dryrun.go). A form's
+	// own dry_run wins over it.
+	DryRun bool `json:"dry_run,omitempty"`
 
 	app    *App
 	logger *zap.Logger
@@ -83,6 +87,7 @@ type Handler struct {
 	keyGuesses   *intercept.GuessGuard // Roistat API keys
 	auditor      *intercept.Auditor
 	knownDests   map[string]bool // Caddyfile parsing only
+	sites        *sitesSeen      // sites this handler captured for (dryrun.go)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -151,11 +156,14 @@ func (hd *Handler) Provision(ctx caddy.Context) error {
 	if hd.auditor = newAuditor(hd.Forms, hd.Audit, hd.logger); hd.auditor != nil {
 		registerAuditor(hd.auditor)
 	}
+	hd.sites = new(sitesSeen)
+	registerHandler(hd)
 	return nil
 }
 
 // Cleanup stops this config's form audit.
 func (hd *Handler) Cleanup() error {
+	unregisterHandler(hd)
 	if hd.auditor != nil {
 		unregisterAuditor(hd.auditor)
 	}
@@ -395,11 +403,12 @@ func (hd *Handler) capture(w http.ResponseWriter, r *http.Request) {
 // store saves the lead for its rule's destinations; the request waits for the fsync.
 func (hd *Handler) store(ctx context.Context, r *http.Request, l *lead.Lead, rule *intercept.Rule) (*lead.Lead, bool, error) {
 	hd.attribute(r, l, rule) // its visit, and the placeholders of the rule's static values
-	return hd.storeFor(ctx, r, l, hd.destinationsFor(rule))
+	return hd.storeFor(ctx, r, l, hd.destinationsFor(rule), hd.dryRunFor(rule))
 }
 
-// storeFor saves the lead for dests (none: kept, not sent).
-func (hd *Handler) storeFor(ctx context.Context, r *http.Request, l *lead.Lead, dests []string) (*lead.Lead, bool, error) {
+// storeFor saves the lead for dests (none: kept, not sent); with dry its
+// deliveries are held with a preview (the dry run).
+func (hd *Handler) storeFor(ctx context.Context, r *http.Request, l *lead.Lead, dests []string, dry bool) (*lead.Lead, bool, error) {
 	l.Site = siteOf(r)
 	scrubLead(l)
 	if err := hd.app.budget.admit(l.Site, clientNetAddr(r), time.Now()); err != nil {
@@ -413,6 +422,8 @@ func (hd *Handler) storeFor(ctx context.Context, r *http.Request, l *lead.Lead, 
 	var err error
 	if ablation == "nostore" {
 		l.ID, stored = lead.NewID(time.Now()), l
+	} else if dry {
+		stored, dup, err = hd.app.CaptureDryRun(ctx, l, dests)
 	} else {
 		stored, dup, err = hd.app.Capture(ctx, l, dests)
 	}
@@ -423,10 +434,15 @@ func (hd *Handler) storeFor(ctx context.Context, r *http.Request, l *lead.Lead, 
 		return nil, false, err
 	}
 	hd.app.budget.stored(stored)
-	countCaptured(l.Form, l.Mechanism)
+	hd.sawSite(l.Site)
+	if dry {
+		countDryRun(l.Form)
+	} else {
+		countCaptured(l.Form, l.Mechanism)
+	}
 	caddyhttp.SetVar(r.Context(), "leadproxy_lead_id", stored.ID)
 	hd.logger.Info("lead captured", zap.String("id", stored.ID), zap.String("form", l.Form),
-		zap.String("mechanism", l.Mechanism), zap.Bool("duplicate", dup), zap.Strings("destinations", dests))
+		zap.String("mechanism", l.Mechanism), zap.Bool("duplicate", dup), zap.Strings("destinations", dests), zap.Bool("dry_run", dry))
 	return stored, dup, nil
 }
 

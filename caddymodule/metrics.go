@@ -15,7 +15,7 @@ import (
 // dashboard each register them: a config may hold any of them alone.
 var (
 	capturedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "leadproxy_leads_captured_total", Help: "Leads captured, by form and mechanism.",
+		Name: "leadproxy_leads_captured_total", Help: "Leads captured, by form and mechanism (those held by dry_run are in leadproxy_leads_dry_run_total).",
 	}, []string{"form", "mechanism"})
 	captureFailedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "leadproxy_capture_failures_total", Help: "Form posts not captured, by reason (too_large, read, spool, parse, no_contact, store, panic; refused by a budget: budget_client, budget_site, store_full; a marker cookie without a valid token: marker_unsigned, marker_forged, marker_stale).",
@@ -75,7 +75,7 @@ var statsCache struct {
 
 func registerMetrics(reg prometheus.Registerer) error {
 	collectors := []prometheus.Collector{capturedTotal, captureFailedTotal, deliveriesTotal, deliveryDuration,
-		injectTotal, injectScansTotal, collectRejectedTotal, queueDepth, oldestPending, formsFlagged}
+		injectTotal, injectScansTotal, collectRejectedTotal, queueDepth, oldestPending, formsFlagged, dryRunTotal}
 	for _, c := range append(collectors, visitCollectors...) {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

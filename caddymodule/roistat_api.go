@@ -67,7 +67,7 @@ func (hd *Handler) serveRoistatAPI(w http.ResponseWriter, r *http.Request) {
 	if p.Get("is_skip_sending") != "1" {
 		dests = hd.destinationsFor(nil)
 	}
-	stored, _, err := hd.storeFor(r.Context(), r, l, dests)
+	stored, _, err := hd.storeFor(r.Context(), r, l, dests, hd.DryRun)
 	var budget *errBudget
 	if errors.As(err, &budget) {
 		fail(http.StatusTooManyRequests, "too many leads, try again later")

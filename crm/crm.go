@@ -180,9 +180,15 @@ type Response struct {
 // Do sends req and reads the answer. A transport failure (refused, reset,
 // timeout) comes back as a retryable *lead.SendError; any HTTP answer comes
 // back as a Response for the type to classify, usually through Classify.
+//
+// In a preview (Record) nothing is sent: the request is recorded and the
+// CRM's documented answer returned.
 func Do(client *http.Client, req *http.Request) (*Response, error) {
 	if req.Header.Get("User-Agent") == "" {
 		req.Header.Set("User-Agent", "leadproxy/1")
+	}
+	if rec, ok := req.Context().Value(recordKey{}).(*recorder); ok {
+		return rec.do(req)
 	}
 	resp, err := client.Do(req)
 	if err != nil {

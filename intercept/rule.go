@@ -109,6 +109,9 @@ type Rule struct {
 	SendTo []string `json:"send_to,omitempty"`
 	// AllowNoContact captures a submission with neither phone nor email.
 	AllowNoContact bool `json:"allow_no_contact,omitempty"`
+	// DryRun, when set, overrides the site's dry_run for this form: its
+	// leads are listed with what would be sent, and not sent.
+	DryRun *bool `json:"dry_run,omitempty"`
 
 	id string
 }

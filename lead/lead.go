@@ -31,6 +31,9 @@ const (
 	StatusDelivered = "delivered" // the CRM accepted it
 	StatusFailed    = "failed"    // permanent error or retry_for exhausted; re-sendable
 	StatusSkipped   = "skipped"   // nothing to send (is_skip_sending, no destination)
+	// StatusDryRun: captured under dry_run; held with a preview of what
+	// would be sent, never sent until resent after dry_run is off.
+	StatusDryRun = "dry_run"
 )
 
 // Lead is one captured submission.
@@ -109,6 +112,9 @@ type Delivery struct {
 	LastError   string     `json:"last_error,omitempty"`
 	CRMID       string     `json:"crm_id,omitempty"`
 	DeliveredAt *time.Time `json:"delivered_at,omitempty"`
+	// Preview is what a dry_run delivery would send: each request, secrets
+	// masked (crm.Preview). Empty for a delivery that is not held.
+	Preview []Request `json:"preview,omitempty"`
 	// History is the delivery's last attempts, oldest first, for the
 	// dashboard. It is not part of the lead's JSON.
 	History []Attempt `json:"-"`
@@ -123,6 +129,18 @@ type Attempt struct {
 	Outcome    string
 	HTTPStatus int
 	CRMID      string
+}
+
+// Request is one request a destination would make, as a dry run shows it:
+// method, URL, headers and body exactly as they would go out, with secrets
+// (tokens, keys, passwords, signatures) replaced by "***". An email is one
+// request with method "SMTP", the server as URL, the envelope as headers
+// (MAIL FROM, RCPT TO) and the message as body.
+type Request struct {
+	Method string              `json:"method"`
+	URL    string              `json:"url"`
+	Header map[string][]string `json:"header,omitempty"`
+	Body   string              `json:"body,omitempty"`
 }
 
 // Delivery returns the delivery for dest, or nil.
@@ -141,14 +159,31 @@ func (l *Lead) Status() string {
 	if len(l.Deliveries) == 0 {
 		return StatusSkipped
 	}
-	rank := map[string]int{StatusFailed: 0, StatusRetrying: 1, StatusPending: 2, StatusDelivered: 3, StatusSkipped: 4}
 	best := StatusSkipped
 	for _, d := range l.Deliveries {
-		if rank[d.Status] < rank[best] {
+		if StatusRank(d.Status) < StatusRank(best) {
 			best = d.Status
 		}
 	}
 	return best
+}
+
+// StatusRank orders delivery statuses from the least advanced (dry_run:
+// held, never sent) to skipped, for a lead's summary status.
+func StatusRank(status string) int {
+	switch status {
+	case StatusDryRun:
+		return -1
+	case StatusFailed:
+		return 0
+	case StatusRetrying:
+		return 1
+	case StatusPending:
+		return 2
+	case StatusDelivered:
+		return 3
+	}
+	return 4
 }
 
 // Contact is the lead's phone, else its email: what dedup and lists key on.

@@ -33,6 +33,10 @@ import (
 // If ctx ends before the commit, Add returns ctx.Err() and the lead may or
 // may not be stored.
 func (s *Store) Add(ctx context.Context, l *lead.Lead, dests []string) (stored *lead.Lead, dup bool, err error) {
+	return s.add(ctx, l, dests, false)
+}
+
+func (s *Store) add(ctx context.Context, l *lead.Lead, dests []string, dry bool) (stored *lead.Lead, dup bool, err error) {
 	if l == nil {
 		return nil, false, fmt.Errorf("queue: nil lead")
 	}
@@ -56,13 +60,13 @@ func (s *Store) Add(ctx context.Context, l *lead.Lead, dests []string) (stored *
 		// when its batch failed, and addTx marks duplicates on its lead.
 		cp := in
 		var err error
-		stored, dup, err = s.addTx(tx, &cp, dests, now.UnixMilli())
+		stored, dup, err = s.addTx(tx, &cp, dests, now.UnixMilli(), dry)
 		return err
 	})
 	if err != nil {
 		return nil, false, err
 	}
-	if !dup && len(dests) > 0 {
+	if !dup && len(dests) > 0 && !dry {
 		s.notify()
 	}
 	return stored, dup, nil
@@ -83,8 +87,9 @@ func uniqueDests(dests []string) ([]string, error) {
 	return out, nil
 }
 
-func (s *Store) addTx(tx *nutsdb.Tx, l *lead.Lead, dests []string, now int64) (*lead.Lead, bool, error) {
-	sk := submissionKey(l)
+func (s *Store) addTx(tx *nutsdb.Tx, l *lead.Lead, dests []string, now int64, dry bool) (*lead.Lead, bool, error) {
+	keyed := dedupView(l, dry) // what the dedup keys are computed from
+	sk := submissionKey(keyed)
 	if sk != nil {
 		first, err := leadByRef(tx, sk)
 		if err != nil {
@@ -96,16 +101,16 @@ func (s *Store) addTx(tx *nutsdb.Tx, l *lead.Lead, dests []string, now int64) (*
 			if err := putJSON(tx, bLead, []byte(first.Lead.ID), first); err != nil {
 				return nil, false, err
 			}
-			if err := claimContactKey(tx, first.Lead); err != nil {
+			if err := claimContactKey(tx, dedupView(first.Lead, dry)); err != nil {
 				return nil, false, err
 			}
 			out, err := loadLead(tx, first.Lead.ID)
 			return out, true, err
 		}
 	}
-	rec := &leadRec{Lead: l, At: now, Dests: dests}
+	rec := &leadRec{Lead: l, At: now, Dests: dests, DryRun: dry}
 	dup := false
-	if ck := contactKey(l); ck != nil {
+	if ck := contactKey(keyed); ck != nil {
 		inWindow := func(first *leadRec) bool {
 			return first != nil && first.Lead.ID != l.ID && l.CreatedAt.Sub(first.Lead.CreatedAt) < s.opts.DedupWindow
 		}
@@ -113,7 +118,7 @@ func (s *Store) addTx(tx *nutsdb.Tx, l *lead.Lead, dests []string, now int64) (*
 		if err != nil {
 			return nil, false, err
 		}
-		dk := dataKey(l)
+		dk := dataKey(keyed)
 		same, err := leadByRef(tx, dk)
 		if err != nil {
 			return nil, false, err
@@ -159,6 +164,9 @@ func (s *Store) addTx(tx *nutsdb.Tx, l *lead.Lead, dests []string, now int64) (*
 	out.Deliveries = nil
 	for _, d := range rec.Dests {
 		dr := &deliveryRec{At: now, Status: lead.StatusPending, Due: now, Since: now}
+		if dry {
+			dr = &deliveryRec{At: now, Status: lead.StatusDryRun} // held: no due key
+		}
 		if err := putDelivery(tx, l.ID, d, nil, dr); err != nil {
 			return nil, false, err
 		}

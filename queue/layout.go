@@ -21,7 +21,7 @@
 //	state     status 0x00 dest 0x00 be64(at) id         empty: one per delivery, its current status (stats, list filters, queue depth)
 //	due       dest 0x00 be64(next_ms) id                empty: the schedule, one per delivery waiting to be sent
 //	lease     be64(until_ms) dest 0x00 id               lease token of the engine attempt that holds the delivery
-//	dedup     "s" sha256(site, submission id)           id of the lead that submission made
+//	dedup     "s" sha256(site, submission id)           id of the lead that submission made (a dry-run lead's site is prefixed, dryrun.go)
 //	          "c" sha256(site, form, contact)           id of the first lead with that contact (dedup_window starts there)
 //	          "d" sha256(contact key, name, email, comment, extra, crm)  id of the first lead with that contact and data
 //	token     key                                       OAuth token a destination saved (crm.TokenStore)
@@ -42,8 +42,9 @@
 //     holding rec.Lease, and no due key. Only the attempt whose token equals
 //     rec.Lease may record a result; a reaped, released or re-claimed lease
 //     changes the token, so a stale attempt's result is dropped.
-//   - Pending and retrying deliveries are either due or leased; delivered and
-//     failed ones are neither. Leases are not valid across a restart: Open
+//   - Pending and retrying deliveries are either due or leased; delivered,
+//     failed and dry_run ones are neither (the engine never sees a dry_run
+//     delivery; SendDryRun makes it pending). Leases are not valid across a restart: Open
 //     returns every one of them to due.
 //   - A lead has exactly one time key; dedup keys hold hashes, never
 //     personal data; all of them are erased with the lead.
@@ -97,6 +98,8 @@ type leadRec struct {
 	Lead  *lead.Lead `json:"lead"`
 	At    int64      `json:"at"` // stored at, Unix ms: its time key
 	Dests []string   `json:"dests,omitempty"`
+	// DryRun: captured under dry_run (dryrun.go); its dedup keys are its own.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // deliveryRec is one lead's state for one destination. Times are Unix ms.
@@ -113,6 +116,8 @@ type deliveryRec struct {
 	LeaseUntil  int64  `json:"lease_until,omitempty"`
 	// History: the last maxHistory attempts, oldest first.
 	History []attemptRec `json:"history,omitempty"`
+	// Preview is what a dry_run delivery would send (dryrun.go).
+	Preview []lead.Request `json:"preview,omitempty"`
 }
 
 // attemptRec is one attempt in a delivery's history.
@@ -139,6 +144,7 @@ func (r *deliveryRec) public(dest string) lead.Delivery {
 		Attempts:    r.Attempts,
 		LastError:   r.LastError,
 		CRMID:       r.CRMID,
+		Preview:     r.Preview,
 	}
 	if r.Due != 0 && r.Due != parkedMs {
 		t := msTime(r.Due)

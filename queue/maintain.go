@@ -30,7 +30,8 @@ func (s *Store) Delete(id string) error {
 }
 
 // eraseLead deletes lead id and everything keyed by it. With onlyFinal it
-// leaves a lead alone unless every delivery is delivered or failed, and
+// leaves a lead alone unless every delivery is delivered, failed or
+// dry_run (held: retention ends a trial as it ends a delivered lead), and
 // reports whether it erased.
 func eraseLead(tx *nutsdb.Tx, id string, onlyFinal bool) (bool, error) {
 	var rec leadRec
@@ -49,7 +50,7 @@ func eraseLead(tx *nutsdb.Tx, id string, onlyFinal bool) (bool, error) {
 			return false, err
 		}
 		if found {
-			if onlyFinal && !dr.final() {
+			if onlyFinal && !dr.final() && dr.Status != lead.StatusDryRun {
 				return false, nil
 			}
 			recs[i] = &dr
@@ -62,7 +63,8 @@ func eraseLead(tx *nutsdb.Tx, id string, onlyFinal bool) (bool, error) {
 			}
 		}
 	}
-	for _, k := range [][]byte{submissionKey(rec.Lead), contactKey(rec.Lead), dataKey(rec.Lead)} {
+	keyed := dedupView(rec.Lead, rec.DryRun)
+	for _, k := range [][]byte{submissionKey(keyed), contactKey(keyed), dataKey(keyed)} {
 		if k == nil {
 			continue
 		}
@@ -80,33 +82,19 @@ func eraseLead(tx *nutsdb.Tx, id string, onlyFinal bool) (bool, error) {
 	return true, del(tx, bLead, []byte(id))
 }
 
-// Retry makes every delivery of the lead that is not delivered due now,
-// failed ones included, and restarts their retry_for. A delivery in flight
+// Retry makes every delivery of the lead that is not delivered (or held
+// by dry_run) due now, failed ones included, and restarts their retry_for. A delivery in flight
 // is left to its attempt, with retry_for restarted.
 func (s *Store) Retry(id string) error {
 	if !validID(id) {
 		return ErrNotFound
 	}
 	err := s.write(context.Background(), func(tx *nutsdb.Tx) error {
-		var rec leadRec
-		found, err := getJSON(tx, bLead, []byte(id), &rec)
-		if err != nil {
-			return err
-		}
-		if !found {
-			return ErrNotFound
-		}
 		now := time.Now().UnixMilli()
-		for _, d := range rec.Dests {
-			var dr deliveryRec
-			found, err := getJSON(tx, bDelivery, deliveryKey(id, d), &dr)
-			if err != nil {
-				return err
+		return updateDeliveries(tx, id, func(dr *deliveryRec) bool {
+			if dr.Status == lead.StatusDelivered || dr.Status == lead.StatusDryRun {
+				return false // a dry_run delivery is sent by SendDryRun only
 			}
-			if !found || dr.Status == lead.StatusDelivered {
-				continue
-			}
-			old := dr
 			dr.Since = now
 			if dr.Lease == "" {
 				dr.Due = now
@@ -114,16 +102,44 @@ func (s *Store) Retry(id string) error {
 			if dr.Status == lead.StatusFailed {
 				dr.Status = lead.StatusRetrying
 			}
-			if err := putDelivery(tx, id, d, &old, &dr); err != nil {
-				return err
-			}
-		}
-		return nil
+			return true
+		})
 	})
 	if err == nil {
 		s.notify()
 	}
 	return err
+}
+
+// updateDeliveries runs fn on each delivery of lead id and writes those
+// it changed (fn reports true).
+func updateDeliveries(tx *nutsdb.Tx, id string, fn func(dr *deliveryRec) bool) error {
+	var rec leadRec
+	found, err := getJSON(tx, bLead, []byte(id), &rec)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return ErrNotFound
+	}
+	for _, d := range rec.Dests {
+		var dr deliveryRec
+		found, err := getJSON(tx, bDelivery, deliveryKey(id, d), &dr)
+		if err != nil {
+			return err
+		}
+		if !found {
+			continue
+		}
+		old := dr
+		if !fn(&dr) {
+			continue
+		}
+		if err := putDelivery(tx, id, d, &old, &dr); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // maintain purges and merges in the background, until Close.
@@ -147,7 +163,7 @@ func (s *Store) maintain() {
 // purgeBatch bounds one purge transaction.
 const purgeBatch = 256
 
-// Compact erases delivered and failed leads older than Retention, then
+// Compact erases delivered, failed and dry-run leads older than Retention, then
 // merges the data files when most of what is on disk is garbage,
 // so the folder stays bounded. It runs in the background every minute (or
 // Retention/4 when shorter); tests and tools may call it directly.

@@ -103,7 +103,7 @@ func (s *Store) List(f Filter) (leads []*lead.Lead, nextCursor string, err error
 // keys, which carry the time key).
 func candidates(tx *nutsdb.Tx, status string, from []byte) func(func([]byte) bool) {
 	switch status {
-	case lead.StatusPending, lead.StatusRetrying, lead.StatusDelivered, lead.StatusFailed:
+	case lead.StatusPending, lead.StatusRetrying, lead.StatusDelivered, lead.StatusFailed, lead.StatusDryRun:
 	default:
 		return func(yield func([]byte) bool) { eachKey(tx, bTime, from, true, yield) }
 	}
@@ -155,7 +155,6 @@ type Stats struct {
 // reads keys only (they live in RAM), never lead records.
 func (s *Store) Stats() (Stats, error) {
 	st := Stats{ByStatus: map[string]int{}, ByDestination: map[string]map[string]int{}}
-	rank := map[string]int{lead.StatusFailed: 0, lead.StatusRetrying: 1, lead.StatusPending: 2, lead.StatusDelivered: 3}
 	err := s.view(func(tx *nutsdb.Tx) error {
 		st.Leads = countKeys(tx, bLead)
 		worst := map[string]string{}
@@ -170,7 +169,7 @@ func (s *Store) Stats() (Stats, error) {
 			}
 			st.ByDestination[dest][status]++
 			at, id, _ := parseTimeKey(tk)
-			if w, seen := worst[id]; !seen || rank[status] < rank[w] {
+			if w, seen := worst[id]; !seen || lead.StatusRank(status) < lead.StatusRank(w) {
 				worst[id] = status
 			}
 			if status == lead.StatusPending || status == lead.StatusRetrying {

@@ -12,7 +12,7 @@ import (
 )
 
 // Statuses are the values Filter.Status takes.
-var Statuses = []string{lead.StatusPending, lead.StatusRetrying, lead.StatusDelivered, lead.StatusFailed, lead.StatusSkipped}
+var Statuses = []string{lead.StatusPending, lead.StatusRetrying, lead.StatusDelivered, lead.StatusFailed, lead.StatusSkipped, lead.StatusDryRun}
 
 // ErrBadStatus is returned by List for a status that is not one of Statuses.
 var ErrBadStatus = errors.New("unknown status")

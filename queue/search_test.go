@@ -37,7 +37,7 @@ func TestSearchPhonesAndAttribution(t *testing.T) {
 		}
 	}
 	_, _, err := s.List(Filter{Status: "sent"})
-	if !errors.Is(err, ErrBadStatus) || err.Error() != `unknown status "sent": want one of pending, retrying, delivered, failed, skipped` {
+	if !errors.Is(err, ErrBadStatus) || err.Error() != `unknown status "sent": want one of pending, retrying, delivered, failed, skipped, dry_run` {
 		t.Errorf("unknown status: %v", err)
 	}
 }

@@ -150,6 +150,9 @@ func Build(q Query, visits visit.Store, leads Leads) (*Report, error) {
 		if l.DuplicateOf != "" {
 			return true // counted once, as its first lead
 		}
+		if l.Status() == lead.StatusDryRun {
+			return true // a trial of a rule (dry_run), not a lead until it is sent
+		}
 		c := get(leadKey(q, l))
 		c.leads++
 		if l.Status() == lead.StatusDelivered {

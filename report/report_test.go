@@ -51,6 +51,8 @@ func TestBuild(t *testing.T) {
 		{ID: "b", CreatedAt: late, Form: "api", Visit: &lead.Visit{Source: "organic", Landing: "https://s.example/b"}},
 		{ID: "c", CreatedAt: late, Form: "api", DuplicateOf: "b", Visit: &lead.Visit{Source: "organic"}},
 		{ID: "d", CreatedAt: day1, Form: "Заявка", Site: "s.example", Visit: &lead.Visit{Referrer: "https://vk.com/x"}}, // script data only: classified
+		// a lead still held by dry_run: not counted
+		{ID: "t", CreatedAt: day1, Form: "Заявка", Visit: &lead.Visit{Source: "ads"}, Deliveries: []lead.Delivery{{Destination: "crm", Status: lead.StatusDryRun}}},
 	}
 	build := func(by string) *Report {
 		q, err := ParseQuery(url.Values{"by": {by}, "from": {"2026-12-01"}, "to": {"2026-12-02"}}, msk, day1)

@@ -151,6 +151,23 @@ func (a *AmoCRM) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	return id, nil
 }
 
+// Preview is what Send would send for l (the dry run): the complex add
+// and the note, answered with amoCRM's documented examples (so the note's
+// URL carries the example's lead id, 9774766).
+func (a *AmoCRM) Preview(ctx context.Context, l *lead.Lead) ([]crm.PreviewRequest, error) {
+	return crm.PreviewSend(ctx, a, l, previewAnswer, a.token)
+}
+
+func previewAnswer(req *http.Request, _ []byte) *crm.Response {
+	switch {
+	case strings.HasSuffix(req.URL.Path, "/api/v4/leads/complex"):
+		return crm.JSONAnswer(`[{"id":9774766,"contact_id":12117258,"company_id":12117260,"request_id":["1"],"merged":false}]`)
+	case strings.HasSuffix(req.URL.Path, "/notes"):
+		return crm.JSONAnswer(`{"_total_items":1,"_embedded":{"notes":[{"id":42709325,"entity_id":9774766,"request_id":"0"}]}}`)
+	}
+	return nil
+}
+
 func (a *AmoCRM) addNote(ctx context.Context, leadID, text string) error {
 	resp, err := a.post(ctx, "/api/v4/leads/"+leadID+"/notes", []noteReq{{NoteType: "common", Params: noteParams{Text: text}}})
 	if err != nil {

@@ -216,7 +216,9 @@ func (b *Bitrix24) Send(ctx context.Context, l *lead.Lead) (string, error) {
 			return "", err
 		}
 		contactID = id
-		b.pending.set(l.ID, id)
+		if !crm.Recording(ctx) { // a preview created nothing
+			b.pending.set(l.ID, id)
+		}
 	}
 	if contactID != "" {
 		fields["CONTACT_IDS"] = []json.Number{json.Number(contactID)}
@@ -296,6 +298,21 @@ func personFields(l *lead.Lead) map[string]any {
 		f["EMAIL"] = []multi{{e, "WORK"}}
 	}
 	return f
+}
+
+// Preview is what Send would send for l (the dry run): the lookups find
+// no contact, and each add answers the documented example id (3465).
+func (b *Bitrix24) Preview(ctx context.Context, l *lead.Lead) ([]crm.PreviewRequest, error) {
+	code := ""
+	if m := webhookPath.FindStringSubmatch(strings.TrimSuffix(b.endpoint, "/")); m != nil {
+		code = m[2]
+	}
+	return crm.PreviewSend(ctx, b, l, func(req *http.Request, _ []byte) *crm.Response {
+		if strings.HasSuffix(req.URL.Path, "/crm.duplicate.findbycomm.json") {
+			return crm.JSONAnswer(`{"result":[],"time":{"start":1705764932.99,"finish":1705764933.01}}`)
+		}
+		return crm.JSONAnswer(`{"result":3465,"time":{"start":1705764932.99,"finish":1705764937.17}}`)
+	}, code)
 }
 
 // findContact looks the visitor up by phone, then email, and returns the

@@ -16,6 +16,7 @@ func TestConformance(t *testing.T) {
 			f := bitrix24test.New()
 			return f.Caddyfile(), f.Faults, f.Close
 		},
-		Rate: 2, Per: time.Second, PerLead: 1,
+		PreviewIDs: []string{"3465"},
+		Rate:       2, Per: time.Second, PerLead: 1,
 	})
 }

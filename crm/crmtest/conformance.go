@@ -49,6 +49,9 @@ type Conformance struct {
 	// NoFaults lists the faults of CommonFaults the vendor has no
 	// answer for (a webhook answers any body 2xx as delivered).
 	NoFaults []Fault
+	// PreviewIDs are the example ids the type's preview answers carry,
+	// where the fake's own ids may stand (PreviewMatches).
+	PreviewIDs []string
 }
 
 // SampleLead is a lead with every main field, as a form would make it.
@@ -110,6 +113,7 @@ func Run(t *testing.T, c Conformance) {
 	t.Run("EnvPlaceholders", func(t *testing.T) { envPlaceholders(t, c, typ) })
 	t.Run("NetworkErrorRetryableAndRedacted", func(t *testing.T) { networkError(t, c, typ) })
 	t.Run("Faults", func(t *testing.T) { faults(t, c, typ) })
+	t.Run("PreviewMatchesSend", func(t *testing.T) { previewMatchesSend(t, c, typ) })
 }
 
 // Parse reads a Caddyfile block into a new config of the type.

@@ -91,6 +91,14 @@ func (e *Example) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	return created.ID, nil
 }
 
+// Preview is what Send would send for l, for the dry run: Send itself,
+// its request answered with the CRM's documented success instead of sent.
+func (e *Example) Preview(ctx context.Context, l *lead.Lead) ([]crm.PreviewRequest, error) {
+	return crm.PreviewSend(ctx, e, l, func(*http.Request, []byte) *crm.Response {
+		return crm.JSONAnswer(`{"id":"L-1"}`)
+	}, e.token)
+}
+
 // --- the adapter (end) ---
 
 // exampleFake is Example CRM as its (imaginary) docs describe it.

@@ -216,6 +216,25 @@ func (e *Email) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	return "<" + l.ID + "@leadproxy>", nil
 }
 
+// Preview is what Send would send for l (the dry run): the message Build
+// makes, as go-mail writes it to the server, with the envelope as headers.
+func (e *Email) Preview(_ context.Context, l *lead.Lead) ([]crm.PreviewRequest, error) {
+	m, err := e.Build(l)
+	if err != nil {
+		return nil, fmt.Errorf("email: %w", err)
+	}
+	var b strings.Builder
+	if _, err := m.WriteTo(&b); err != nil {
+		return nil, fmt.Errorf("email: %w", lead.Permanent(0, err.Error()))
+	}
+	scheme := "smtp"
+	if e.implicit() {
+		scheme = "smtps"
+	}
+	return []crm.PreviewRequest{{Method: "SMTP", URL: scheme + "://" + net.JoinHostPort(e.host, strconv.Itoa(e.port)),
+		Header: map[string][]string{"MAIL FROM": {e.From}, "RCPT TO": e.To}, Body: b.String()}}, nil
+}
+
 var smtpCode = regexp.MustCompile(`\b([245])([0-9]{2}) `)
 
 // classify reads the SMTP reply code behind err: 5xx permanent, anything

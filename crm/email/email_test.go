@@ -248,3 +248,31 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("ca_file: %v", err)
 	}
 }
+
+// The dry run's preview is the message the server then receives, byte for
+// byte, with the envelope, and previewing sends nothing.
+func TestPreviewIsTheMessage(t *testing.T) {
+	s := start(t, false)
+	e := provisioned(t, "email {\n"+s.Caddyfile()+"\n}")
+	l := testLead()
+	p := crmtest.Preview(t, e, l)
+	if n := len(s.Received.All()); n != 0 {
+		t.Fatalf("preview sent %d messages", n)
+	}
+	if _, err := crmtest.Send(e, l); err != nil {
+		t.Fatal(err)
+	}
+	got := s.Received.All()
+	if len(p) != 1 || len(got) != 1 {
+		t.Fatalf("%d previews, %d messages", len(p), len(got))
+	}
+	if p[0].Method != "SMTP" || !strings.HasPrefix(p[0].URL, "smtp://") {
+		t.Errorf("preview %s %s", p[0].Method, p[0].URL)
+	}
+	if p[0].Header["MAIL FROM"][0] != got[0].From || strings.Join(p[0].Header["RCPT TO"], " ") != strings.Join(got[0].To, " ") {
+		t.Errorf("envelope %v, received %s → %v", p[0].Header, got[0].From, got[0].To)
+	}
+	if p[0].Body != string(got[0].Data) {
+		t.Errorf("preview\n%q\nreceived\n%q", p[0].Body, got[0].Data)
+	}
+}

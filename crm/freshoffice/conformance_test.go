@@ -16,6 +16,7 @@ func TestConformance(t *testing.T) {
 			f := freshofficetest.New()
 			return f.Caddyfile(), f.Faults, f.Close
 		},
-		Rate: 3, Per: time.Second, PerLead: 1,
+		PreviewIDs: []string{"1000001", "1000002"},
+		Rate:       3, Per: time.Second, PerLead: 1,
 	})
 }

@@ -257,6 +257,18 @@ func (f *FreshOffice) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	return id, nil
 }
 
+// Preview is what Send would send for l (the dry run), each insert
+// answered with FreshOffice's standard success object (example ids).
+func (f *FreshOffice) Preview(ctx context.Context, l *lead.Lead) ([]crm.PreviewRequest, error) {
+	return crm.PreviewSend(ctx, f, l, func(req *http.Request, _ []byte) *crm.Response {
+		id := "1000002"
+		if strings.HasSuffix(req.URL.Path, "/company/insert") {
+			id = "1000001"
+		}
+		return crm.JSONAnswer(`{"status":"success","error":null,"code":"0","rows":1,"pages":1,"page":1,"value":"` + id + `"}`)
+	}, f.token)
+}
+
 // contractor creates the lead's contractor, or returns the one created for
 // it by an earlier attempt whose deal failed.
 func (f *FreshOffice) contractor(ctx context.Context, l *lead.Lead, phone string, extra map[string]any) (string, error) {
@@ -281,7 +293,9 @@ func (f *FreshOffice) contractor(ctx context.Context, l *lead.Lead, phone string
 		// Retrying would create another contractor per attempt.
 		return "", lead.Permanent(status, "contractor created but the answer carries no id in value; set the company option to attach deals to an existing contractor")
 	}
-	f.pending.put(l.ID, id)
+	if !crm.Recording(ctx) { // a preview created nothing
+		f.pending.put(l.ID, id)
+	}
 	return id, nil
 }
 

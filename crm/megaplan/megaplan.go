@@ -183,6 +183,24 @@ func (m *Megaplan) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	return "", fmt.Errorf("create deal: %w", crm.Unparsable(resp, err))
 }
 
+// Preview is what Send would send for l (the dry run): a token request
+// only when Send would make one (its answer is kept nowhere), a search that
+// finds no contractor, then the creates, answered with example ids.
+func (m *Megaplan) Preview(ctx context.Context, l *lead.Lead) ([]crm.PreviewRequest, error) {
+	return crm.PreviewSend(ctx, m, l, func(req *http.Request, _ []byte) *crm.Response {
+		p := req.URL.Path
+		switch {
+		case strings.HasSuffix(p, "/auth/access_token"):
+			return crm.JSONAnswer(`{"access_token":"leadproxy-preview-access-token","expires_in":86400,"token_type":"bearer","refresh_token":"leadproxy-preview-refresh-token"}`)
+		case req.Method == http.MethodGet:
+			return crm.JSONAnswer(`{"meta":{"status":200,"errors":[]},"data":[]}`)
+		case strings.HasSuffix(p, "/contractorHuman"):
+			return crm.JSONAnswer(`{"meta":{"status":200,"errors":[]},"data":{"contentType":"ContractorHuman","id":"1000001"}}`)
+		}
+		return crm.JSONAnswer(`{"meta":{"status":200,"errors":[]},"data":{"contentType":"Deal","id":"1000002"}}`)
+	}, m.login, m.password)
+}
+
 // contractor returns the contractor to link the deal to: one found by the
 // lead's phone or email, else a new person; nil when the lead has nothing
 // to make one of.

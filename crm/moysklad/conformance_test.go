@@ -16,6 +16,7 @@ func TestConformance(t *testing.T) {
 			f := moyskladtest.New()
 			return f.Caddyfile(), f.Faults, f.Close
 		},
-		Rate: 1, Per: time.Second, PerLead: 1,
+		PreviewIDs: []string{"00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"},
+		Rate:       1, Per: time.Second, PerLead: 1,
 	})
 }

@@ -261,6 +261,21 @@ func (m *MoySklad) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	return created.ID, nil
 }
 
+// Preview is what Send would send for l (the dry run): the lookups find
+// nothing (a new counterparty is created) and each create answers its
+// example id, so the order's agent is that example counterparty.
+func (m *MoySklad) Preview(ctx context.Context, l *lead.Lead) ([]crm.PreviewRequest, error) {
+	return crm.PreviewSend(ctx, m, l, func(req *http.Request, _ []byte) *crm.Response {
+		if req.Method == http.MethodGet {
+			return crm.JSONAnswer(`{"meta":{"size":0,"limit":1,"offset":0},"rows":[]}`)
+		}
+		if strings.HasSuffix(req.URL.Path, "/entity/counterparty") {
+			return crm.JSONAnswer(`{"id":"00000000-0000-4000-8000-000000000001"}`)
+		}
+		return crm.JSONAnswer(`{"id":"00000000-0000-4000-8000-000000000002"}`)
+	}, m.token)
+}
+
 // description renders the order comment: the contact (the agent may be an
 // older counterparty with other details), the lead summary, then notes.
 func description(l *lead.Lead, phone string, notes []string) string {
@@ -344,7 +359,9 @@ func (m *MoySklad) employee(ctx context.Context, login string) (string, error) {
 	if len(found.Rows) > 0 {
 		id = found.Rows[0].ID
 	}
-	m.employees.Store(login, id)
+	if !crm.Recording(ctx) { // a preview's answer is an example
+		m.employees.Store(login, id)
+	}
 	return id, nil
 }
 

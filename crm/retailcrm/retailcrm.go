@@ -228,6 +228,15 @@ func (r *RetailCRM) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	return id, nil
 }
 
+// Preview is what Send would send for l (the dry run), answered with the
+// documented 201 of orders/create.
+func (r *RetailCRM) Preview(ctx context.Context, l *lead.Lead) ([]crm.PreviewRequest, error) {
+	return crm.PreviewSend(ctx, r, l, func(*http.Request, []byte) *crm.Response {
+		return &crm.Response{Status: http.StatusCreated, Header: http.Header{"Content-Type": {crm.ContentJSON}},
+			Body: []byte(`{"success":true,"id":1,"order":{"id":1}}`)}
+	}, r.apiKey)
+}
+
 // existing looks an order up by externalId: the answer to "already exists"
 // after an earlier attempt created the order but its answer was lost.
 func (r *RetailCRM) existing(ctx context.Context, externalID string) (string, bool) {

@@ -133,6 +133,14 @@ func (r *Roistat) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	return id, crm.Redact(err, r.key)
 }
 
+// Preview is what Send would send for l (the dry run), answered with a
+// documented success ({"status":"success","data":{"id":...}}).
+func (r *Roistat) Preview(ctx context.Context, l *lead.Lead) ([]crm.PreviewRequest, error) {
+	return crm.PreviewSend(ctx, r, l, func(*http.Request, []byte) *crm.Response {
+		return crm.JSONAnswer(`{"status":"success","data":{"id":"1"}}`)
+	}, r.key)
+}
+
 // URL is the request for l, key included: never log it.
 func (r *Roistat) URL(l *lead.Lead) string {
 	q := url.Values{}

@@ -213,6 +213,19 @@ func (s *Salesforce) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	return ans.ID, nil
 }
 
+// Preview is what Send would send for l (the dry run): a token request
+// only when Send would make one (its answer is kept nowhere), then the
+// create or upsert, answered as documented (201 with the new id).
+func (s *Salesforce) Preview(ctx context.Context, l *lead.Lead) ([]crm.PreviewRequest, error) {
+	return crm.PreviewSend(ctx, s, l, func(req *http.Request, _ []byte) *crm.Response {
+		if req.URL.String() == s.tokenURL {
+			return crm.JSONAnswer(`{"access_token":"leadproxy-preview-access-token","token_type":"Bearer"}`)
+		}
+		return &crm.Response{Status: http.StatusCreated, Header: http.Header{"Content-Type": {crm.ContentJSON}},
+			Body: []byte(`{"id":"00Q000000000001AAA","success":true,"errors":[]}`)}
+	}, s.secret, s.token, s.refresh)
+}
+
 func (s *Salesforce) byExternalID(leadID string) string {
 	return s.sobject + "/" + url.PathEscape(s.ExternalID) + "/" + url.PathEscape(leadID)
 }

@@ -149,7 +149,9 @@ func (t *Telegram) Send(ctx context.Context, l *lead.Lead) (string, error) {
 			if id, err = t.send(ctx, t.Build(l, chat)); err != nil {
 				return "", fmt.Errorf("telegram: chat %s: %w", chat, crm.Redact(err, t.token))
 			}
-			t.remember(key, id)
+			if !crm.Recording(ctx) { // a preview sent nothing
+				t.remember(key, id)
+			}
 		}
 		ids = append(ids, chat+":"+id)
 	}
@@ -159,6 +161,14 @@ func (t *Telegram) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	}
 	t.mem.mu.Unlock()
 	return strings.Join(ids, ","), nil
+}
+
+// Preview is what Send would post for l (the dry run): one sendMessage
+// per chat, answered as the Bot API documents a sent message.
+func (t *Telegram) Preview(ctx context.Context, l *lead.Lead) ([]crm.PreviewRequest, error) {
+	return crm.PreviewSend(ctx, t, l, func(*http.Request, []byte) *crm.Response {
+		return crm.JSONAnswer(`{"ok":true,"result":{"message_id":1,"date":0,"chat":{"id":1,"type":"private"},"text":""}}`)
+	}, t.token)
 }
 
 // maxRemembered bounds the partial-delivery memory (leads whose retry is

@@ -128,6 +128,14 @@ func (u *UON) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	return id, crm.Redact(err, u.key)
 }
 
+// Preview is what Send would send for l (the dry run), answered with the
+// documented {"result":200,"id":34144}.
+func (u *UON) Preview(ctx context.Context, l *lead.Lead) ([]crm.PreviewRequest, error) {
+	return crm.PreviewSend(ctx, u, l, func(*http.Request, []byte) *crm.Response {
+		return crm.JSONAnswer(`{"result":200,"id":34144}`)
+	}, u.key)
+}
+
 // form maps the lead to lead/create's fields.
 func (u *UON) form(l *lead.Lead) url.Values {
 	form := url.Values{}

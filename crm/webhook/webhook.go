@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -135,6 +136,23 @@ func (w *Webhook) Send(ctx context.Context, l *lead.Lead) (string, error) {
 		return fmt.Sprint(ack.ID), nil
 	}
 	return "", nil
+}
+
+// Preview is what Send would post for l (the dry run), answered as a
+// receiver that takes it answers: 200 with an empty body. The URL's path
+// is masked with the secret and the headers' values.
+func (w *Webhook) Preview(ctx context.Context, l *lead.Lead) ([]crm.PreviewRequest, error) {
+	secrets := []string{w.secret}
+	if u, err := url.Parse(w.url); err == nil && len(u.Path) > 1 {
+		// A hook URL's path is often its credential (SECURITY.md, "Secrets").
+		secrets = append(secrets, strings.TrimPrefix(u.EscapedPath(), "/"))
+	}
+	for _, v := range w.Headers {
+		secrets = append(secrets, crm.Secret(v))
+	}
+	return crm.PreviewSend(ctx, w, l, func(*http.Request, []byte) *crm.Response {
+		return &crm.Response{Status: http.StatusOK}
+	}, secrets...)
 }
 
 // DecodeSecret turns "whsec_<base64>" into key bytes.

@@ -386,8 +386,10 @@ func TestInjectE2ECompressedUpstream(t *testing.T) {
 					ce := resp.Header.Get("Content-Encoding")
 					switch {
 					case site == "PORT_RAW":
-						// The upstream's coding is kept: decoded, injected, re-encoded.
-						if ce != upCoding {
+						// The upstream's coding is kept: decoded, injected, re-encoded;
+						// a zstd page may go out as br, smaller, to a client that
+						// accepts br (intercept/reencode.go).
+						if ce != upCoding && !(upCoding == "zstd" && ce == "br" && strings.Contains(ae, "br")) {
 							t.Fatalf("Content-Encoding %q, want the upstream's %q", ce, upCoding)
 						}
 						mu.Lock()

@@ -39,6 +39,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -56,6 +57,9 @@ const (
 	InjectResultFragment = "fragment" // a partial (htmx, Turbo) or empty document
 	InjectResultNoPoint  = "no_point" // no insertion point within MaxPrefix
 	InjectResultError    = "error"    // the body did not decode or could not be written
+	// The page was br or zstd and no encoding on the request path came out
+	// within its bytes plus the tag: sent as it came (reencode.go).
+	InjectResultHeavier = "heavier"
 )
 
 // Reasons a response is left alone, reported as OnResult("skipped_" + reason).
@@ -99,6 +103,23 @@ type InjectConfig struct {
 	// Encoded, if set, remembers each path's gzip splice so that the same
 	// encoded page served again is not decoded again (see EncodedCache).
 	Encoded *EncodedCache
+	// FlushHold is how long an injected br or zstd page, held to check its
+	// size, waits after a Flush for its end before it streams unchecked;
+	// default DefaultFlushHold.
+	FlushHold time.Duration
+}
+
+// DefaultFlushHold: the page's end usually follows a Flush of Caddy's
+// reverse_proxy within a millisecond or two (it flushes after every write
+// of a chunked response); an upstream that really paused after the head
+// gets it out at most this much later.
+const DefaultFlushHold = 20 * time.Millisecond
+
+func (c *InjectConfig) flushHold() time.Duration {
+	if c.FlushHold > 0 {
+		return c.FlushHold
+	}
+	return DefaultFlushHold
 }
 
 func (c *InjectConfig) report(result string) {
@@ -144,7 +165,7 @@ func Wrap(w http.ResponseWriter, r *http.Request, cfg *InjectConfig) (http.Respo
 			return nil
 		}
 	}
-	iw := &injector{w: w, ctx: r.Context(), cfg: cfg, limit: cfg.maxPrefix(), path: r.URL.Path}
+	iw := &injector{w: w, ctx: r.Context(), cfg: cfg, limit: cfg.maxPrefix(), path: r.URL.Path, req: r.Header}
 	return iw, iw.finish
 }
 
@@ -178,6 +199,7 @@ type injector struct {
 	cfg   *InjectConfig
 	limit int
 	path  string // the VerdictCache key
+	req   http.Header
 
 	uncached bool           // the cache missed: the scan runs as without one
 	cached   *cachedVerdict // the remembered page this one is compared with
@@ -194,16 +216,19 @@ type injector struct {
 	heldBuf *[]byte // the pooled buffer held lives in
 	raw     []byte  // the same, still encoded (only with a coding)
 	out     io.Writer
-	enc     bodyEncoder
-	pump    *decodePump
-	gz      *gzRun // an injected gzip page being spliced (codec.go)
+	re      *reencoder // an injected br or zstd page (reencode.go)
+	// A br or zstd page's flush timer may write from its own goroutine:
+	// while timed, every call from the handler holds mu.
+	timed bool
+	mu    sync.Mutex
+	pump  *decodePump
+	gz    *gzRun // an injected gzip page being spliced (codec.go)
 
 	// The EncodedCache (encodecache.go): the remembered page compared with
 	// this one, how far, and the copy after its replacement on a hit.
 	ecand    *encodedEntry
 	echecked int
 	tail     *gzTail
-	rec      *wholeRecord // a br or zstd page's encoded bytes, to remember
 	// What the verdict of an injected page depended on.
 	scanRead     int
 	scanComplete bool
@@ -217,7 +242,13 @@ type injector struct {
 	peakHeld, peakRaw int
 }
 
-func (iw *injector) Header() http.Header { return iw.w.Header() }
+func (iw *injector) Header() http.Header {
+	if iw.timed {
+		iw.mu.Lock()
+		defer iw.mu.Unlock()
+	}
+	return iw.w.Header()
+}
 
 // Unwrap lets http.ResponseController reach Hijack, deadlines and full duplex
 // of the underlying writer.
@@ -277,6 +308,7 @@ func (iw *injector) responseSkip(code int) string {
 		return skippedEncoding
 	}
 	iw.coding = coding
+	iw.timed = coding == "br" || coding == "zstd"
 	iw.xml = mt == "application/xhtml+xml"
 	iw.length = -1
 	if cl := h.Get("Content-Length"); cl != "" && coding == "" {
@@ -295,6 +327,10 @@ func isHTMLType(mt string) bool {
 var errWriteAfterFinish = errors.New("inject: write after finish")
 
 func (iw *injector) Write(p []byte) (int, error) {
+	if iw.timed {
+		iw.mu.Lock()
+		defer iw.mu.Unlock()
+	}
 	if iw.finished && iw.state != injectPass {
 		return 0, errWriteAfterFinish
 	}
@@ -346,6 +382,10 @@ var injectBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &
 func (iw *injector) Flush() { _ = iw.FlushError() }
 
 func (iw *injector) FlushError() error {
+	if iw.timed {
+		iw.mu.Lock()
+		defer iw.mu.Unlock()
+	}
 	if iw.state == injectNew {
 		iw.WriteHeader(http.StatusOK)
 	}
@@ -371,9 +411,9 @@ func (iw *injector) flushOut() error {
 			return err
 		}
 	}
-	if iw.enc != nil {
-		if err := iw.enc.Flush(); err != nil {
-			return err
+	if iw.re != nil {
+		if held, err := iw.re.flush(); held || err != nil {
+			return err // nothing went out yet: not even the headers
 		}
 	}
 	return http.NewResponseController(iw.w).Flush()
@@ -489,25 +529,22 @@ func (iw *injector) inject(data []byte, atEOF bool) error {
 	tag := scriptTag(iw.cfg.ScriptSrc, iw.scan.nonce(), iw.xml)
 	ins := iw.scan.insertion(len(tag))
 	iw.scanRead, iw.scanComplete = min(len(data), iw.scan.read), iw.scan.complete || atEOF
+	switch iw.coding {
+	case "gzip":
+		iw.writeInjectedHeader(-1)
+		return iw.startSplice(ins, tag) // no re-compression of the page
+	case "br", "zstd":
+		return iw.startReencode(data, ins, tag) // held to its end: no header yet
+	}
 	h := iw.w.Header()
 	h.Del("Content-Length")
-	if iw.coding == "" {
-		if atEOF {
-			h.Set("Content-Length", strconv.Itoa(len(data)+len(tag)))
-		} else if iw.length >= 0 {
-			h.Set("Content-Length", strconv.FormatInt(iw.length+int64(len(tag)), 10))
-		}
+	if atEOF {
+		h.Set("Content-Length", strconv.Itoa(len(data)+len(tag)))
+	} else if iw.length >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(iw.length+int64(len(tag)), 10))
 	}
 	iw.writeInjectedHeader(-1)
-	if iw.coding == "gzip" {
-		return iw.startSplice(ins, tag) // no re-compression of the page
-	}
 	iw.out = iw.w
-	if iw.coding != "" {
-		iw.enc = newBodyEncoder(iw.coding, iw.w, iw.raw...)
-		iw.recordWhole(ins, tag)
-		iw.out = iw.enc
-	}
 	iw.result = InjectResultInjected
 	iw.state = injectStream
 	// One Write, not three: a writer outside us may decide from the first
@@ -580,6 +617,10 @@ func (iw *injector) releaseHeld() {
 }
 
 func (iw *injector) finish() error {
+	if iw.timed {
+		iw.mu.Lock()
+		defer iw.mu.Unlock()
+	}
 	if iw.finished {
 		return iw.err
 	}
@@ -609,12 +650,11 @@ func (iw *injector) finish() error {
 	if iw.tail != nil {
 		iw.finishTail()
 	}
-	if iw.enc != nil && iw.err == nil {
-		if err := iw.enc.Close(); err != nil {
-			iw.err = fmt.Errorf("inject: close %s encoder: %w", iw.coding, err)
+	if iw.re != nil && iw.err == nil {
+		if err := iw.re.finish(); err != nil {
+			iw.err = fmt.Errorf("inject: %s page: %w", iw.coding, err)
 			iw.result = InjectResultError
 		}
-		iw.rememberWhole()
 	}
 	iw.cfg.report(iw.result)
 	return iw.err

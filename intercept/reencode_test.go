@@ -1,0 +1,184 @@
+package intercept
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// landingPage is bench/run.sh's genpage: a small head, a form and rows of
+// Cyrillic text, very repetitive (the 60 KB rows of the bench).
+func landingPage(size int) []byte {
+	var b bytes.Buffer
+	b.WriteString("<!DOCTYPE html>\n<html lang=\"ru\">\n<head>\n<meta charset=\"utf-8\">\n" +
+		"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n" +
+		"<title>Окна ПВХ от производителя</title>\n<link rel=\"stylesheet\" href=\"/css/site.css\">\n" +
+		"<script src=\"/js/app.js\" defer></script>\n</head>\n<body>\n" +
+		"<header><nav><a href=\"/\">Главная</a> <a href=\"/catalog\">Каталог</a></nav></header>\n" +
+		"<form id=\"contact-form\" action=\"/contact\" method=\"post\"><input name=\"name\">" +
+		"<input name=\"phone\" type=\"tel\"><button>Отправить</button></form>\n")
+	for i := 0; b.Len() < size-16; i++ {
+		fmt.Fprintf(&b, "<p class=\"item-%d\">Позиция %d: окна ПВХ, замер бесплатно, монтаж за один день. <a href=\"/p/%d\">Подробнее</a></p>\n", i%9, i, i)
+	}
+	b.WriteString("</body></html>\n")
+	return b.Bytes()
+}
+
+// wpPage is bench/wppage.awk's WordPress-shaped page (117 KB, a 71 KB head).
+func wpPage(t *testing.T) []byte {
+	t.Helper()
+	cmd := exec.Command("awk", "-v", "nonce=0", "-f", filepath.Join("..", "bench", "wppage.awk"))
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	out, err := cmd.Output()
+	if err != nil || len(out) < 100<<10 {
+		t.Fatalf("bench/wppage.awk: %v (%d bytes)", err, len(out))
+	}
+	return out
+}
+
+// cliEncode compresses page with the brotli or zstd command at level, as a
+// site precompresses its files (or a server module compresses on the fly).
+func cliEncode(t *testing.T, coding string, level int, page []byte) []byte {
+	t.Helper()
+	name, args := "brotli", []string{"-q", strconv.Itoa(level), "-c"}
+	if coding == "zstd" {
+		name, args = "zstd", []string{"-q", "-" + strconv.Itoa(level), "-c"}
+	}
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("the %s command is needed: apt-get install -y brotli zstd", name)
+	}
+	// From a file, as sites precompress: the commands size their
+	// parameters to it (zstd from a pipe does not know the size).
+	file := filepath.Join(t.TempDir(), "page.html")
+	if err := os.WriteFile(file, page, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, append(args, file)...).Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v", name, args, err)
+	}
+	return out
+}
+
+// TestReencodeNeverLarger: "a page the upstream compressed is not sent out
+// worse compressed than it came", on every request, the first included. A
+// br or zstd page made by the brotli (1-11) and zstd (1-19) commands, on
+// the bench's repetitive landing page and on the WordPress-shaped one,
+// served as a static file is (a Content-Length, no Flush), to a browser
+// (Accept-Encoding: gzip, deflate, br, zstd) and to a client accepting
+// only the page's coding: each response is either the page with the tag,
+// in a coding the client accepts and no more than the upstream's bytes
+// plus the tag, or, where no encoding on the request path gets there, the
+// upstream's bytes as they came (result "heavier"), with the tag from a
+// later request on once the background encoder has one that fits. Without
+// a cache every request is a first one.
+func TestReencodeNeverLarger(t *testing.T) {
+	tag := []byte(testTag)
+	pages := map[string][]byte{"landing60k": landingPage(61440), "wp": wpPage(t)}
+	var table []string
+	untagged := 0
+	for _, pname := range []string{"landing60k", "wp"} {
+		page := pages[pname]
+		plain, _, _ := run(t, getPage(), InjectConfig{}, htmlResponse(string(page)))
+		want := plain.body.Bytes()
+		for _, coding := range []string{"br", "zstd"} {
+			top := 11
+			if coding == "zstd" {
+				top = 19
+			}
+			for level := 1; level <= top; level++ {
+				body := cliEncode(t, coding, level, page)
+				for _, ae := range []string{"gzip, deflate, br, zstd", coding} {
+					name := fmt.Sprintf("%s/%s-%d/accept=%s", pname, coding, level, ae)
+					cache := NewEncodedCache()
+					serve := func(cfg InjectConfig, n string) string {
+						t.Helper()
+						req := getPage()
+						req.Header.Set("Accept-Encoding", ae)
+						resp := response{status: 200, chunk: 16 << 10, body: body, header: map[string]string{
+							"Content-Type": "text/html; charset=utf-8", "Content-Encoding": coding,
+							"Content-Length": strconv.Itoa(len(body)), "Vary": "Accept-Encoding"}}
+						tap, result, err := run(t, req, cfg, resp)
+						if err != nil {
+							t.Fatalf("%s %s: %v", name, n, err)
+						}
+						out := tap.body.Bytes()
+						sent := tap.sent.Get("Content-Encoding")
+						switch result {
+						case InjectResultInjected:
+							if !acceptsCoding(req.Header.Values("Accept-Encoding"), sent) {
+								t.Fatalf("%s %s: sent %q to a client accepting %q", name, n, sent, ae)
+							}
+							if got := decodeAny(t, sent, out); !bytes.Equal(got, want) {
+								t.Fatalf("%s %s: decoded output is not the page with the tag", name, n)
+							}
+							if len(out) > len(body)+len(tag) {
+								t.Errorf("%s %s: %d bytes (%s) from the upstream's %d (+%d, allowed %d)", name, n, len(out), sent, len(body), len(out)-len(body), len(tag))
+							}
+							if cl := tap.sent.Get("Content-Length"); cl != strconv.Itoa(len(out)) {
+								t.Errorf("%s %s: Content-Length %q for %d bytes", name, n, cl, len(out))
+							}
+						case InjectResultHeavier:
+							untagged++
+							if !bytes.Equal(out, body) || sent != coding || tap.sent.Get("Content-Length") != strconv.Itoa(len(body)) {
+								t.Fatalf("%s %s: not injected, and not the upstream's response as it came", name, n)
+							}
+						default:
+							t.Fatalf("%s %s: result %q", name, n, result)
+						}
+						table = append(table, fmt.Sprintf("%-45s %-6s %6d %6d %-4s %s", name, n, len(body), len(out), sent, result))
+						return result
+					}
+					serve(InjectConfig{}, "first")
+					for i := 1; i <= 3; i++ {
+						r := serve(InjectConfig{Encoded: cache}, fmt.Sprintf("cache%d", i))
+						cache.wait()
+						// A browser gets the tag once the background encoder had a
+						// go: brotli beats zstd at any level on these pages.
+						if i == 3 && r != InjectResultInjected && strings.Contains(ae, ",") {
+							t.Errorf("%s: third request still %q", name, r)
+						}
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d responses without the tag; page/upstream/accept, request, upstream bytes, sent bytes, coding, result:\n%s", untagged, strings.Join(table, "\n"))
+}
+
+func TestAcceptsCoding(t *testing.T) {
+	for _, c := range []struct {
+		ae     string
+		coding string
+		want   bool
+	}{
+		{"gzip, deflate, br, zstd", "br", true},
+		{"gzip, deflate, br, zstd", "zstd", true},
+		{"gzip", "br", false},
+		{"", "br", false},
+		{"br;q=0", "br", false},
+		{"br;q=0.0, zstd", "br", false},
+		{"BR;Q=0.5", "br", true},
+		{"*", "br", true},
+		{"*;q=0", "br", false},
+		{"*, br;q=0", "br", false},
+		{"gzip,br", "br", true},
+		{"brotli", "br", false},
+		{" br ; q=1 ", "br", true},
+	} {
+		h := http.Header{}
+		if c.ae != "" {
+			h.Set("Accept-Encoding", c.ae)
+		}
+		if got := acceptsCoding(h.Values("Accept-Encoding"), c.coding); got != c.want {
+			t.Errorf("%q %s: %v", c.ae, c.coding, got)
+		}
+	}
+}

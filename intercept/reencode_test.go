@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // landingPage is bench/run.sh's genpage: a small head, a form and rows of
@@ -180,5 +181,68 @@ func TestAcceptsCoding(t *testing.T) {
 		if got := acceptsCoding(h.Values("Accept-Encoding"), c.coding); got != c.want {
 			t.Errorf("%q %s: %v", c.ae, c.coding, got)
 		}
+	}
+}
+
+// TestReencodeHeldBadEncoding: a br or zstd page that stops decoding after
+// the verdict, while it is still held, goes out as it came (nothing of ours
+// went out yet); one that streamed is left unterminated.
+func TestReencodeHeldBadEncoding(t *testing.T) {
+	page := randomPage(2, 3000)
+	for _, coding := range []string{"br", "zstd"} {
+		good := encode(t, coding, page)
+		if len(good) > wholeMax {
+			t.Fatalf("%s: %d bytes, more than is held", coding, len(good))
+		}
+		corrupt := bytes.Clone(good)
+		for i := len(good) * 3 / 4; i < len(good)-8; i += 97 {
+			corrupt[i] ^= 0x5a
+		}
+		for name, body := range map[string][]byte{"truncated": good[:len(good)*3/4], "corrupt tail": corrupt} {
+			resp := response{status: 200, chunk: 1000, body: body, header: map[string]string{
+				"Content-Type": "text/html", "Content-Encoding": coding, "Content-Length": strconv.Itoa(len(body))}}
+			tap, result, err := run(t, getPage(), InjectConfig{}, resp)
+			if err != nil || result != InjectResultError || !bytes.Equal(tap.body.Bytes(), body) ||
+				tap.sent.Get("Content-Length") != strconv.Itoa(len(body)) || tap.sent.Get("Content-Encoding") != coding {
+				t.Fatalf("%s %s: result %q, %v; not the upstream's response as it came", coding, name, result, err)
+			}
+		}
+	}
+}
+
+// TestReencodeStreamedStepsUp: a held page whose end does not follow a
+// Flush streams unchecked once FlushHold passes (the test waits for that
+// flush); when it came out larger than the upstream's bytes plus the tag,
+// the path's next page starts one step up its ladder.
+func TestReencodeStreamedStepsUp(t *testing.T) {
+	page := landingPage(61440)
+	body := cliEncode(t, "br", 10, page) // beyond every step of the ladder
+	cache := NewEncodedCache()
+	for i := 0; i < 2; i++ {
+		tap := flushTap{newTap(), make(chan struct{}, 4)}
+		req := getPage()
+		req.Header.Set("Accept-Encoding", "br")
+		w, finish := Wrap(tap, req, &InjectConfig{ScriptSrc: testSrc, Encoded: cache, FlushHold: time.Millisecond})
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("Content-Encoding", "br")
+		w.Write(body[:len(body)/2])
+		if err := http.NewResponseController(w).Flush(); err != nil {
+			t.Fatal(err)
+		}
+		<-tap.flushed
+		w.Write(body[len(body)/2:])
+		if err := finish(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := decode("br", tap.body.Bytes())
+		if err != nil || tagInserted(page, got, []byte(testTag)) < 0 {
+			t.Fatalf("streamed page: not the page with the tag (%v)", err)
+		}
+		if tap.sent.Get("Content-Length") != "" {
+			t.Fatal("a streamed page with a Content-Length")
+		}
+	}
+	if s := cache.stepFor("/", "br"); s != len(reLadders["br"])-1 {
+		t.Fatalf("step %d after pages larger than they came", s)
 	}
 }

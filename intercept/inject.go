@@ -20,11 +20,13 @@ package intercept
 //     bytes are held as well, so a page that is not injected (or does not
 //     decode) goes out byte for byte. An injected gzip page is spliced: the
 //     tag goes into the upstream's deflate stream and only the part around it
-//     is compressed again; br and zstd are re-encoded with the same coding.
+//     is compressed again; br and zstd are held to their end and re-encoded,
+//     checked to be no larger than they came (reencode.go).
 //
 // The files: this one is the writer's state machine; headscan.go reads the
 // head to a verdict; verdicts.go remembers verdicts per path; csp.go finds
-// the nonce; codec.go decodes and re-encodes a compressed page; gzsplice.go
+// the nonce; codec.go decodes a compressed page; reencode.go re-encodes br
+// and zstd; gzsplice.go
 // splices gzip (deflatebits.go: its codes, bits and CRC algebra);
 // encodecache.go remembers splices and re-encoded pages.
 

@@ -31,6 +31,7 @@ package intercept
 // encodecache.go remembers splices and re-encoded pages.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -429,6 +430,12 @@ func (iw *injector) absorb(p []byte) error {
 		fresh := len(iw.held)
 		data := chunk // no copy when the verdict comes within one write
 		if fresh > 0 {
+			if done, err := iw.cachedTail(chunk); done || err != nil {
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			iw.hold(chunk)
 			data = iw.held
 		}
@@ -461,6 +468,39 @@ func (iw *injector) absorb(p []byte) error {
 		return err
 	}
 	return nil // the encoded bytes went out as they came
+}
+
+// cachedTail ends the hold of an identity page whose held bytes and chunk
+// are the remembered page's up to its verdict, an insertion into the held
+// bytes: the held bytes go out with the tag, then chunk as it is, which is
+// never copied (on a WordPress head of 71 KB, a third of what was held).
+func (iw *injector) cachedTail(chunk []byte) (bool, error) {
+	e := iw.cached
+	if e == nil || iw.uncached || iw.coding != "" || e.verdict != verdictInsert ||
+		len(e.exact) < e.n || iw.checked != len(iw.held) || len(iw.held)+len(chunk) < e.n {
+		return false, nil
+	}
+	from := len(iw.held)
+	if !bytes.Equal(chunk[:e.n-from], e.exact[from:e.n]) {
+		return false, nil // the scan decides, as without this
+	}
+	scan := e.scan
+	tag := scriptTag(iw.cfg.ScriptSrc, scan.nonce(), iw.xml)
+	if scan.insertion(len(tag)) >= from {
+		return false, nil
+	}
+	iw.scan, iw.checked = scan, e.n
+	if !e.hit.Load() {
+		e.hit.Store(true)
+	}
+	iw.cfg.scanned(true)
+	iw.peakHeld = max(iw.peakHeld, len(iw.held))
+	err := iw.injectTag(tag, iw.held, chunk, false)
+	iw.releaseHeld()
+	if err == nil && iw.flushPending {
+		err = iw.flushOut()
+	}
+	return true, err
 }
 
 // scanHeld scans data, the body so far (absorb passes every held byte,
@@ -508,7 +548,7 @@ func (iw *injector) scanHeld(data []byte, fresh int) pageVerdict {
 func (iw *injector) settle(v pageVerdict, data []byte, atEOF bool) error {
 	var err error
 	if v == verdictInsert {
-		err = iw.inject(data, atEOF)
+		err = iw.inject(data, nil, atEOF)
 	} else {
 		iw.result = v.result()
 		iw.state = injectPass
@@ -526,9 +566,13 @@ func (iw *injector) settle(v pageVerdict, data []byte, atEOF bool) error {
 	return err
 }
 
-// inject sends the headers and data with the tag spliced in.
-func (iw *injector) inject(data []byte, atEOF bool) error {
-	tag := scriptTag(iw.cfg.ScriptSrc, iw.scan.nonce(), iw.xml)
+// inject sends the headers and data with the tag spliced in, then tail,
+// the bytes after data (identity pages only).
+func (iw *injector) inject(data, tail []byte, atEOF bool) error {
+	return iw.injectTag(scriptTag(iw.cfg.ScriptSrc, iw.scan.nonce(), iw.xml), data, tail, atEOF)
+}
+
+func (iw *injector) injectTag(tag, data, tail []byte, atEOF bool) error {
 	ins := iw.scan.insertion(len(tag))
 	iw.scanRead, iw.scanComplete = min(len(data), iw.scan.read), iw.scan.complete || atEOF
 	switch iw.coding {
@@ -554,12 +598,11 @@ func (iw *injector) inject(data []byte, atEOF bool) error {
 	// minimum_length or a Content-Length says the body will, so a short
 	// "<html><head>" would leave a chunked page uncompressed).
 	if n := len(data); n > 0 && n == len(iw.held) && &data[0] == &iw.held[0] {
-		// The held buffer is ours: the tag goes in place, with one move.
-		buf := append(iw.held, tag...)
-		copy(buf[ins+len(tag):], buf[ins:n])
-		copy(buf[ins:], tag)
-		iw.held = buf
-		_, err := iw.out.Write(buf)
+		// The held buffer is ours: the tag goes in place.
+		if _, err := iw.out.Write(iw.spliceHeld(ins, tag)); err != nil || len(tail) == 0 {
+			return err
+		}
+		_, err := iw.out.Write(tail)
 		return err
 	}
 	bp := spliceBufs.Get().(*[]byte)
@@ -599,20 +642,49 @@ var (
 
 const pooledBufMax = 2 * DefaultMaxPrefix
 
-// hold appends p to the held bytes, in a pooled buffer.
+// heldRoom is kept free before the held bytes: the tag goes in by moving
+// the bytes before the insertion point (a head's first few hundred) into
+// it rather than all those after it.
+const heldRoom = 256
+
+// hold appends p to the held bytes, in a pooled buffer: iw.held is always
+// (*iw.heldBuf)[heldRoom:heldRoom+len(iw.held)].
 func (iw *injector) hold(p []byte) {
 	if iw.heldBuf == nil {
 		iw.heldBuf = heldBufs.Get().(*[]byte)
-		iw.held = (*iw.heldBuf)[:0]
+		iw.held = (*iw.heldBuf)[heldRoom:heldRoom]
+	}
+	if n := len(iw.held) + len(p); n > cap(iw.held) {
+		buf := make([]byte, heldRoom+len(iw.held), 2*(heldRoom+n))
+		copy(buf[heldRoom:], iw.held)
+		*iw.heldBuf = buf[:0]
+		iw.held = buf[heldRoom:]
 	}
 	iw.held = append(iw.held, p...)
+}
+
+// spliceHeld puts tag into the held bytes at ins, in place; the held bytes
+// are not to be used after.
+func (iw *injector) spliceHeld(ins int, tag []byte) []byte {
+	if len(tag) <= heldRoom {
+		base := (*iw.heldBuf)[:heldRoom+len(iw.held)]
+		start := heldRoom - len(tag)
+		copy(base[start:], base[heldRoom:heldRoom+ins])
+		copy(base[start+ins:], tag)
+		return base[start:]
+	}
+	n := len(iw.held)
+	buf := append(iw.held, tag...)
+	copy(buf[ins+len(tag):], buf[ins:n])
+	copy(buf[ins:], tag)
+	iw.held = buf
+	return buf
 }
 
 // releaseHeld drops the held bytes (decoded and encoded), returning their
 // buffer to the pool: nothing may use them after.
 func (iw *injector) releaseHeld() {
-	if iw.heldBuf != nil && cap(iw.held) <= pooledBufMax {
-		*iw.heldBuf = iw.held[:0]
+	if iw.heldBuf != nil && cap(*iw.heldBuf) <= pooledBufMax {
 		heldBufs.Put(iw.heldBuf)
 	}
 	iw.heldBuf, iw.held, iw.raw = nil, nil, nil

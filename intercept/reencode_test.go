@@ -246,3 +246,18 @@ func TestReencodeStreamedStepsUp(t *testing.T) {
 		t.Fatalf("step %d after pages larger than they came", s)
 	}
 }
+
+// BenchmarkInjectWP: the bench's WordPress-shaped page (a 71 KB head, so
+// three 32 KB writes are held), with the VerdictCache as leadproxy runs.
+func BenchmarkInjectWP(b *testing.B) {
+	cmd := exec.Command("awk", "-v", "nonce=0", "-f", filepath.Join("..", "bench", "wppage.awk"))
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	page, err := cmd.Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("plain", func(b *testing.B) { benchServe(b, page, "text/html; charset=utf-8", false, nil) })
+	b.Run("inject-cached", func(b *testing.B) {
+		benchServe(b, page, "text/html; charset=utf-8", true, NewVerdictCache())
+	})
+}

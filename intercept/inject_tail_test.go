@@ -2,7 +2,9 @@ package intercept
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -67,6 +69,57 @@ func TestInjectCachedTail(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		if tap, _ := serve(cache, late); !bytes.Equal(tap.body.Bytes(), wantLate) {
 			t.Fatalf("late head %d: not the page with the tag after <head>", i)
+		}
+	}
+}
+
+// TestVerdictCacheBackoff: a path whose head differs on every response
+// replaces its never-matched entry at the 16th miss, then after twice as
+// many each time, up to 1024; when the head stops changing it is remembered
+// again within that and then matches.
+func TestVerdictCacheBackoff(t *testing.T) {
+	cache := NewVerdictCache()
+	entry := func() *cachedVerdict {
+		cache.mu.RLock()
+		defer cache.mu.RUnlock()
+		return cache.m["/"]
+	}
+	serve := func(i int) bool {
+		t.Helper()
+		page := fmt.Sprintf("<html><head><meta name=csrf-token content=%08d><title>t</title></head><body>x</body></html>", i)
+		cached := false
+		tap, result, err := run(t, getPage(), InjectConfig{Verdicts: cache, OnScan: func(c bool) { cached = c }}, htmlResponse(page))
+		if err != nil || result != InjectResultInjected || !strings.Contains(tap.body.String(), "<head>"+testTag+"<meta") {
+			t.Fatalf("response %d: %q %v", i, result, err)
+		}
+		return cached
+	}
+	var replaced []int
+	last := (*cachedVerdict)(nil)
+	for i := 0; i < 5000; i++ {
+		if serve(i) {
+			t.Fatalf("response %d matched a changing head", i)
+		}
+		if e := entry(); e != last {
+			replaced = append(replaced, i)
+			last = e
+		}
+	}
+	want := []int{0}
+	for at, gap := 0, int32(remissEvery); at+int(gap) < 5000; gap = min(2*gap, remissMax) {
+		at += int(gap)
+		want = append(want, at)
+	}
+	if fmt.Sprint(replaced) != fmt.Sprint(want) {
+		t.Fatalf("replaced at %v, want %v", replaced, want)
+	}
+	// The head stops changing: remembered within remissMax, then a hit.
+	for i := 0; ; i++ {
+		if i > remissMax+1 {
+			t.Fatal("a static head never matched")
+		}
+		if serve(-1) {
+			break
 		}
 	}
 }

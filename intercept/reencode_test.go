@@ -261,3 +261,37 @@ func BenchmarkInjectWP(b *testing.B) {
 		benchServe(b, page, "text/html; charset=utf-8", true, NewVerdictCache())
 	})
 }
+
+// BenchmarkInjectWPNonce: the same page with a CSP nonce on its scripts
+// that changes on every response (the VerdictCache misses every time).
+func BenchmarkInjectWPNonce(b *testing.B) {
+	cmd := exec.Command("awk", "-v", "nonce=1", "-f", filepath.Join("..", "bench", "wppage.awk"))
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	page, err := cmd.Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var bodies [][]byte
+	for i := range 8 {
+		bodies = append(bodies, bytes.ReplaceAll(page, []byte("NONCE_VALUE"), []byte(fmt.Sprintf("%032x", i*7919+1))))
+	}
+	req := getPage()
+	cfg := &InjectConfig{ScriptSrc: testSrc, Verdicts: NewVerdictCache()}
+	b.SetBytes(int64(len(page)))
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		body := bodies[i%len(bodies)]
+		i++
+		d := &discardWriter{h: http.Header{"Content-Type": {"text/html; charset=utf-8"},
+			"Content-Security-Policy": {fmt.Sprintf("script-src 'nonce-%032x' 'strict-dynamic'", (i-1)%len(bodies)*7919+1)}}}
+		w, finish := Wrap(d, req, cfg)
+		w.WriteHeader(200)
+		for rest := body; len(rest) > 0; rest = rest[min(len(rest), 32<<10):] {
+			w.Write(rest[:min(len(rest), 32<<10)])
+		}
+		if err := finish(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

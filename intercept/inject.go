@@ -730,6 +730,9 @@ func (iw *injector) finish() error {
 			iw.result = InjectResultError
 		}
 	}
+	if iw.re != nil {
+		iw.re.stop() // whatever happened, the flush timer writes nothing now
+	}
 	iw.cfg.report(iw.result)
 	return iw.err
 }

@@ -140,9 +140,6 @@ func (re *reencoder) addRaw(c []byte) error {
 	return nil
 }
 
-// held says whether nothing of the page went out yet.
-func (re *reencoder) held() bool { return !re.streamed }
-
 // ladder is the steps for the upstream's coding this client accepts.
 func (re *reencoder) ladder() []reStep {
 	var steps []reStep
@@ -196,6 +193,14 @@ func (re *reencoder) flush() (held bool, err error) {
 	return true, nil
 }
 
+// stop: nothing may be written for the page from the timer on.
+func (re *reencoder) stop() {
+	re.done = true
+	if re.timer != nil {
+		re.timer.Stop()
+	}
+}
+
 // holdExpired streams a page still held after reFlushHold, and flushes
 // it: the start of a page whose upstream paused goes out.
 func (re *reencoder) holdExpired() {
@@ -222,10 +227,7 @@ func (re *reencoder) holdExpired() {
 // the upstream's bytes as they came.
 func (re *reencoder) finish() error {
 	iw := re.iw
-	re.done = true
-	if re.timer != nil {
-		re.timer.Stop()
-	}
+	re.stop()
 	if re.streamed {
 		if err := re.enc.Close(); err != nil {
 			return err
@@ -276,6 +278,7 @@ func (re *reencoder) decodeFailed() bool {
 	if re.streamed || re.raw == nil {
 		return false
 	}
+	re.stop()
 	re.release()
 	iw.state = injectPass
 	iw.w.WriteHeader(iw.status)

@@ -295,3 +295,49 @@ func BenchmarkInjectWPNonce(b *testing.B) {
 		}
 	}
 }
+
+// TestReencodeTimerStopped: a Flush arms the hold's timer; whatever ends
+// the response (its end, or a decode error while held), the timer is
+// stopped, so nothing is written for the page after finish.
+func TestReencodeTimerStopped(t *testing.T) {
+	page := landingPage(61440)
+	for _, coding := range []string{"br", "zstd"} {
+		for _, corrupt := range []bool{false, true} {
+			// The upstream flushes after its head, so that part decodes alone.
+			var up bytes.Buffer
+			enc := newBodyEncoder(coding, &up)
+			enc.Write(page[:4096])
+			enc.Flush()
+			first := up.Len()
+			enc.Write(page[4096:])
+			enc.Close()
+			body := up.Bytes()
+			if corrupt {
+				body = body[:first+(len(body)-first)/2]
+			}
+			tap := newTap()
+			w, finish := Wrap(tap, getPage(), &InjectConfig{ScriptSrc: testSrc, FlushHold: time.Hour})
+			w.Header().Set("Content-Type", "text/html")
+			w.Header().Set("Content-Encoding", coding)
+			w.Write(body[:first])
+			if err := http.NewResponseController(w).Flush(); err != nil {
+				t.Fatal(err)
+			}
+			re := w.(*injector).re
+			if re == nil || re.timer == nil {
+				t.Fatalf("%s: no hold timer after a Flush", coding)
+			}
+			w.Write(body[first:])
+			err := finish()
+			if re.timer.Stop() {
+				t.Fatalf("%s corrupt=%v: the timer was still running after finish", coding, corrupt)
+			}
+			if corrupt && (err != nil || !bytes.Equal(tap.body.Bytes(), body)) {
+				t.Fatalf("%s: a held page that stopped decoding did not go out as it came (%v)", coding, err)
+			}
+			if !corrupt && err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

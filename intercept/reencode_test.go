@@ -31,6 +31,19 @@ func landingPage(size int) []byte {
 	return b.Bytes()
 }
 
+// rowsPage is caddymodule's injPage: a small head, then rows of Cyrillic
+// text with a hex number each.
+func rowsPage(size int) []byte {
+	var b bytes.Buffer
+	b.WriteString("<!DOCTYPE html>\n<html lang=\"ru\">\n<head>\n<meta charset=\"utf-8\">\n<title>Страница</title>\n</head>\n<body>\n")
+	b.WriteString(`<form id="f" action="/contact" method="post"><input name="phone"><button>Отправить</button></form>` + "\n")
+	for i := 0; b.Len() < size-20; i++ {
+		fmt.Fprintf(&b, "<p class=\"row-%d\">Строка %d: съешь же ещё этих мягких французских булок %x</p>\n", i%7, i, i*2654435761)
+	}
+	b.WriteString("</body></html>\n")
+	return b.Bytes()
+}
+
 // wpPage is bench/wppage.awk's WordPress-shaped page (117 KB, a 71 KB head).
 func wpPage(t *testing.T) []byte {
 	t.Helper()
@@ -71,7 +84,8 @@ func cliEncode(t *testing.T, coding string, level int, page []byte) []byte {
 // TestReencodeNeverLarger: "a page the upstream compressed is not sent out
 // worse compressed than it came", on every request, the first included. A
 // br or zstd page made by the brotli (1-11) and zstd (1-19) commands, on
-// the bench's repetitive landing page and on the WordPress-shaped one,
+// the bench's repetitive landing page, the WordPress-shaped one and
+// caddymodule's rows page,
 // served as a static file is (a Content-Length, no Flush), to a browser
 // (Accept-Encoding: gzip, deflate, br, zstd) and to a client accepting
 // only the page's coding: each response is either the page with the tag,
@@ -82,10 +96,10 @@ func cliEncode(t *testing.T, coding string, level int, page []byte) []byte {
 // a cache every request is a first one.
 func TestReencodeNeverLarger(t *testing.T) {
 	tag := []byte(testTag)
-	pages := map[string][]byte{"landing60k": landingPage(61440), "wp": wpPage(t)}
+	pages := map[string][]byte{"landing60k": landingPage(61440), "wp": wpPage(t), "rows60k": rowsPage(60 << 10)}
 	var table []string
 	untagged := 0
-	for _, pname := range []string{"landing60k", "wp"} {
+	for _, pname := range []string{"landing60k", "wp", "rows60k"} {
 		page := pages[pname]
 		plain, _, _ := run(t, getPage(), InjectConfig{}, htmlResponse(string(page)))
 		want := plain.body.Bytes()

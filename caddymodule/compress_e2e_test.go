@@ -6,11 +6,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/leadproxy/leadproxy/internal/testpages"
 )
 
 // compressSites: leadproxy with and without encode, and the same two
@@ -60,7 +59,7 @@ func TestCompressE2ENeverMoreBytes(t *testing.T) {
 	// /pre: files precompressed by the brotli and zstd commands at the
 	// nginx modules' default levels (as bench/run.sh's), sent with their
 	// Content-Length as a static file server does.
-	pre := map[string][]byte{"br": cliCompress(t, "brotli", "-q", "6", page), "zstd": cliCompress(t, "zstd", "-q", "-1", page)}
+	pre := map[string][]byte{"br": testpages.Compress(t, "br", 6, page), "zstd": testpages.Compress(t, "zstd", 1, page)}
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ae := r.Header.Get("Accept-Encoding")
 		coding := ""
@@ -150,30 +149,6 @@ func TestCompressE2ENeverMoreBytes(t *testing.T) {
 		}
 	}
 	t.Logf("case / coding / bytes without leadproxy / with / difference:\n%s", strings.Join(table, "\n"))
-}
-
-// cliCompress runs a compression command on plain, from a file, as a site
-// precompresses its pages.
-func cliCompress(t *testing.T, name string, args ...any) []byte {
-	t.Helper()
-	plain := args[len(args)-1].([]byte)
-	bin, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("the %s command is needed: apt-get install -y brotli zstd", name)
-	}
-	file := filepath.Join(t.TempDir(), "page.html")
-	if err := os.WriteFile(file, plain, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var argv []string
-	for _, a := range args[:len(args)-1] {
-		argv = append(argv, a.(string))
-	}
-	out, err := exec.Command(bin, append(argv, "-c", file)...).Output()
-	if err != nil {
-		t.Fatalf("%s %v: %v", name, argv, err)
-	}
-	return out
 }
 
 // upstreamIdentity says whether TestCompressE2ENeverMoreBytes's upstream

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/leadproxy/leadproxy/internal/testpages"
 )
 
 // landingPage is bench/run.sh's genpage: a small head, a form and rows of
@@ -31,19 +33,6 @@ func landingPage(size int) []byte {
 	return b.Bytes()
 }
 
-// rowsPage is caddymodule's injPage: a small head, then rows of Cyrillic
-// text with a hex number each.
-func rowsPage(size int) []byte {
-	var b bytes.Buffer
-	b.WriteString("<!DOCTYPE html>\n<html lang=\"ru\">\n<head>\n<meta charset=\"utf-8\">\n<title>Страница</title>\n</head>\n<body>\n")
-	b.WriteString(`<form id="f" action="/contact" method="post"><input name="phone"><button>Отправить</button></form>` + "\n")
-	for i := 0; b.Len() < size-20; i++ {
-		fmt.Fprintf(&b, "<p class=\"row-%d\">Строка %d: съешь же ещё этих мягких французских булок %x</p>\n", i%7, i, i*2654435761)
-	}
-	b.WriteString("</body></html>\n")
-	return b.Bytes()
-}
-
 // wpPage is bench/wppage.awk's WordPress-shaped page (117 KB, a 71 KB head).
 func wpPage(t *testing.T) []byte {
 	t.Helper()
@@ -52,31 +41,6 @@ func wpPage(t *testing.T) []byte {
 	out, err := cmd.Output()
 	if err != nil || len(out) < 100<<10 {
 		t.Fatalf("bench/wppage.awk: %v (%d bytes)", err, len(out))
-	}
-	return out
-}
-
-// cliEncode compresses page with the brotli or zstd command at level, as a
-// site precompresses its files (or a server module compresses on the fly).
-func cliEncode(t *testing.T, coding string, level int, page []byte) []byte {
-	t.Helper()
-	name, args := "brotli", []string{"-q", strconv.Itoa(level), "-c"}
-	if coding == "zstd" {
-		name, args = "zstd", []string{"-q", "-" + strconv.Itoa(level), "-c"}
-	}
-	bin, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("the %s command is needed: apt-get install -y brotli zstd", name)
-	}
-	// From a file, as sites precompress: the commands size their
-	// parameters to it (zstd from a pipe does not know the size).
-	file := filepath.Join(t.TempDir(), "page.html")
-	if err := os.WriteFile(file, page, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(bin, append(args, file)...).Output()
-	if err != nil {
-		t.Fatalf("%s %v: %v", name, args, err)
 	}
 	return out
 }
@@ -96,7 +60,7 @@ func cliEncode(t *testing.T, coding string, level int, page []byte) []byte {
 // a cache every request is a first one.
 func TestReencodeNeverLarger(t *testing.T) {
 	tag := []byte(testTag)
-	pages := map[string][]byte{"landing60k": landingPage(61440), "wp": wpPage(t), "rows60k": rowsPage(60 << 10)}
+	pages := map[string][]byte{"landing60k": landingPage(61440), "wp": wpPage(t), "rows60k": testpages.Rows(60 << 10)}
 	var table []string
 	untagged := 0
 	for _, pname := range []string{"landing60k", "wp", "rows60k"} {
@@ -109,7 +73,7 @@ func TestReencodeNeverLarger(t *testing.T) {
 				top = 19
 			}
 			for level := 1; level <= top; level++ {
-				body := cliEncode(t, coding, level, page)
+				body := testpages.Compress(t, coding, level, page)
 				for _, ae := range []string{"gzip, deflate, br, zstd", coding} {
 					name := fmt.Sprintf("%s/%s-%d/accept=%s", pname, coding, level, ae)
 					cache := NewEncodedCache()
@@ -230,7 +194,7 @@ func TestReencodeHeldBadEncoding(t *testing.T) {
 // the path's next page starts one step up its ladder.
 func TestReencodeStreamedStepsUp(t *testing.T) {
 	page := landingPage(61440)
-	body := cliEncode(t, "br", 10, page) // beyond every step of the ladder
+	body := testpages.Compress(t, "br", 10, page) // beyond every step of the ladder
 	cache := NewEncodedCache()
 	for i := 0; i < 2; i++ {
 		tap := flushTap{newTap(), make(chan struct{}, 4)}

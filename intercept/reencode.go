@@ -181,7 +181,7 @@ func (re *reencoder) release() {
 }
 
 // flush flushes the encoder of a streamed page (held false). A held page
-// waits reFlushHold for its end before it streams: Caddy's reverse_proxy
+// waits FlushHold for its end before it streams: Caddy's reverse_proxy
 // flushes after every write of a chunked response, so a Flush is most
 // often not a pause of the upstream's, and the page's end, with its size
 // checked, is a few milliseconds away.
@@ -203,7 +203,7 @@ func (re *reencoder) stop() {
 	}
 }
 
-// holdExpired streams a page still held after reFlushHold, and flushes
+// holdExpired streams a page still held after FlushHold, and flushes
 // it: the start of a page whose upstream paused goes out.
 func (re *reencoder) holdExpired() {
 	iw := re.iw

@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/leadproxy/leadproxy/internal/testpages"
 )
 
 // compressSites: leadproxy with and without encode, and the same two
@@ -54,6 +56,10 @@ func TestCompressE2ENeverMoreBytes(t *testing.T) {
 	for _, c := range []string{"gzip", "br", "zstd"} {
 		bodies[c] = encodeBody(t, c, page)
 	}
+	// /pre: files precompressed by the brotli and zstd commands at the
+	// nginx modules' default levels (as bench/run.sh's), sent with their
+	// Content-Length as a static file server does.
+	pre := map[string][]byte{"br": testpages.Compress(t, "br", 6, page), "zstd": testpages.Compress(t, "zstd", 1, page)}
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ae := r.Header.Get("Accept-Encoding")
 		coding := ""
@@ -63,6 +69,11 @@ func TestCompressE2ENeverMoreBytes(t *testing.T) {
 			prefer = []string{"gzip"}
 		case "/all":
 			prefer = []string{"br", "zstd", "gzip"}
+		case "/pre", "/prezstd":
+			prefer = []string{"br", "zstd"}
+			if r.URL.Path == "/prezstd" {
+				prefer = []string{"zstd"}
+			}
 		}
 		for _, c := range prefer {
 			if strings.Contains(ae, c) {
@@ -72,10 +83,15 @@ func TestCompressE2ENeverMoreBytes(t *testing.T) {
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Vary", "Accept-Encoding")
+		body := bodies[coding]
 		if coding != "" {
 			w.Header().Set("Content-Encoding", coding)
 		}
-		w.Write(bodies[coding])
+		if strings.HasPrefix(r.URL.Path, "/pre") && coding != "" {
+			body = pre[coding]
+			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		}
+		w.Write(body)
 	}))
 	defer up.Close()
 	c := startCaddy(t, compressSites, map[string]string{"UPSTREAM": up.URL})
@@ -94,7 +110,7 @@ func TestCompressE2ENeverMoreBytes(t *testing.T) {
 		return resp.Header.Get("Content-Encoding"), body
 	}
 	var table []string
-	for _, path := range []string{"/gz", "/all", "/plain"} {
+	for _, path := range []string{"/gz", "/all", "/plain", "/pre", "/prezstd"} {
 		for _, enc := range []bool{true, false} {
 			for _, ae := range []string{"gzip, deflate, br, zstd", "gzip", ""} {
 				lp, plain := "PORT_LP", "PORT_PLAIN"
@@ -105,7 +121,9 @@ func TestCompressE2ENeverMoreBytes(t *testing.T) {
 				t.Run(name, func(t *testing.T) {
 					pce, pbody := get(t, plain, path, ae)
 					lce, lbody := get(t, lp, path, ae)
-					if lce != pce {
+					// A zstd page may go out as br, smaller, to a visitor who
+					// accepts br (intercept/reencode.go).
+					if lce != pce && !(pce == "zstd" && lce == "br" && strings.Contains(ae, "br")) {
 						t.Fatalf("Content-Encoding %q, without leadproxy %q", lce, pce)
 					}
 					if !bytes.Equal(untag(t, decodeBody(t, lce, lbody), injTag), decodeBody(t, pce, pbody)) {
@@ -120,7 +138,7 @@ func TestCompressE2ENeverMoreBytes(t *testing.T) {
 					// page and the size.)
 					ace, again := get(t, lp, path, ae)
 					switch {
-					case path != "/plain" && !bytes.Equal(again, lbody):
+					case !upstreamIdentity(path, ae) && !bytes.Equal(again, lbody):
 						t.Fatal("served again, the page came out different")
 					case !bytes.Equal(decodeBody(t, ace, again), decodeBody(t, lce, lbody)) || len(again) > len(pbody)+e2eAllowance:
 						t.Fatalf("served again: %d bytes, or another page", len(again))
@@ -131,4 +149,19 @@ func TestCompressE2ENeverMoreBytes(t *testing.T) {
 		}
 	}
 	t.Logf("case / coding / bytes without leadproxy / with / difference:\n%s", strings.Join(table, "\n"))
+}
+
+// upstreamIdentity says whether TestCompressE2ENeverMoreBytes's upstream
+// answers path uncompressed to a visitor accepting ae (then encode, if the
+// site has it, compresses, and where it flushed may differ between runs).
+func upstreamIdentity(path, ae string) bool {
+	switch path {
+	case "/plain":
+		return true
+	case "/pre":
+		return !strings.Contains(ae, "br") && !strings.Contains(ae, "zstd")
+	case "/prezstd":
+		return !strings.Contains(ae, "zstd")
+	}
+	return false
 }

@@ -92,6 +92,9 @@ func (iw *injector) decodeFailed(err error) error {
 		return nil // a verdict already passed the encoded bytes on, as they are
 	}
 	iw.result = InjectResultError
+	if iw.re != nil && iw.re.decodeFailed() {
+		return nil // nothing of ours went out: the page went as it came
+	}
 	if iw.state == injectHold {
 		iw.state = injectPass
 		iw.w.WriteHeader(iw.status)
@@ -165,7 +168,11 @@ func (iw *injector) feedEncoded(c []byte) error {
 		return iw.tail.write(iw.w, c)
 	}
 	if iw.gz == nil {
-		iw.rec.add(c, iw.limit)
+		if iw.re != nil {
+			if err := iw.re.addRaw(c); err != nil {
+				return err
+			}
+		}
 		err := iw.pump.feed(c)
 		if err != nil && iw.gz != nil && !iw.gz.stopped {
 			iw.pump = nil // the verdict came in c: the splice has all of it
@@ -209,36 +216,12 @@ type bodyEncoder interface {
 	Close() error
 }
 
-// Re-encoding levels, chosen to be no larger than what common upstreams
-// send (CMS-shaped pages of 30-300 KB, TestCodecLevels and
-// caddymodule.TestCompressE2ENeverMoreBytes): brotli 7, a little smaller
-// than nginx-brotli's default 6 (and Cloudflare's 4), which pays for the
-// tag and the flush that gets the head out early; klauspost's
-// SpeedBetterCompression beats the zstd library's default level 3. Its
-// levels do not nest: on a very repetitive page (bench/run.sh's 60 KB rows)
-// SpeedBetterCompression comes out 21% larger than `zstd -1` where its
-// SpeedFastest is smaller, and on the CMS-shaped pages the reverse; no one
-// level passes both (TestCodecLevels fails with SpeedDefault and
-// SpeedFastest). A page precompressed at brotli 11 or zstd 19 comes out
-// 2-20% larger: those levels take up to seconds per page, too slow for
-// every request. A page that comes again is encoded once in the background
-// by the EncodedCache, at the smallest of several levels.
-const (
-	brotliQuality = 7
-	zstdLevel     = zstd.SpeedBetterCompression
-)
-
-// newBodyEncoder re-encodes with coding; head is the start of the
-// upstream's encoded body (a zstd frame's window is kept, within 128 KiB,
-// Caddy's, and the 8 MiB HTTP allows).
+// newBodyEncoder encodes with coding at the first step of its ladder
+// (reencode.go) or gzip's default; head is the start of the upstream's
+// encoded body.
 func newBodyEncoder(coding string, w io.Writer, head ...byte) bodyEncoder {
-	switch coding {
-	case "br":
-		return &flushGate{bodyEncoder: brotli.NewWriterLevel(w, brotliQuality)}
-	case "zstd":
-		z, _ := zstd.NewWriter(w, zstd.WithEncoderLevel(zstdLevel), zstd.WithWindowSize(zstdWindow(head)),
-			zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true))
-		return &flushGate{bodyEncoder: z}
+	if steps := reLadders[coding]; steps != nil {
+		return newStepEncoder(steps[0], w, head)
 	}
 	z, _ := gzip.NewWriterLevel(w, gzip.DefaultCompression)
 	return z

@@ -8,9 +8,6 @@ import (
 	"hash/maphash"
 	"io"
 	"sync"
-
-	"github.com/andybalholm/brotli"
-	"github.com/klauspost/compress/zstd"
 )
 
 // EncodedCache remembers, per request path, the splice of the last gzip page
@@ -35,10 +32,11 @@ type EncodedCache struct {
 	m     map[string]*encodedEntry // by path and coding
 	bytes int
 
-	// Whole pages: the hash of the last br or zstd page seen per path,
-	// whether a best-level encoder runs, and the encoders.
+	// Whole pages: per path, the hash of the last br or zstd page that
+	// streamed and the ladder step that fitted last; whether a background
+	// encoder runs, and the encoders.
 	seed     maphash.Seed
-	seen     map[string]uint64
+	seen     map[string]wholeSeen
 	building bool
 	bg       sync.WaitGroup
 }
@@ -52,7 +50,7 @@ const (
 // NewEncodedCache returns an empty cache, to share between the responses of
 // one InjectConfig.
 func NewEncodedCache() *EncodedCache {
-	return &EncodedCache{m: map[string]*encodedEntry{}, seed: maphash.MakeSeed(), seen: map[string]uint64{}}
+	return &EncodedCache{m: map[string]*encodedEntry{}, seed: maphash.MakeSeed(), seen: map[string]wholeSeen{}}
 }
 
 type encodedEntry struct {
@@ -65,6 +63,11 @@ type encodedEntry struct {
 
 	key []byte // the upstream's first encoded bytes, which sp.out replaces
 	sp  gzSplice
+
+	// A whole page: sp.out is in coding sent, or the page goes out as it
+	// came (pass); brOK is whether the client it was made for accepted br.
+	sent       string
+	pass, brOK bool
 }
 
 func (e *encodedEntry) size() int { return len(e.key) + len(e.sp.out) + 256 }
@@ -82,6 +85,12 @@ func (c *EncodedCache) entry(path, coding string, s *pageScan, xml bool) *encode
 	return e
 }
 
+// wholeFits says whether a remembered whole page was made for a client
+// like this one (the coding it went out in depends on Accept-Encoding).
+func (iw *injector) wholeFits(e *encodedEntry) bool {
+	return !e.whole || e.brOK == iw.accepts("br")
+}
+
 // keyed makes an entry of the splice of a page whose first encoded bytes
 // are raw.
 func (c *EncodedCache) keyed(raw []byte, sp *gzSplice) *encodedEntry {
@@ -91,6 +100,9 @@ func (c *EncodedCache) keyed(raw []byte, sp *gzSplice) *encodedEntry {
 }
 
 func (c *EncodedCache) store(path string, e *encodedEntry) {
+	if c == nil {
+		return
+	}
 	path += "\x00" + e.coding
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -117,6 +129,9 @@ func (c *EncodedCache) store(path string, e *encodedEntry) {
 // while there is one, no decoder is started.
 func (iw *injector) lookEncoded() {
 	iw.ecand = iw.cfg.Encoded.entry(iw.path, iw.coding, &iw.scan, iw.xml)
+	if iw.ecand != nil && !iw.wholeFits(iw.ecand) {
+		iw.ecand = nil
+	}
 	iw.echecked = 0
 }
 
@@ -242,122 +257,155 @@ func (iw *injector) finishTail() {
 }
 
 // Whole pages (br, zstd). They cannot be spliced, so what is remembered is
-// the whole injected page, re-encoded at the best level (brotli 11, zstd
-// "best") once per page version: when the same encoded bytes come a second
-// time for a path, a background encoder (one at a time per cache) builds
-// the entry, and from then on the page is held while its bytes are compared
-// and answered with the remembered one at its end (with a Content-Length).
-// Only pages whose encoded body fits in wholeMax (and MaxPrefix) are kept.
+// the whole injected page as it went out (reencode.go), keyed on the
+// upstream's whole encoded body: a page held to its end is remembered at
+// once; a page that streamed (a Flush came, so its size was not checked)
+// is remembered when its same bytes come a second time, encoded in the
+// background (one encoder at a time per cache) by every step of its ladder
+// and brotli 11, the smallest that fits. A page for which nothing fits is
+// remembered as such (pass) and goes out as it came, without decoding. While
+// the bytes match, the page is held and answered at its end (with a
+// Content-Length). Only pages whose encoded body fits in wholeMax (and
+// MaxPrefix) are kept.
 
-// wholeRecord collects an injected br or zstd page's encoded bytes.
-type wholeRecord struct {
-	raw []byte
-	ins int
-	tag []byte
-}
-
-// wholeMax bounds a remembered br or zstd page's encoded bytes.
+// wholeMax bounds a remembered br or zstd page's encoded bytes, and those
+// held to check a re-encoded page's size.
 const wholeMax = 256 << 10
 
-func (r *wholeRecord) add(c []byte, limit int) {
-	if r == nil || r.raw == nil {
-		return
-	}
-	if len(r.raw)+len(c) > min(limit, wholeMax) {
-		r.raw = nil // too long to remember
-		return
-	}
-	r.raw = append(r.raw, c...)
+// wholeSeen is what the cache knows of a path's br or zstd pages: the hash
+// of the last one that streamed, and the ladder step that fitted last.
+type wholeSeen struct {
+	sum  uint64
+	step int
 }
 
-// recordWhole starts recording at the verdict; raw holds the body so far.
-func (iw *injector) recordWhole(ins int, tag []byte) {
-	if iw.cfg.Encoded != nil && (iw.coding == "br" || iw.coding == "zstd") && len(iw.raw) <= wholeMax {
-		iw.rec = &wholeRecord{raw: bytes.Clone(iw.raw), ins: ins, tag: tag}
+func (c *EncodedCache) stepFor(path, coding string) int {
+	if c == nil {
+		return 0
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.seen[path+"\x00"+coding].step
+}
+
+func (c *EncodedCache) setStep(path, coding string, step int) {
+	if c == nil {
+		return
+	}
+	k := path + "\x00" + coding
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.seen[k]; ok || len(c.seen) < EncodedCacheMaxPaths {
+		s.step = step
+		c.seen[k] = s
 	}
 }
 
-// rememberWhole counts a second sight of the same bytes, then builds the
-// best-level entry in the background.
-func (iw *injector) rememberWhole() {
-	r, c := iw.rec, iw.cfg.Encoded
-	if r == nil || r.raw == nil || iw.err != nil || iw.result != InjectResultInjected {
+// wholeEntry is the entry for this page: out in coding sent, or, without
+// out, the upstream's bytes as they came.
+func (iw *injector) wholeEntry(raw, out []byte, sent string) *encodedEntry {
+	e := &encodedEntry{coding: iw.coding, whole: true, key: raw, sent: sent, pass: out == nil,
+		brOK: iw.accepts("br"), src: iw.scan.src, nonce: iw.scan.headerNonce, charset: iw.scan.charsetHeader, xml: iw.xml}
+	e.sp.out = out
+	return e
+}
+
+// rememberStreamed counts a second sight of a streamed page's bytes, then
+// builds its entry in the background.
+func (iw *injector) rememberStreamed() {
+	re, c := iw.re, iw.cfg.Encoded
+	if c == nil || re.raw == nil || iw.err != nil || iw.result != InjectResultInjected {
 		return
 	}
 	k := iw.path + "\x00" + iw.coding
-	sum := maphash.Bytes(c.seed, r.raw)
+	sum := maphash.Bytes(c.seed, re.raw)
 	c.mu.Lock()
-	seen := c.seen[k] == sum
-	if !seen && (len(c.seen) < EncodedCacheMaxPaths || c.seen[k] != 0) {
-		c.seen[k] = sum
-	}
-	busy := c.building
-	if seen && !busy {
-		c.building = true
+	s, known := c.seen[k]
+	again := known && s.sum == sum
+	if known || len(c.seen) < EncodedCacheMaxPaths {
+		s.sum = sum
+		c.seen[k] = s
 	}
 	c.mu.Unlock()
-	if !seen || busy {
+	if !again {
 		return
 	}
-	e := &encodedEntry{coding: iw.coding, whole: true, key: r.raw,
-		src: iw.scan.src, nonce: iw.scan.headerNonce, charset: iw.scan.charsetHeader, xml: iw.xml}
+	steps := append(re.ladder(), reHeavy)
+	raw, head, ins, tag := re.raw, re.head, re.ins, re.tag
+	e := iw.wholeEntry(raw, nil, "")
+	brOK := e.brOK
+	c.background(func() {
+		page, err := decodeWhole(e.coding, raw, ins, tag)
+		if err != nil {
+			return
+		}
+		c.storeBest(iw.path, e, page, head, len(raw)+len(tag), steps, brOK)
+	})
+}
+
+// buildHeavy tries brotli 11 in the background for a held page no step of
+// its ladder fitted; e is its pass entry.
+func (c *EncodedCache) buildHeavy(path string, e *encodedEntry, page, head []byte, budget int, brOK bool) {
+	if reHeavy.coding != e.coding && !brOK {
+		c.store(path, e) // nothing more to try for this client: as it came
+		return
+	}
+	c.background(func() { c.storeBest(path, e, page, head, budget, []reStep{reHeavy}, brOK) })
+}
+
+// background runs f if no other background encoder runs.
+func (c *EncodedCache) background(f func()) {
+	c.mu.Lock()
+	busy := c.building
+	c.building = true
+	c.mu.Unlock()
+	if busy {
+		return
+	}
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
-		out, err := bestWhole(e.coding, r)
+		f()
 		c.mu.Lock()
 		c.building = false
 		c.mu.Unlock()
-		if err == nil {
-			e.sp.out = out
-			c.store(iw.path, e)
-		}
 	}()
 }
 
-// bestWhole decodes a recorded page, puts the tag in and encodes it at the
-// best level.
-func bestWhole(coding string, r *wholeRecord) ([]byte, error) {
-	dec, err := newBodyDecoder(coding, bytes.NewReader(r.raw))
+// storeBest encodes page by each of steps (br ones only if brOK or the
+// upstream's coding is br) and remembers the smallest within budget, or a
+// pass entry.
+func (c *EncodedCache) storeBest(path string, e *encodedEntry, page, head []byte, budget int, steps []reStep, brOK bool) {
+	var best []byte
+	for _, s := range steps {
+		if s.coding != e.coding && !(s.coding == "br" && brOK) {
+			continue
+		}
+		if out := encodeStep(s, page, head); out != nil && len(out) <= budget && (best == nil || len(out) < len(best)) {
+			best, e.sent = out, s.coding
+		}
+	}
+	e.sp.out, e.pass = best, best == nil
+	c.store(path, e)
+}
+
+// decodeWhole decodes a recorded page and puts the tag in.
+func decodeWhole(coding string, raw []byte, ins int, tag []byte) ([]byte, error) {
+	dec, err := newBodyDecoder(coding, bytes.NewReader(raw))
 	if err != nil {
 		return nil, err
 	}
 	defer dec.Close()
 	page, err := io.ReadAll(dec)
-	if err != nil || r.ins > len(page) {
+	if err != nil || ins > len(page) {
 		return nil, errors.Join(errors.New("inject: remembered page"), err)
 	}
-	encode := func(w io.WriteCloser, b *bytes.Buffer) []byte {
-		_, _ = w.Write(page[:r.ins])
-		_, _ = w.Write(r.tag)
-		_, _ = w.Write(page[r.ins:])
-		if w.Close() != nil {
-			return nil
-		}
-		return b.Bytes()
-	}
-	if coding == "br" {
-		var b bytes.Buffer
-		if out := encode(brotli.NewWriterLevel(&b, brotli.BestCompression), &b); out != nil {
-			return out, nil
-		}
-		return nil, errors.New("inject: brotli encoder failed")
-	}
-	// klauspost's zstd levels do not nest: on repetitive pages its best
-	// level is larger than its default. This runs once per page version, in
-	// the background: keep the smallest.
-	var best []byte
-	for _, l := range []zstd.EncoderLevel{zstd.SpeedDefault, zstd.SpeedBetterCompression, zstd.SpeedBestCompression} {
-		var b bytes.Buffer
-		w, _ := zstd.NewWriter(&b, zstd.WithEncoderLevel(l), zstd.WithWindowSize(zstdWindow(r.raw)), zstd.WithEncoderConcurrency(1))
-		if out := encode(w, &b); out != nil && (best == nil || len(out) < len(best)) {
-			best = out
-		}
-	}
-	if best == nil {
-		return nil, errors.New("inject: zstd encoder failed")
-	}
-	return best, nil
+	return insertTag(page, ins, tag), nil
+}
+
+func insertTag(page []byte, ins int, tag []byte) []byte {
+	out := make([]byte, 0, len(page)+len(tag))
+	return append(append(append(out, page[:ins]...), tag...), page[ins:]...)
 }
 
 // wait waits for the background encoders (tests).
@@ -374,10 +422,19 @@ func (iw *injector) encodedAtEOF() {
 	}
 	iw.ecand = nil
 	iw.cfg.scanned(true)
-	iw.writeInjectedHeader(len(e.sp.out))
-	iw.result = InjectResultInjected
-	iw.state = injectStream
-	if _, err := iw.w.Write(e.sp.out); err != nil {
+	out := e.sp.out
+	if e.pass {
+		iw.result = InjectResultHeavier
+		iw.state = injectPass
+		iw.w.WriteHeader(iw.status)
+		out = e.key
+	} else {
+		iw.sendCoding(e.sent)
+		iw.writeInjectedHeader(len(out))
+		iw.result = InjectResultInjected
+		iw.state = injectStream
+	}
+	if _, err := iw.w.Write(out); err != nil {
 		iw.err = fmt.Errorf("inject: write: %w", err)
 		iw.result = InjectResultError
 	}

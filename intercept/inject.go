@@ -20,15 +20,18 @@ package intercept
 //     bytes are held as well, so a page that is not injected (or does not
 //     decode) goes out byte for byte. An injected gzip page is spliced: the
 //     tag goes into the upstream's deflate stream and only the part around it
-//     is compressed again; br and zstd are re-encoded with the same coding.
+//     is compressed again; br and zstd are held to their end and re-encoded,
+//     checked to be no larger than they came (reencode.go).
 //
 // The files: this one is the writer's state machine; headscan.go reads the
 // head to a verdict; verdicts.go remembers verdicts per path; csp.go finds
-// the nonce; codec.go decodes and re-encodes a compressed page; gzsplice.go
+// the nonce; codec.go decodes a compressed page; reencode.go re-encodes br
+// and zstd; gzsplice.go
 // splices gzip (deflatebits.go: its codes, bits and CRC algebra);
 // encodecache.go remembers splices and re-encoded pages.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +42,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -56,6 +60,9 @@ const (
 	InjectResultFragment = "fragment" // a partial (htmx, Turbo) or empty document
 	InjectResultNoPoint  = "no_point" // no insertion point within MaxPrefix
 	InjectResultError    = "error"    // the body did not decode or could not be written
+	// The page was br or zstd and no encoding on the request path came out
+	// within its bytes plus the tag: sent as it came (reencode.go).
+	InjectResultHeavier = "heavier"
 )
 
 // Reasons a response is left alone, reported as OnResult("skipped_" + reason).
@@ -99,6 +106,23 @@ type InjectConfig struct {
 	// Encoded, if set, remembers each path's gzip splice so that the same
 	// encoded page served again is not decoded again (see EncodedCache).
 	Encoded *EncodedCache
+	// FlushHold is how long an injected br or zstd page, held to check its
+	// size, waits after a Flush for its end before it streams unchecked;
+	// default DefaultFlushHold.
+	FlushHold time.Duration
+}
+
+// DefaultFlushHold: the page's end usually follows a Flush of Caddy's
+// reverse_proxy within a millisecond or two (it flushes after every write
+// of a chunked response); an upstream that really paused after the head
+// gets it out at most this much later.
+const DefaultFlushHold = 20 * time.Millisecond
+
+func (c *InjectConfig) flushHold() time.Duration {
+	if c.FlushHold > 0 {
+		return c.FlushHold
+	}
+	return DefaultFlushHold
 }
 
 func (c *InjectConfig) report(result string) {
@@ -144,7 +168,7 @@ func Wrap(w http.ResponseWriter, r *http.Request, cfg *InjectConfig) (http.Respo
 			return nil
 		}
 	}
-	iw := &injector{w: w, ctx: r.Context(), cfg: cfg, limit: cfg.maxPrefix(), path: r.URL.Path}
+	iw := &injector{w: w, ctx: r.Context(), cfg: cfg, limit: cfg.maxPrefix(), path: r.URL.Path, req: r.Header}
 	return iw, iw.finish
 }
 
@@ -178,6 +202,7 @@ type injector struct {
 	cfg   *InjectConfig
 	limit int
 	path  string // the VerdictCache key
+	req   http.Header
 
 	uncached bool           // the cache missed: the scan runs as without one
 	cached   *cachedVerdict // the remembered page this one is compared with
@@ -194,16 +219,19 @@ type injector struct {
 	heldBuf *[]byte // the pooled buffer held lives in
 	raw     []byte  // the same, still encoded (only with a coding)
 	out     io.Writer
-	enc     bodyEncoder
-	pump    *decodePump
-	gz      *gzRun // an injected gzip page being spliced (codec.go)
+	re      *reencoder // an injected br or zstd page (reencode.go)
+	// A br or zstd page's flush timer may write from its own goroutine:
+	// while timed, every call from the handler holds mu.
+	timed bool
+	mu    sync.Mutex
+	pump  *decodePump
+	gz    *gzRun // an injected gzip page being spliced (codec.go)
 
 	// The EncodedCache (encodecache.go): the remembered page compared with
 	// this one, how far, and the copy after its replacement on a hit.
 	ecand    *encodedEntry
 	echecked int
 	tail     *gzTail
-	rec      *wholeRecord // a br or zstd page's encoded bytes, to remember
 	// What the verdict of an injected page depended on.
 	scanRead     int
 	scanComplete bool
@@ -217,7 +245,13 @@ type injector struct {
 	peakHeld, peakRaw int
 }
 
-func (iw *injector) Header() http.Header { return iw.w.Header() }
+func (iw *injector) Header() http.Header {
+	if iw.timed {
+		iw.mu.Lock()
+		defer iw.mu.Unlock()
+	}
+	return iw.w.Header()
+}
 
 // Unwrap lets http.ResponseController reach Hijack, deadlines and full duplex
 // of the underlying writer.
@@ -277,6 +311,7 @@ func (iw *injector) responseSkip(code int) string {
 		return skippedEncoding
 	}
 	iw.coding = coding
+	iw.timed = coding == "br" || coding == "zstd"
 	iw.xml = mt == "application/xhtml+xml"
 	iw.length = -1
 	if cl := h.Get("Content-Length"); cl != "" && coding == "" {
@@ -295,6 +330,10 @@ func isHTMLType(mt string) bool {
 var errWriteAfterFinish = errors.New("inject: write after finish")
 
 func (iw *injector) Write(p []byte) (int, error) {
+	if iw.timed {
+		iw.mu.Lock()
+		defer iw.mu.Unlock()
+	}
 	if iw.finished && iw.state != injectPass {
 		return 0, errWriteAfterFinish
 	}
@@ -346,6 +385,10 @@ var injectBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &
 func (iw *injector) Flush() { _ = iw.FlushError() }
 
 func (iw *injector) FlushError() error {
+	if iw.timed {
+		iw.mu.Lock()
+		defer iw.mu.Unlock()
+	}
 	if iw.state == injectNew {
 		iw.WriteHeader(http.StatusOK)
 	}
@@ -371,9 +414,9 @@ func (iw *injector) flushOut() error {
 			return err
 		}
 	}
-	if iw.enc != nil {
-		if err := iw.enc.Flush(); err != nil {
-			return err
+	if iw.re != nil {
+		if held, err := iw.re.flush(); held || err != nil {
+			return err // nothing went out yet: not even the headers
 		}
 	}
 	return http.NewResponseController(iw.w).Flush()
@@ -387,6 +430,12 @@ func (iw *injector) absorb(p []byte) error {
 		fresh := len(iw.held)
 		data := chunk // no copy when the verdict comes within one write
 		if fresh > 0 {
+			if done, err := iw.cachedTail(chunk); done || err != nil {
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			iw.hold(chunk)
 			data = iw.held
 		}
@@ -419,6 +468,39 @@ func (iw *injector) absorb(p []byte) error {
 		return err
 	}
 	return nil // the encoded bytes went out as they came
+}
+
+// cachedTail ends the hold of an identity page whose held bytes and chunk
+// are the remembered page's up to its verdict, an insertion into the held
+// bytes: the held bytes go out with the tag, then chunk as it is, which is
+// never copied (on a WordPress head of 71 KB, a third of what was held).
+func (iw *injector) cachedTail(chunk []byte) (bool, error) {
+	e := iw.cached
+	if e == nil || iw.uncached || iw.coding != "" || e.verdict != verdictInsert ||
+		len(e.exact) < e.n || iw.checked != len(iw.held) || len(iw.held)+len(chunk) < e.n {
+		return false, nil
+	}
+	from := len(iw.held)
+	if !bytes.Equal(chunk[:e.n-from], e.exact[from:e.n]) {
+		return false, nil // the scan decides, as without this
+	}
+	scan := e.scan
+	tag := scriptTag(iw.cfg.ScriptSrc, scan.nonce(), iw.xml)
+	if scan.insertion(len(tag)) >= from {
+		return false, nil
+	}
+	iw.scan, iw.checked = scan, e.n
+	if !e.hit.Load() {
+		e.hit.Store(true)
+	}
+	iw.cfg.scanned(true)
+	iw.peakHeld = max(iw.peakHeld, len(iw.held))
+	err := iw.injectTag(tag, iw.held, chunk, false)
+	iw.releaseHeld()
+	if err == nil && iw.flushPending {
+		err = iw.flushOut()
+	}
+	return true, err
 }
 
 // scanHeld scans data, the body so far (absorb passes every held byte,
@@ -466,7 +548,7 @@ func (iw *injector) scanHeld(data []byte, fresh int) pageVerdict {
 func (iw *injector) settle(v pageVerdict, data []byte, atEOF bool) error {
 	var err error
 	if v == verdictInsert {
-		err = iw.inject(data, atEOF)
+		err = iw.inject(data, nil, atEOF)
 	} else {
 		iw.result = v.result()
 		iw.state = injectPass
@@ -484,30 +566,31 @@ func (iw *injector) settle(v pageVerdict, data []byte, atEOF bool) error {
 	return err
 }
 
-// inject sends the headers and data with the tag spliced in.
-func (iw *injector) inject(data []byte, atEOF bool) error {
-	tag := scriptTag(iw.cfg.ScriptSrc, iw.scan.nonce(), iw.xml)
+// inject sends the headers and data with the tag spliced in, then tail,
+// the bytes after data (identity pages only).
+func (iw *injector) inject(data, tail []byte, atEOF bool) error {
+	return iw.injectTag(scriptTag(iw.cfg.ScriptSrc, iw.scan.nonce(), iw.xml), data, tail, atEOF)
+}
+
+func (iw *injector) injectTag(tag, data, tail []byte, atEOF bool) error {
 	ins := iw.scan.insertion(len(tag))
 	iw.scanRead, iw.scanComplete = min(len(data), iw.scan.read), iw.scan.complete || atEOF
+	switch iw.coding {
+	case "gzip":
+		iw.writeInjectedHeader(-1)
+		return iw.startSplice(ins, tag) // no re-compression of the page
+	case "br", "zstd":
+		return iw.startReencode(data, ins, tag) // held to its end: no header yet
+	}
 	h := iw.w.Header()
 	h.Del("Content-Length")
-	if iw.coding == "" {
-		if atEOF {
-			h.Set("Content-Length", strconv.Itoa(len(data)+len(tag)))
-		} else if iw.length >= 0 {
-			h.Set("Content-Length", strconv.FormatInt(iw.length+int64(len(tag)), 10))
-		}
+	if atEOF {
+		h.Set("Content-Length", strconv.Itoa(len(data)+len(tag)))
+	} else if iw.length >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(iw.length+int64(len(tag)), 10))
 	}
 	iw.writeInjectedHeader(-1)
-	if iw.coding == "gzip" {
-		return iw.startSplice(ins, tag) // no re-compression of the page
-	}
 	iw.out = iw.w
-	if iw.coding != "" {
-		iw.enc = newBodyEncoder(iw.coding, iw.w, iw.raw...)
-		iw.recordWhole(ins, tag)
-		iw.out = iw.enc
-	}
 	iw.result = InjectResultInjected
 	iw.state = injectStream
 	// One Write, not three: a writer outside us may decide from the first
@@ -515,12 +598,11 @@ func (iw *injector) inject(data []byte, atEOF bool) error {
 	// minimum_length or a Content-Length says the body will, so a short
 	// "<html><head>" would leave a chunked page uncompressed).
 	if n := len(data); n > 0 && n == len(iw.held) && &data[0] == &iw.held[0] {
-		// The held buffer is ours: the tag goes in place, with one move.
-		buf := append(iw.held, tag...)
-		copy(buf[ins+len(tag):], buf[ins:n])
-		copy(buf[ins:], tag)
-		iw.held = buf
-		_, err := iw.out.Write(buf)
+		// The held buffer is ours: the tag goes in place.
+		if _, err := iw.out.Write(iw.spliceHeld(ins, tag)); err != nil || len(tail) == 0 {
+			return err
+		}
+		_, err := iw.out.Write(tail)
 		return err
 	}
 	bp := spliceBufs.Get().(*[]byte)
@@ -560,26 +642,59 @@ var (
 
 const pooledBufMax = 2 * DefaultMaxPrefix
 
-// hold appends p to the held bytes, in a pooled buffer.
+// heldRoom is kept free before the held bytes: the tag goes in by moving
+// the bytes before the insertion point (a head's first few hundred) into
+// it rather than all those after it.
+const heldRoom = 256
+
+// hold appends p to the held bytes, in a pooled buffer: iw.held is always
+// (*iw.heldBuf)[heldRoom:heldRoom+len(iw.held)].
 func (iw *injector) hold(p []byte) {
 	if iw.heldBuf == nil {
 		iw.heldBuf = heldBufs.Get().(*[]byte)
-		iw.held = (*iw.heldBuf)[:0]
+		iw.held = (*iw.heldBuf)[heldRoom:heldRoom]
+	}
+	if n := len(iw.held) + len(p); n > cap(iw.held) {
+		buf := make([]byte, heldRoom+len(iw.held), 2*(heldRoom+n))
+		copy(buf[heldRoom:], iw.held)
+		*iw.heldBuf = buf[:0]
+		iw.held = buf[heldRoom:]
 	}
 	iw.held = append(iw.held, p...)
+}
+
+// spliceHeld puts tag into the held bytes at ins, in place; the held bytes
+// are not to be used after.
+func (iw *injector) spliceHeld(ins int, tag []byte) []byte {
+	if len(tag) <= heldRoom {
+		base := (*iw.heldBuf)[:heldRoom+len(iw.held)]
+		start := heldRoom - len(tag)
+		copy(base[start:], base[heldRoom:heldRoom+ins])
+		copy(base[start+ins:], tag)
+		return base[start:]
+	}
+	n := len(iw.held)
+	buf := append(iw.held, tag...)
+	copy(buf[ins+len(tag):], buf[ins:n])
+	copy(buf[ins:], tag)
+	iw.held = buf
+	return buf
 }
 
 // releaseHeld drops the held bytes (decoded and encoded), returning their
 // buffer to the pool: nothing may use them after.
 func (iw *injector) releaseHeld() {
-	if iw.heldBuf != nil && cap(iw.held) <= pooledBufMax {
-		*iw.heldBuf = iw.held[:0]
+	if iw.heldBuf != nil && cap(*iw.heldBuf) <= pooledBufMax {
 		heldBufs.Put(iw.heldBuf)
 	}
 	iw.heldBuf, iw.held, iw.raw = nil, nil, nil
 }
 
 func (iw *injector) finish() error {
+	if iw.timed {
+		iw.mu.Lock()
+		defer iw.mu.Unlock()
+	}
 	if iw.finished {
 		return iw.err
 	}
@@ -609,12 +724,14 @@ func (iw *injector) finish() error {
 	if iw.tail != nil {
 		iw.finishTail()
 	}
-	if iw.enc != nil && iw.err == nil {
-		if err := iw.enc.Close(); err != nil {
-			iw.err = fmt.Errorf("inject: close %s encoder: %w", iw.coding, err)
+	if iw.re != nil && iw.err == nil {
+		if err := iw.re.finish(); err != nil {
+			iw.err = fmt.Errorf("inject: %s page: %w", iw.coding, err)
 			iw.result = InjectResultError
 		}
-		iw.rememberWhole()
+	}
+	if iw.re != nil {
+		iw.re.stop() // whatever happened, the flush timer writes nothing now
 	}
 	iw.cfg.report(iw.result)
 	return iw.err

@@ -69,6 +69,36 @@ func FuzzInject(f *testing.F) {
 				t.Fatalf("gzip through the cache (%d): %q, %v, same %v", i, r4, err, bytes.Equal(again.body.Bytes(), encoded.body.Bytes()))
 			}
 		}
+		// br and zstd, held and re-encoded (reencode.go), twice through an
+		// EncodedCache: the page with the tag within the upstream's bytes
+		// plus the tag, or the upstream's bytes as they came.
+		for _, coding := range []string{"br", "zstd"} {
+			resp.body = encode(t, coding, page)
+			resp.header["Content-Encoding"] = coding
+			cache := NewEncodedCache()
+			for i := 0; i < 2; i++ {
+				got, r, err := run(t, getPage(), InjectConfig{Encoded: cache}, resp)
+				out := got.body.Bytes()
+				switch {
+				case err != nil:
+					t.Fatalf("%s (%d): %v", coding, i, err)
+				case r == InjectResultHeavier && r1 == InjectResultInjected || r == r1 && r != InjectResultInjected:
+					if !bytes.Equal(out, resp.body) {
+						t.Fatalf("%s (%d): %s but the encoded bytes changed", coding, i, r)
+					}
+				case r != r1:
+					t.Fatalf("%s (%d): result %q, plain %q", coding, i, r, r1)
+				default:
+					if d, err := decode(coding, out); err != nil || !bytes.Equal(d, whole.body.Bytes()) {
+						t.Fatalf("%s (%d): decoded output differs (err %v)", coding, i, err)
+					}
+					if len(out) > len(resp.body)+len(whole.body.Bytes())-len(page) {
+						t.Fatalf("%s (%d): %d bytes from the upstream's %d", coding, i, len(out), len(resp.body))
+					}
+				}
+				cache.wait()
+			}
+		}
 
 		out := whole.body.Bytes()
 		if r1 != "injected" {

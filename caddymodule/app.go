@@ -74,6 +74,10 @@ type App struct {
 	// Timezone is the site's time zone (an IANA name, Europe/Moscow) for
 	// the dashboard's times and the report's days. Default: the machine's.
 	Timezone string `json:"timezone,omitempty"`
+	// Cluster makes this node one of a fleet sharing one PostgreSQL: one
+	// rate limit per CRM account, one dedup, one lead list
+	// (docs/cluster.md). Nil: the single-node leadproxy.
+	Cluster *ClusterOptions `json:"cluster,omitempty"`
 
 	senders map[string]lead.Sender
 	dir     string
@@ -90,6 +94,7 @@ type App struct {
 	backoff   queue.Backoff // zero: the engine's default; see TestBackoffEnv
 	loc       *time.Location
 	budget    *captureBudget
+	cluster   *resolvedCluster // nil: single node
 }
 
 // TestBackoffEnv names a test-only knob: "<min>,<max>" (Caddy durations,
@@ -172,6 +177,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.loc, err = loadTimezone(a.Timezone); err != nil {
 		return err
+	}
+	if a.Cluster != nil {
+		if a.cluster, err = a.Cluster.resolve(); err != nil {
+			return err
+		}
 	}
 	a.senders = map[string]lead.Sender{}
 	if a.DestinationsRaw != nil {

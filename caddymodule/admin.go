@@ -42,14 +42,14 @@ func (adminAPI) Routes() []caddy.AdminRoute {
 	}
 }
 
-// The store is looked up at request time: the admin module is provisioned
-// before the apps start.
-func currentStore() (*queue.Store, error) {
+// The lead book is looked up at request time: the admin module is
+// provisioned before the apps start.
+func currentBook() (leadBook, error) {
 	p := current.Load()
 	if p == nil {
 		return nil, caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: errStoreNotReady}
 	}
-	return p.store, nil
+	return p.book, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {
@@ -103,7 +103,7 @@ func handleLead(w http.ResponseWriter, r *http.Request) error {
 	if id == "" {
 		return handleLeads(w, r)
 	}
-	st, err := currentStore()
+	st, err := currentBook()
 	if err != nil {
 		return err
 	}
@@ -152,15 +152,15 @@ func handleStats(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodErr("GET")
 	}
-	st, err := currentStore()
-	if err != nil {
-		return err
+	p := current.Load()
+	if p == nil {
+		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: errStoreNotReady}
 	}
-	s, err := st.Stats()
-	if err != nil {
+	s, err := p.stats(r.Context())
+	if err != nil && s.Cluster == nil {
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 	}
-	return writeJSON(w, http.StatusOK, s)
+	return writeStats(w, s, err)
 }
 
 // GET /leadproxy/forms: the form audit (which rules matched served pages);

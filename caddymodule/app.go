@@ -182,6 +182,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if a.cluster, err = a.Cluster.resolve(); err != nil {
 			return err
 		}
+		if err := registerCollectors(ctx.GetMetricsRegistry(), clusterCollectors); err != nil {
+			return err
+		}
 	}
 	a.senders = map[string]lead.Sender{}
 	if a.DestinationsRaw != nil {
@@ -242,8 +245,15 @@ func (a *App) Start() error {
 			return nil, fmt.Errorf("opening lead store %s: %w (if another Caddy process holds it, use 'caddy reload')", a.dir, err)
 		}
 		eng := queue.NewEngine(st, a.logger.Named("delivery"))
-		return &pooledStore{dir: a.dir, store: st, engine: eng, logger: a.logger.Named("queue"),
-			visits: a.openVisits(a.logger.Named("visits"))}, nil
+		p := &pooledStore{dir: a.dir, store: st, book: st, engine: eng, logger: a.logger.Named("queue")}
+		if a.cluster != nil {
+			if err := p.openFleet(a); err != nil {
+				st.Close()
+				return nil, err
+			}
+		}
+		p.visits = a.openVisits(a.logger.Named("visits"))
+		return p, nil
 	})
 	if err != nil {
 		// The site must not go down with its lead store (README, "Guarantees"): start
@@ -261,16 +271,28 @@ func (a *App) Start() error {
 		return nil
 	}
 	p := val.(*pooledStore)
+	if loaded && p.clusterKey != a.cluster.key() {
+		// The store (and its cluster connection) is shared with the running
+		// config; refusing keeps that one working.
+		stores.Delete(a.dir)
+		return fmt.Errorf("cluster: a reload cannot turn cluster mode on or off or change its dsn, node or schema (the lead store %s is open with the old ones); restart Caddy for that", a.dir)
+	}
 	a.pooled.Store(p)
 	a.started = true
 	for name, s := range a.senders {
 		if tk, ok := s.(crm.TokenKeeper); ok {
-			tk.SetTokenStore(name, p.store)
+			tk.SetTokenStore(name, p.book) // in cluster mode, the fleet's
 		}
 	}
 	initDeliveryMetrics(a.Destinations())
 	a.publishSettings()
-	p.engine.Configure(a.engineConfig())
+	if p.fleet != nil {
+		p.engine.Configure(a.forwardConfig(p))
+		p.fleet.Configure(a.engineConfig(), a.accounts())
+		p.startFleet()
+	} else {
+		p.engine.Configure(a.engineConfig())
+	}
 	p.engine.Start()
 	current.Store(p)
 	a.logger.Info("lead store ready", zap.String("dir", a.dir), zap.Bool("shared", loaded),
@@ -337,7 +359,16 @@ func (a *App) waitStarted(ctx context.Context) bool {
 	return false
 }
 
-// store returns the open store, or nil when there is none.
+// book returns the lead book (the store, or the cluster), or nil when
+// there is none.
+func (a *App) book() leadBook {
+	if p := a.pooledOrCurrent(); p != nil {
+		return p.book
+	}
+	return nil
+}
+
+// store returns the open local store, or nil when there is none.
 func (a *App) store() *queue.Store {
 	if p := a.pooledOrCurrent(); p != nil {
 		return p.store
@@ -358,14 +389,14 @@ func (a *App) Capture(ctx context.Context, l *lead.Lead, dests []string) (*lead.
 		return nil, false, errStoreNotReady
 	}
 	ctx, end := startStoreSpan(ctx, dests)
-	stored, dup, err := st.Add(ctx, l, dests)
 	p := a.pooledOrCurrent()
+	stored, dup, err := st.Add(ctx, l, p.localDests(dests))
 	if errors.Is(err, queue.ErrClosed) {
 		// This config's store closed under a request in flight (a reload
 		// moved the store to another folder): the newest store takes it.
 		if cur := current.Load(); cur != nil && cur.store != st {
 			p = cur
-			stored, dup, err = cur.store.Add(ctx, l, dests)
+			stored, dup, err = cur.store.Add(ctx, l, cur.localDests(dests))
 		}
 	}
 	end(stored, dup, err)
@@ -408,10 +439,21 @@ var current atomic.Pointer[pooledStore]
 type pooledStore struct {
 	dir    string
 	store  *queue.Store
+	book   leadBook // the store, or in cluster mode the fleet's
 	engine *queue.Engine
 	visits *visitStore // nil when its folder could not be opened
 	logger *zap.Logger
 	once   sync.Once
+
+	// Cluster mode (cluster.go); fleet is nil on a single node.
+	fleet      fleet
+	clusterKey string // resolvedCluster.key() of what fleet was opened with
+	fleetOnce  sync.Once
+	eraseStop  chan struct{}
+	eraseDone  chan struct{}
+	fbMu       sync.Mutex
+	fbDone     map[string]*fallbackDone // direct deliveries not yet in the cluster
+	limiters   map[string]*nodeShare    // by account
 
 	// Form posts between the start of capture and their lead's store.
 	// Caddy stops its apps in no fixed order, so when it exits this store
@@ -486,7 +528,7 @@ func (p *pooledStore) Destruct() error {
 		defer cancel()
 		p.engine.Stop(ctx)
 		current.CompareAndSwap(p, nil)
-		err = errors.Join(p.visits.close(), p.store.Close())
+		err = errors.Join(p.closeFleet(ctx), p.visits.close(), p.store.Close())
 	})
 	return err
 }

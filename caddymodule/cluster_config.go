@@ -40,7 +40,13 @@ type resolvedCluster struct {
 
 // key identifies what the open cluster connection was made with: a reload
 // may change fallback_after, not these.
-func (r *resolvedCluster) key() string { return r.DSN + "\x00" + r.Node + "\x00" + r.Schema }
+// A nil one (no cluster) has the empty key.
+func (r *resolvedCluster) key() string {
+	if r == nil {
+		return ""
+	}
+	return r.DSN + "\x00" + r.Node + "\x00" + r.Schema
+}
 
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 

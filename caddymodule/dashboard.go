@@ -337,8 +337,8 @@ func (d *Dashboard) serveError(w http.ResponseWriter, r *http.Request, status in
 	d.render(w, r, status, "error", errorView{page: d.newPage(title, nil), Message: msg})
 }
 
-func (d *Dashboard) store(w http.ResponseWriter, r *http.Request) *queue.Store {
-	st := d.app.store()
+func (d *Dashboard) store(w http.ResponseWriter, r *http.Request) leadBook {
+	st := d.app.book()
 	if st == nil {
 		d.serveError(w, r, http.StatusServiceUnavailable, "Starting", "The lead store is not open yet; reload in a moment.")
 	}

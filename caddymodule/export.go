@@ -25,7 +25,7 @@ var csvColumns = []string{"id", "created_at", "status", "form", "title", "name",
 
 // listRequest is what the list and the export share: GET, the store and
 // the filter of the query.
-func listRequest(r *http.Request) (*queue.Store, queue.Filter, error) {
+func listRequest(r *http.Request) (leadBook, queue.Filter, error) {
 	var s leadSearch
 	switch r.Method {
 	case http.MethodGet:
@@ -51,7 +51,7 @@ func listRequest(r *http.Request) (*queue.Store, queue.Filter, error) {
 	default:
 		return nil, queue.Filter{}, methodErr("GET", "POST")
 	}
-	st, err := currentStore()
+	st, err := currentBook()
 	if err != nil {
 		return nil, queue.Filter{}, err
 	}
@@ -78,7 +78,7 @@ func handleLeadsCSV(w http.ResponseWriter, r *http.Request) error {
 // writeLeadsCSV streams the leads page by page (queue.MaxListLimit at a
 // time, flushed after each): the export is never built in memory. It
 // starts with a UTF-8 byte order mark, so Excel reads Cyrillic right.
-func writeLeadsCSV(w io.Writer, st *queue.Store, f queue.Filter, leads []*lead.Lead, next string, loc *time.Location) error {
+func writeLeadsCSV(w io.Writer, st leadBook, f queue.Filter, leads []*lead.Lead, next string, loc *time.Location) error {
 	if _, err := io.WriteString(w, "\uFEFF"); err != nil {
 		return err
 	}

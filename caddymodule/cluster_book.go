@@ -1,0 +1,171 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/leadproxy/leadproxy/lead"
+	"github.com/leadproxy/leadproxy/queue"
+)
+
+// fleetBook is the lead book in cluster mode: the fleet's list, with this
+// node's local copies behind it for a lead not forwarded yet (Get, Retry)
+// and erased with it (Delete). Every call is counted and traced.
+type fleetBook struct {
+	fl    fleet
+	local *queue.Store
+}
+
+var _ leadBook = (*fleetBook)(nil)
+
+func (b *fleetBook) List(f queue.Filter) (leads []*lead.Lead, next string, err error) {
+	defer engineCall("list")(&err)
+	return b.fl.List(f)
+}
+
+// Get reads the fleet's lead; one this node captured but has not forwarded
+// yet (the engine down, or a moment after capture) is read locally.
+func (b *fleetBook) Get(id string) (l *lead.Lead, err error) {
+	defer engineCall("get")(&err)
+	l, err = b.fl.Get(id)
+	if errors.Is(err, queue.ErrNotFound) {
+		if ll, lerr := b.local.Get(id); lerr == nil {
+			return ll, nil
+		}
+	}
+	return l, err
+}
+
+func (b *fleetBook) Retry(id string) (err error) {
+	defer engineCall("retry")(&err)
+	err = b.fl.Retry(id)
+	if errors.Is(err, queue.ErrNotFound) {
+		if lerr := b.local.Retry(id); lerr == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// Delete erases the lead fleet-wide (the engine keeps a tombstone every
+// node applies to its local copies) and this node's copy at once.
+func (b *fleetBook) Delete(id string) (err error) {
+	defer engineCall("delete")(&err)
+	err = b.fl.Delete(id)
+	lerr := b.local.Delete(id)
+	if errors.Is(err, queue.ErrNotFound) && lerr == nil {
+		return nil
+	}
+	return err
+}
+
+func (b *fleetBook) Stats() (s queue.Stats, err error) {
+	defer engineCall("stats")(&err)
+	return b.fl.Stats()
+}
+
+func (b *fleetBook) Each(from, to time.Time, fn func(*lead.Lead) bool) (err error) {
+	defer engineCall("each")(&err)
+	return b.fl.Each(from, to, fn)
+}
+
+func (b *fleetBook) LoadToken(key string) (v string, err error) {
+	defer engineCall("load_token")(&err)
+	return b.fl.LoadToken(key)
+}
+
+func (b *fleetBook) SaveToken(key, value string) (err error) {
+	defer engineCall("save_token")(&err)
+	return b.fl.SaveToken(key, value)
+}
+
+// Metrics of the cluster engine's calls; registered with the others
+// (metrics.go).
+var (
+	clusterCallsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "leadproxy_cluster_calls_total", Help: "Calls to the cluster engine (PostgreSQL), by call (forward, list, get, retry, delete, stats, each, load_token, save_token) and outcome (ok, not_found, error).",
+	}, []string{"call", "outcome"})
+	clusterCallDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "leadproxy_cluster_call_duration_seconds", Help: "Time of one call to the cluster engine, by call.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+	}, []string{"call"})
+	fallbackTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "leadproxy_cluster_fallback_deliveries_total", Help: "Deliveries this node made itself while the cluster engine was unreachable (fallback_after), by destination and outcome.",
+	}, []string{"destination", "outcome"})
+	clusterUp = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "leadproxy_cluster_up", Help: "1 when the last call to the cluster engine succeeded, 0 when it is unreachable; only in cluster mode.",
+	}, func() float64 {
+		if p := current.Load(); p != nil && p.fleet != nil && p.fleet.Up() {
+			return 1
+		}
+		return 0
+	})
+	clusterUnforwarded = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "leadproxy_cluster_unforwarded", Help: "Leads captured on this node and not yet forwarded to the cluster engine.",
+	}, func() float64 {
+		if p := current.Load(); p != nil && p.fleet != nil {
+			return float64(p.unforwarded())
+		}
+		return 0
+	})
+	clusterCollectors = []prometheus.Collector{clusterCallsTotal, clusterCallDuration, fallbackTotal, clusterUp, clusterUnforwarded}
+)
+
+// engineCall times and counts one call to the engine, with a span when a
+// tracer provider is known (observe.go); use as defer engineCall(name)(&err).
+func engineCall(call string) func(*error) {
+	start := time.Now()
+	var span trace.Span
+	if tp := deliveryTracerProvider(); tp != nil {
+		_, span = tp.Tracer(tracerName).Start(context.Background(), "leadproxy.cluster."+call, trace.WithSpanKind(trace.SpanKindClient))
+	}
+	return func(errp *error) {
+		err := *errp
+		outcome := "ok"
+		switch {
+		case errors.Is(err, queue.ErrNotFound):
+			outcome = "not_found"
+		case err != nil:
+			outcome = "error"
+		}
+		clusterCallsTotal.WithLabelValues(call, outcome).Inc()
+		clusterCallDuration.WithLabelValues(call).Observe(time.Since(start).Seconds())
+		if span != nil {
+			span.SetAttributes(attribute.String("leadproxy.outcome", outcome))
+			if outcome == "not_found" {
+				err = nil
+			}
+			endSpan(span, err, "cluster "+call+" failed")
+		}
+	}
+}
+
+// startForwardSpan wraps one forward, as a child of the lead's capture
+// span (its stored traceparent), like a delivery attempt.
+func startForwardSpan(ctx context.Context, dest string, l *lead.Lead) (context.Context, func(error)) {
+	start := time.Now()
+	var span trace.Span
+	if tp := deliveryTracerProvider(); tp != nil {
+		parent := propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": l.Traceparent})
+		ctx, span = tp.Tracer(tracerName).Start(parent, "leadproxy.cluster.forward", trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String("leadproxy.destination", dest), attribute.String("leadproxy.lead_id", l.ID)))
+	}
+	return ctx, func(err error) {
+		outcome := "ok"
+		if err != nil {
+			outcome = "error"
+		}
+		clusterCallsTotal.WithLabelValues("forward", outcome).Inc()
+		clusterCallDuration.WithLabelValues("forward").Observe(time.Since(start).Seconds())
+		if span != nil {
+			span.SetAttributes(attribute.String("leadproxy.outcome", outcome))
+			endSpan(span, err, "forward failed")
+		}
+	}
+}

@@ -236,16 +236,19 @@ func hashKey(kind byte, parts ...string) []byte {
 	return append([]byte{kind}, h.Sum(nil)...)
 }
 
-func submissionKey(l *lead.Lead) []byte {
+// SubmissionKey is what the submission dedup keys on: site and submission
+// id; nil without a submission id. The dedup keys are exported so the
+// cluster engine keys exactly as one node does.
+func SubmissionKey(l *lead.Lead) []byte {
 	if l.SubmissionID == "" {
 		return nil
 	}
 	return hashKey('s', l.Site, l.SubmissionID)
 }
 
-// contactKey is what the contact dedup keys on: site, form and the contact
+// ContactKey is what the contact dedup keys on: site, form and the contact
 // normalised (E.164 phone, lower-case email).
-func contactKey(l *lead.Lead) []byte {
+func ContactKey(l *lead.Lead) []byte {
 	c := strings.TrimSpace(l.Contact())
 	if l.Phone != "" && !isE164(c) {
 		// Capture normalises phones already; parsing again (libphonenumber,
@@ -258,12 +261,12 @@ func contactKey(l *lead.Lead) []byte {
 	return hashKey('c', l.Site, l.Form, c)
 }
 
-// dataKey is what a double submit shares beyond the contact: contactKey's
+// DataKey is what a double submit shares beyond the contact: ContactKey's
 // parts and the lead's name, email, comment, extra and CRM values, so a
 // lead with the same contact as the first but other data can be found
 // again when it is itself submitted twice.
-func dataKey(l *lead.Lead) []byte {
-	ck := contactKey(l)
+func DataKey(l *lead.Lead) []byte {
+	ck := ContactKey(l)
 	if ck == nil {
 		return nil
 	}

@@ -62,7 +62,7 @@ func eraseLead(tx *nutsdb.Tx, id string, onlyFinal bool) (bool, error) {
 			}
 		}
 	}
-	for _, k := range [][]byte{submissionKey(rec.Lead), contactKey(rec.Lead), dataKey(rec.Lead)} {
+	for _, k := range [][]byte{SubmissionKey(rec.Lead), ContactKey(rec.Lead), DataKey(rec.Lead)} {
 		if k == nil {
 			continue
 		}

@@ -17,5 +17,7 @@ func TestConformance(t *testing.T) {
 			return f.Caddyfile(), f.Faults, f.Close
 		},
 		Rate: 1, Per: time.Second, PerLead: 1,
+		// The limit counts per user: another token is another account.
+		OtherAccount: func(l string) string { return crmtest.WithOption(l, "token", "another-token") },
 	})
 }

@@ -85,14 +85,19 @@ func Start(t testing.TB) *Server {
 
 // Main runs the tests and then stops the shared server (if one was started)
 // and removes its folder. Call it from TestMain.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main without the exit, for a TestMain with cleanup of its own
+// after the tests (added by glue: caddymodule's TestMain removes the Caddy
+// binary it built).
+func Run(m *testing.M) int {
 	code := m.Run()
 	sharedMu.Lock()
 	if shared != nil {
 		shared.shutdown()
 	}
 	sharedMu.Unlock()
-	os.Exit(code)
+	return code
 }
 
 // binDir finds the folder holding initdb and postgres: PATH first, else the

@@ -84,7 +84,7 @@ func handleLeads(w http.ResponseWriter, r *http.Request) error {
 	}
 	leads, next, err := st.List(f)
 	if err != nil {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
+		return listError(err)
 	}
 	out := map[string]any{"leads": leads}
 	if next != "" {
@@ -94,6 +94,15 @@ func handleLeads(w http.ResponseWriter, r *http.Request) error {
 		out["leads"] = []any{}
 	}
 	return writeJSON(w, http.StatusOK, out)
+}
+
+// listError is a list's failure: the request's fault (a bad status or
+// cursor), or in cluster mode the engine unreachable.
+func listError(err error) error {
+	if isEngineDown(err) {
+		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
+	}
+	return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
 }
 
 // GET|DELETE /leadproxy/leads/{id}, POST /leadproxy/leads/{id}/retry
@@ -110,6 +119,9 @@ func handleLead(w http.ResponseWriter, r *http.Request) error {
 	notFound := func(err error) error {
 		if errors.Is(err, queue.ErrNotFound) {
 			return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("lead %s not found", id)}
+		}
+		if isEngineDown(err) {
+			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
 		}
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 	}

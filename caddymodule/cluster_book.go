@@ -26,7 +26,8 @@ var _ leadBook = (*fleetBook)(nil)
 
 func (b *fleetBook) List(f queue.Filter) (leads []*lead.Lead, next string, err error) {
 	defer engineCall("list")(&err)
-	return b.fl.List(f)
+	leads, next, err = b.fl.List(f)
+	return leads, next, b.down(err)
 }
 
 // Get reads the fleet's lead; one this node captured but has not forwarded
@@ -39,7 +40,7 @@ func (b *fleetBook) Get(id string) (l *lead.Lead, err error) {
 			return ll, nil
 		}
 	}
-	return l, err
+	return l, b.down(err)
 }
 
 func (b *fleetBook) Retry(id string) (err error) {
@@ -50,7 +51,7 @@ func (b *fleetBook) Retry(id string) (err error) {
 			return nil
 		}
 	}
-	return err
+	return b.down(err)
 }
 
 // Delete erases the lead fleet-wide (the engine keeps a tombstone every
@@ -62,17 +63,18 @@ func (b *fleetBook) Delete(id string) (err error) {
 	if errors.Is(err, queue.ErrNotFound) && lerr == nil {
 		return nil
 	}
-	return err
+	return b.down(err)
 }
 
 func (b *fleetBook) Stats() (s queue.Stats, err error) {
 	defer engineCall("stats")(&err)
-	return b.fl.Stats()
+	s, err = b.fl.Stats()
+	return s, b.down(err)
 }
 
 func (b *fleetBook) Each(from, to time.Time, fn func(*lead.Lead) bool) (err error) {
 	defer engineCall("each")(&err)
-	return b.fl.Each(from, to, fn)
+	return b.down(b.fl.Each(from, to, fn))
 }
 
 func (b *fleetBook) LoadToken(key string) (v string, err error) {
@@ -83,6 +85,26 @@ func (b *fleetBook) LoadToken(key string) (v string, err error) {
 func (b *fleetBook) SaveToken(key, value string) (err error) {
 	defer engineCall("save_token")(&err)
 	return b.fl.SaveToken(key, value)
+}
+
+// down marks an error the engine gave while unreachable, so the admin API
+// and the dashboard answer 503 rather than blame the request.
+func (b *fleetBook) down(err error) error {
+	if err != nil && !errors.Is(err, queue.ErrNotFound) && !b.fl.Up() {
+		return &engineDownError{err}
+	}
+	return err
+}
+
+type engineDownError struct{ err error }
+
+func (e *engineDownError) Error() string { return "cluster engine unreachable: " + e.err.Error() }
+func (e *engineDownError) Unwrap() error { return e.err }
+
+// isEngineDown reports whether err says the cluster engine is unreachable.
+func isEngineDown(err error) bool {
+	var e *engineDownError
+	return errors.As(err, &e)
 }
 
 // Metrics of the cluster engine's calls; registered with the others

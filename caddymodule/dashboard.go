@@ -337,6 +337,11 @@ func (d *Dashboard) serveError(w http.ResponseWriter, r *http.Request, status in
 	d.render(w, r, status, "error", errorView{page: d.newPage(title, nil), Message: msg})
 }
 
+// serveEngineDown: in cluster mode, the fleet's list is out of reach.
+func (d *Dashboard) serveEngineDown(w http.ResponseWriter, r *http.Request) {
+	d.serveError(w, r, http.StatusServiceUnavailable, "Unavailable", "The cluster engine (PostgreSQL) is unreachable: leads are still captured on this node; reload in a moment.")
+}
+
 func (d *Dashboard) store(w http.ResponseWriter, r *http.Request) leadBook {
 	st := d.app.book()
 	if st == nil {
@@ -358,6 +363,10 @@ func (d *Dashboard) serveList(w http.ResponseWriter, r *http.Request) {
 	}
 	f := queue.Filter{Status: q.Get("status"), Form: q.Get("form"), Query: strings.TrimSpace(q.Get("q")), Cursor: q.Get("cursor"), Limit: d.PageSize}
 	leads, next, err := st.List(f)
+	if isEngineDown(err) {
+		d.serveEngineDown(w, r)
+		return
+	}
 	if errors.Is(err, queue.ErrBadStatus) {
 		d.serveError(w, r, http.StatusBadRequest, "Bad request", err.Error())
 		return

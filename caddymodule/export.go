@@ -69,7 +69,7 @@ func handleLeadsCSV(w http.ResponseWriter, r *http.Request) error {
 	f.Limit = queue.MaxListLimit
 	leads, next, err := st.List(f)
 	if err != nil {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
+		return listError(err)
 	}
 	csvHeaders(w, adminLocation())
 	return writeLeadsCSV(w, st, f, leads, next, adminLocation())
@@ -168,6 +168,10 @@ func (d *Dashboard) serveCSV(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := queue.Filter{Status: q.Get("status"), Form: q.Get("form"), Query: strings.TrimSpace(q.Get("q")), Limit: queue.MaxListLimit}
 	leads, next, err := st.List(f)
+	if isEngineDown(err) {
+		d.serveEngineDown(w, r)
+		return
+	}
 	if err != nil {
 		d.serveError(w, r, http.StatusBadRequest, "Bad request", err.Error())
 		return

@@ -48,8 +48,9 @@ func validates(t *testing.T, caddyfile string) {
 	}
 }
 
-// Every commented destination block in Caddyfile.example validates once
-// uncommented, with its variables named as docs/destinations.md names them.
+// Every commented destination block (and the cluster block) in
+// Caddyfile.example validates once uncommented, with its variables named
+// as docs/destinations.md (docs/cluster.md) names them.
 func TestCaddyfileExampleDestinations(t *testing.T) {
 	raw, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
@@ -59,12 +60,21 @@ func TestCaddyfileExampleDestinations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	clusterDoc, err := os.ReadFile("../docs/cluster.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs = append(docs, clusterDoc...)
 	var lines []string
-	inBlock, blocks := false, 0
+	inBlock, blocks, clusters := false, 0, 0
 	for _, l := range strings.Split(string(raw), "\n") {
 		if strings.HasPrefix(strings.TrimSpace(l), "# destination ") {
 			inBlock = true
 			blocks++
+		}
+		if strings.HasPrefix(strings.TrimSpace(l), "# cluster ") {
+			inBlock = true
+			clusters++
 		}
 		if inBlock {
 			l = strings.Replace(l, "# ", "", 1)
@@ -77,10 +87,13 @@ func TestCaddyfileExampleDestinations(t *testing.T) {
 	if blocks < 10 {
 		t.Fatalf("%d commented destination blocks, want one per type", blocks)
 	}
+	if clusters != 1 {
+		t.Fatalf("%d commented cluster blocks, want 1", clusters)
+	}
 	uncommented := strings.Join(lines, "\n")
 	for _, name := range exampleEnv(t, uncommented) {
 		if !strings.Contains(string(docs), "{env."+name+"}") {
-			t.Errorf("Caddyfile.example reads {env.%s}, a name docs/destinations.md does not use", name)
+			t.Errorf("Caddyfile.example reads {env.%s}, a name docs/destinations.md and docs/cluster.md do not use", name)
 		}
 	}
 	validates(t, uncommented)

@@ -110,7 +110,7 @@ type deliveryRec struct {
 	DeliveredAt int64  `json:"delivered_at,omitempty"`
 	Lease       string `json:"lease,omitempty"`
 	LeaseUntil  int64  `json:"lease_until,omitempty"`
-	// History: the last maxHistory attempts, oldest first.
+	// History: the last MaxHistory attempts, oldest first.
 	History []attemptRec `json:"history,omitempty"`
 }
 
@@ -123,9 +123,9 @@ type attemptRec struct {
 	CRMID   string `json:"crm_id,omitempty"`
 }
 
-// maxHistory bounds a delivery's history: a lead retried for days keeps
+// MaxHistory (exported for the cluster engine) bounds a delivery's history: a lead retried for days keeps
 // its last attempts, not thousands.
-const maxHistory = 20
+const MaxHistory = 20
 
 func (r *deliveryRec) final() bool {
 	return r.Status == lead.StatusDelivered || r.Status == lead.StatusFailed

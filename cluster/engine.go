@@ -38,6 +38,10 @@ type engine struct {
 	wake     chan struct{}
 	attempts sync.WaitGroup
 	dead     atomic.Bool // kill(): a crashed node records nothing
+
+	// onRecord, if set (tests), is called when an attempt's outcome is
+	// written (status "" when the lease was lost) or given up.
+	onRecord func(cl *claim, lost bool, status string, err error)
 }
 
 type destination struct {
@@ -510,6 +514,9 @@ func (e *engine) record(hard context.Context, cl *claim, started time.Time, crmI
 	fields := []zap.Field{zap.String("lead", cl.id), zap.String("destination", cl.dest)}
 	for wait := 50 * time.Millisecond; ; wait = min(wait*2, 2*time.Second) {
 		lost, status, attempts, err := e.recordOnce(cl, started, crmID, sendErr, cfg)
+		if e.onRecord != nil && (err == nil || e.dead.Load() || time.Now().After(cl.until) || c.ctx.Err() != nil) {
+			e.onRecord(cl, lost, status, err)
+		}
 		switch {
 		case err == nil && lost:
 			c.log.Warn("attempt finished after its lease was taken back; result dropped", fields...)

@@ -38,6 +38,10 @@ type engine struct {
 	wake     chan struct{}
 	attempts sync.WaitGroup
 	dead     atomic.Bool // kill(): a crashed node records nothing
+
+	// onRecord, if set (tests), is called when an attempt's outcome is
+	// written (status "" when the lease was lost) or given up.
+	onRecord func(cl *claim, lost bool, status string, err error)
 }
 
 type destination struct {
@@ -351,9 +355,15 @@ func (e *engine) notifyFleet(ctx context.Context) {
 	_, _ = c.pool.Exec(ctx, "SELECT pg_notify($1, 'due')", c.channel)
 }
 
+// seconds turns a statement's "seconds until" into a wait: none (0) when
+// it had nothing to say, a short one when the moment has come (the rows
+// are locked by another node's claim right now).
 func seconds(s *float64) time.Duration {
-	if s == nil || *s <= 0 {
+	switch {
+	case s == nil:
 		return 0
+	case *s <= 0:
+		return 10 * time.Millisecond
 	}
 	return time.Duration(*s*float64(time.Second)) + time.Millisecond
 }
@@ -388,7 +398,7 @@ ORDER BY due_at, lead_id LIMIT $2 FOR UPDATE SKIP LOCKED`), dest, n, account)
 				var s *float64
 				err := tx.QueryRow(ctx, c.q(`SELECT extract(epoch FROM greatest(
 	(SELECT min(due_at) FROM {s}.deliveries WHERE dest = $1 AND lease_token IS NULL AND due_at IS NOT NULL),
-	(SELECT paused_until FROM {s}.rate_accounts WHERE account = $2)) - clock_timestamp())::float8`), dest, account).Scan(&s)
+	(SELECT paused_until FROM {s}.rate_accounts WHERE account = $2 AND paused_until > clock_timestamp())) - clock_timestamp())::float8`), dest, account).Scan(&s)
 				if err != nil {
 					return err
 				}
@@ -409,7 +419,7 @@ WHERE s.account = f.account AND s.slot = f.slot RETURNING s.slot`), account, len
 				}
 				if len(slots) == 0 {
 					var s *float64
-					err := tx.QueryRow(ctx, c.q(`SELECT extract(epoch FROM min(next_free) - clock_timestamp())::float8
+					err := tx.QueryRow(ctx, c.q(`SELECT extract(epoch FROM greatest(min(next_free), clock_timestamp()) - clock_timestamp())::float8
 FROM {s}.rate_slots WHERE account = $1`), account).Scan(&s)
 					if err != nil {
 						return err
@@ -510,6 +520,9 @@ func (e *engine) record(hard context.Context, cl *claim, started time.Time, crmI
 	fields := []zap.Field{zap.String("lead", cl.id), zap.String("destination", cl.dest)}
 	for wait := 50 * time.Millisecond; ; wait = min(wait*2, 2*time.Second) {
 		lost, status, attempts, err := e.recordOnce(cl, started, crmID, sendErr, cfg)
+		if e.onRecord != nil && (err == nil || e.dead.Load() || time.Now().After(cl.until) || c.ctx.Err() != nil) {
+			e.onRecord(cl, lost, status, err)
+		}
 		switch {
 		case err == nil && lost:
 			c.log.Warn("attempt finished after its lease was taken back; result dropped", fields...)

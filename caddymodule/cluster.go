@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -69,9 +68,6 @@ const (
 	// fallbackKeyPrefix + "<lead id>:<destination>": a direct delivery made
 	// while the engine was down, kept until the cluster has it.
 	fallbackKeyPrefix = "leadproxy.fallback:"
-	// mergedKeyPrefix + "<engine lead id>": the local ids the engine merged
-	// into that lead, so erasing it erases their local copies too.
-	mergedKeyPrefix = "leadproxy.merged:"
 	// erasedCursorKey: how far this node has applied the engine's erasures.
 	erasedCursorKey = "leadproxy.erased_cursor"
 	// fallbackGaveUp is stored instead of a fallbackDone when the CRM
@@ -134,7 +130,7 @@ func (f *forwarder) Send(ctx context.Context, l *lead.Lead) (string, error) {
 		}
 	}
 	ctx, end := startForwardSpan(ctx, f.dest, l)
-	id, dup, err := f.p.fleet.Forward(ctx, l, f.dest, done)
+	id, _, err := f.p.fleet.Forward(ctx, l, f.dest, done)
 	end(err)
 	if err != nil {
 		msg := "cluster engine unreachable; the lead waits on this node"
@@ -145,9 +141,6 @@ func (f *forwarder) Send(ctx context.Context, l *lead.Lead) (string, error) {
 	}
 	if done != nil || gaveUp {
 		f.p.forgetFallback(key)
-	}
-	if dup || id != l.ID {
-		f.p.rememberMerged(id, l.ID)
 	}
 	return clusterPrefix + id, nil
 }
@@ -237,33 +230,6 @@ func (p *pooledStore) forgetFallback(key string) {
 	p.fbMu.Unlock()
 }
 
-// rememberMerged notes that the engine holds local lead localID as
-// engineID, so the fleet's erasure of engineID erases the local copy too.
-func (p *pooledStore) rememberMerged(engineID, localID string) {
-	if engineID == localID {
-		return
-	}
-	p.fbMu.Lock() // one read-modify-write at a time
-	defer p.fbMu.Unlock()
-	key := mergedKeyPrefix + engineID
-	v, err := p.store.LoadToken(key)
-	if err == nil {
-		ids := strings.Split(v, ",")
-		for _, id := range ids {
-			if id == localID {
-				return
-			}
-		}
-		if v != "" {
-			localID = v + "," + localID
-		}
-		err = p.store.SaveToken(key, localID)
-	}
-	if err != nil {
-		p.logger.Warn("cluster: recording a merged lead's local id failed", zap.Error(err))
-	}
-}
-
 // unforwarded counts the local deliveries not yet forwarded: in cluster
 // mode every local delivery is a forward.
 func (p *pooledStore) unforwarded() int {
@@ -315,21 +281,11 @@ func (p *pooledStore) applyErasures() {
 	}
 }
 
-// eraseLocal deletes the local copy of an engine lead and of the local
-// leads merged into it.
+// eraseLocal deletes the local copy of an erased lead (the engine's
+// tombstones name the leads merged into it too).
 func (p *pooledStore) eraseLocal(id string) {
-	ids := []string{id}
-	if v, err := p.store.LoadToken(mergedKeyPrefix + id); err == nil && v != "" {
-		ids = append(ids, strings.Split(v, ",")...)
-	}
-	for _, lid := range ids {
-		if err := p.store.Delete(lid); err != nil && !errors.Is(err, queue.ErrNotFound) {
-			p.logger.Warn("cluster: erasing a local copy failed", zap.String("lead", lid), zap.Error(err))
-			return
-		}
-	}
-	if len(ids) > 1 {
-		p.store.SaveToken(mergedKeyPrefix+id, "")
+	if err := p.store.Delete(id); err != nil && !errors.Is(err, queue.ErrNotFound) {
+		p.logger.Warn("cluster: erasing a local copy failed", zap.String("lead", id), zap.Error(err))
 	}
 }
 

@@ -136,11 +136,7 @@ func (p *pooledStore) stats(ctx context.Context) (statsJSON, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var nerr error
-	func() {
-		defer engineCall("nodes")(&nerr)
-		c.Nodes, nerr = p.fleet.Nodes(ctx)
-	}()
-	if nerr != nil {
+	if c.Nodes, nerr = p.fleet.Nodes(ctx); nerr != nil {
 		c.Engine.Error = "listing the nodes: " + nerr.Error()
 	}
 	return out, nil

@@ -16,7 +16,8 @@ import (
 
 // fleetBook is the lead book in cluster mode: the fleet's list, with this
 // node's local copies behind it for a lead not forwarded yet (Get, Retry)
-// and erased with it (Delete). Every call is counted and traced.
+// and erased with it (Delete). Every call is counted and traced by
+// clusterCallHook.
 type fleetBook struct {
 	fl    fleet
 	local *queue.Store
@@ -25,7 +26,6 @@ type fleetBook struct {
 var _ leadBook = (*fleetBook)(nil)
 
 func (b *fleetBook) List(f queue.Filter) (leads []*lead.Lead, next string, err error) {
-	defer engineCall("list")(&err)
 	leads, next, err = b.fl.List(f)
 	return leads, next, b.down(err)
 }
@@ -33,7 +33,6 @@ func (b *fleetBook) List(f queue.Filter) (leads []*lead.Lead, next string, err e
 // Get reads the fleet's lead; one this node captured but has not forwarded
 // yet (the engine down, or a moment after capture) is read locally.
 func (b *fleetBook) Get(id string) (l *lead.Lead, err error) {
-	defer engineCall("get")(&err)
 	l, err = b.fl.Get(id)
 	if errors.Is(err, queue.ErrNotFound) {
 		if ll, lerr := b.local.Get(id); lerr == nil {
@@ -44,7 +43,6 @@ func (b *fleetBook) Get(id string) (l *lead.Lead, err error) {
 }
 
 func (b *fleetBook) Retry(id string) (err error) {
-	defer engineCall("retry")(&err)
 	err = b.fl.Retry(id)
 	if errors.Is(err, queue.ErrNotFound) {
 		if lerr := b.local.Retry(id); lerr == nil {
@@ -57,7 +55,6 @@ func (b *fleetBook) Retry(id string) (err error) {
 // Delete erases the lead fleet-wide (the engine keeps a tombstone every
 // node applies to its local copies) and this node's copy at once.
 func (b *fleetBook) Delete(id string) (err error) {
-	defer engineCall("delete")(&err)
 	err = b.fl.Delete(id)
 	lerr := b.local.Delete(id)
 	if errors.Is(err, queue.ErrNotFound) && lerr == nil {
@@ -67,23 +64,19 @@ func (b *fleetBook) Delete(id string) (err error) {
 }
 
 func (b *fleetBook) Stats() (s queue.Stats, err error) {
-	defer engineCall("stats")(&err)
 	s, err = b.fl.Stats()
 	return s, b.down(err)
 }
 
 func (b *fleetBook) Each(from, to time.Time, fn func(*lead.Lead) bool) (err error) {
-	defer engineCall("each")(&err)
 	return b.down(b.fl.Each(from, to, fn))
 }
 
 func (b *fleetBook) LoadToken(key string) (v string, err error) {
-	defer engineCall("load_token")(&err)
 	return b.fl.LoadToken(key)
 }
 
 func (b *fleetBook) SaveToken(key, value string) (err error) {
-	defer engineCall("save_token")(&err)
 	return b.fl.SaveToken(key, value)
 }
 
@@ -111,7 +104,7 @@ func isEngineDown(err error) bool {
 // (metrics.go).
 var (
 	clusterCallsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "leadproxy_cluster_calls_total", Help: "Calls to the cluster engine (PostgreSQL), by call (forward, list, get, retry, delete, stats, each, load_token, save_token) and outcome (ok, not_found, error).",
+		Name: "leadproxy_cluster_calls_total", Help: "Calls to the cluster engine (PostgreSQL), by call (cluster.Ops: forward, claim, record, list, get, heartbeat, ...) and outcome (ok, not_found, error).",
 	}, []string{"call", "outcome"})
 	clusterCallDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "leadproxy_cluster_call_duration_seconds", Help: "Time of one call to the cluster engine, by call.",
@@ -139,31 +132,36 @@ var (
 	clusterCollectors = []prometheus.Collector{clusterCallsTotal, clusterCallDuration, fallbackTotal, clusterUp, clusterUnforwarded}
 )
 
-// engineCall times and counts one call to the engine, with a span when a
-// tracer provider is known (observe.go); use as defer engineCall(name)(&err).
-func engineCall(call string) func(*error) {
+// adminOps are the engine calls made for the admin API and the dashboard:
+// with a tracer provider known (observe.go) each is a span of its own; the
+// engine's background calls (claims, heartbeats) are spans only under a
+// traced caller, or they would flood the trace store.
+var adminOps = map[string]bool{"list": true, "get": true, "retry": true, "delete": true, "stats": true, "each": true, "nodes": true}
+
+// clusterCallHook is cluster.Config.Calls: every call into the engine
+// counted and timed by operation, and a span under the caller's (a
+// forward's, a delivery's) or, for the admin API's calls, a span of its own.
+func clusterCallHook(ctx context.Context, op string) (context.Context, func(error)) {
 	start := time.Now()
 	var span trace.Span
-	if tp := deliveryTracerProvider(); tp != nil {
-		_, span = tp.Tracer(tracerName).Start(context.Background(), "leadproxy.cluster."+call, trace.WithSpanKind(trace.SpanKindClient))
+	if parent := trace.SpanFromContext(ctx); parent.SpanContext().IsValid() {
+		ctx, span = parent.TracerProvider().Tracer(tracerName).Start(ctx, "leadproxy.cluster."+op, trace.WithSpanKind(trace.SpanKindClient))
+	} else if tp := deliveryTracerProvider(); tp != nil && adminOps[op] {
+		ctx, span = tp.Tracer(tracerName).Start(ctx, "leadproxy.cluster."+op, trace.WithSpanKind(trace.SpanKindClient))
 	}
-	return func(errp *error) {
-		err := *errp
+	return ctx, func(err error) {
 		outcome := "ok"
 		switch {
 		case errors.Is(err, queue.ErrNotFound):
-			outcome = "not_found"
+			outcome, err = "not_found", nil
 		case err != nil:
 			outcome = "error"
 		}
-		clusterCallsTotal.WithLabelValues(call, outcome).Inc()
-		clusterCallDuration.WithLabelValues(call).Observe(time.Since(start).Seconds())
+		clusterCallsTotal.WithLabelValues(op, outcome).Inc()
+		clusterCallDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
 		if span != nil {
 			span.SetAttributes(attribute.String("leadproxy.outcome", outcome))
-			if outcome == "not_found" {
-				err = nil
-			}
-			endSpan(span, err, "cluster "+call+" failed")
+			endSpan(span, err, "cluster "+op+" failed")
 		}
 	}
 }
@@ -171,7 +169,6 @@ func engineCall(call string) func(*error) {
 // startForwardSpan wraps one forward, as a child of the lead's capture
 // span (its stored traceparent), like a delivery attempt.
 func startForwardSpan(ctx context.Context, dest string, l *lead.Lead) (context.Context, func(error)) {
-	start := time.Now()
 	var span trace.Span
 	if tp := deliveryTracerProvider(); tp != nil {
 		parent := propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": l.Traceparent})
@@ -179,14 +176,7 @@ func startForwardSpan(ctx context.Context, dest string, l *lead.Lead) (context.C
 			trace.WithAttributes(attribute.String("leadproxy.destination", dest), attribute.String("leadproxy.lead_id", l.ID)))
 	}
 	return ctx, func(err error) {
-		outcome := "ok"
-		if err != nil {
-			outcome = "error"
-		}
-		clusterCallsTotal.WithLabelValues("forward", outcome).Inc()
-		clusterCallDuration.WithLabelValues("forward").Observe(time.Since(start).Seconds())
 		if span != nil {
-			span.SetAttributes(attribute.String("leadproxy.outcome", outcome))
 			endSpan(span, err, "forward failed")
 		}
 	}

@@ -48,7 +48,7 @@ func (r *resolvedCluster) key() string {
 	return r.DSN + "\x00" + r.Node + "\x00" + r.Schema
 }
 
-var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,47}$`) // as the cluster package allows
 
 // parseCluster reads `cluster <dsn> { node <name>; schema <name>; fallback_after <duration> }`.
 func parseCluster(d *caddyfile.Dispenser) (*ClusterOptions, error) {
@@ -77,7 +77,7 @@ func parseCluster(d *caddyfile.Dispenser) (*ClusterOptions, error) {
 				return nil, err
 			}
 			if !strings.Contains(c.Schema, "{") && !schemaName.MatchString(c.Schema) {
-				return nil, d.Errf("cluster: schema %q: want a lower-case SQL name (letters, digits, _; like leadproxy)", c.Schema)
+				return nil, d.Errf("cluster: schema %q: want a lower-case SQL name (letters, digits, _, at most 48; like leadproxy)", c.Schema)
 			}
 		case "fallback_after":
 			var s string
@@ -198,7 +198,7 @@ func (c *ClusterOptions) resolve() (*resolvedCluster, error) {
 		r.Schema = "leadproxy"
 	}
 	if !schemaName.MatchString(r.Schema) {
-		return nil, fmt.Errorf("cluster: schema %q: want a lower-case SQL name (letters, digits, _; like leadproxy)", r.Schema)
+		return nil, fmt.Errorf("cluster: schema %q: want a lower-case SQL name (letters, digits, _, at most 48; like leadproxy)", r.Schema)
 	}
 	if r.FallbackAfter < 0 {
 		return nil, fmt.Errorf("cluster: fallback_after: want a positive duration")

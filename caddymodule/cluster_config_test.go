@@ -24,7 +24,7 @@ func TestClusterConfigErrors(t *testing.T) {
 		{"password keyword", wrap("\t\tcluster \"host=h dbname=db password=hunter2\""), `give it through a placeholder (password={env.PGPASSWORD})`},
 		{"bad sslmode", wrap("\t\tcluster postgres://lp@h/db?sslmode=sometimes"), `cluster: the dsn does not parse: sslmode is invalid, at Caddyfile:3`},
 		{"unknown option", wrap("\t\tcluster postgres://lp@h/db {\n\t\t\tnodes a\n\t\t}"), `cluster: unknown option "nodes" (want node, schema, fallback_after), at Caddyfile:4`},
-		{"bad schema", wrap("\t\tcluster postgres://lp@h/db {\n\t\t\tschema Lead-Proxy\n\t\t}"), `cluster: schema "Lead-Proxy": want a lower-case SQL name (letters, digits, _; like leadproxy), at Caddyfile:4`},
+		{"bad schema", wrap("\t\tcluster postgres://lp@h/db {\n\t\t\tschema Lead-Proxy\n\t\t}"), `cluster: schema "Lead-Proxy": want a lower-case SQL name (letters, digits, _, at most 48; like leadproxy), at Caddyfile:4`},
 		{"bad fallback_after", wrap("\t\tcluster postgres://lp@h/db {\n\t\t\tfallback_after soon\n\t\t}"), `cluster: fallback_after: "soon" is not a positive duration (like 5m), at Caddyfile:4`},
 		{"node without a name", wrap("\t\tcluster postgres://lp@h/db {\n\t\t\tnode\n\t\t}"), `node: missing value, at Caddyfile:4`},
 		{"twice", wrap("\t\tcluster postgres://lp@h/db\n\t\tcluster postgres://lp@h/db2"), `cluster given twice; one cluster per node, at Caddyfile:4`},

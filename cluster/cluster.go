@@ -73,9 +73,9 @@ type timing struct {
 
 func defaultTiming() timing {
 	return timing{
-		heartbeat:      5 * time.Second,
-		aliveFor:       20 * time.Second,
-		poll:           5 * time.Second,
+		heartbeat: 5 * time.Second,
+		aliveFor:  20 * time.Second,
+		poll:      5 * time.Second,
 		// A destination's own timeout (30s by default) ends a send long
 		// before these; they only bound a hung one, and how long a dead
 		// node's claim waits before another node takes it.

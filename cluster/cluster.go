@@ -73,11 +73,14 @@ type timing struct {
 
 func defaultTiming() timing {
 	return timing{
-		heartbeat:      5 * time.Second,
-		aliveFor:       20 * time.Second,
-		poll:           5 * time.Second,
-		attemptTimeout: 5 * time.Minute,
-		leaseFor:       10 * time.Minute,
+		heartbeat: 5 * time.Second,
+		aliveFor:  20 * time.Second,
+		poll:      5 * time.Second,
+		// A destination's own timeout (30s by default) ends a send long
+		// before these; they only bound a hung one, and how long a dead
+		// node's claim waits before another node takes it.
+		attemptTimeout: 2 * time.Minute,
+		leaseFor:       3 * time.Minute,
 		retention:      time.Minute,
 		retryMax:       5 * time.Second,
 	}

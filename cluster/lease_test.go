@@ -95,7 +95,10 @@ func TestStaleLeaseHolderCannotRecord(t *testing.T) {
 	rec.until(t, "b delivered", func() bool { return rec.count(nil) >= 1 })
 	close(hung.release)
 	recA.until(t, "a's late result refused", func() bool { return recA.count(nil) >= 1 })
-	if r := recA.outs[0]; !r.lost || r.err != nil {
+	recA.mu.Lock()
+	r := recA.outs[0]
+	recA.mu.Unlock()
+	if !r.lost || r.err != nil {
 		t.Fatalf("a's late result: %+v; want lost", r)
 	}
 	d := get(t, a, l.ID).Deliveries[0]

@@ -80,7 +80,7 @@ WHERE last_seen > clock_timestamp() - $1::bigint * interval '1 microsecond'`), m
 	return nil
 }
 
-// beat runs the heartbeat, and retention when configured, until Close.
+// beat runs the heartbeat and retention until Close.
 func (c *Cluster) beat() {
 	defer c.wg.Done()
 	tick := time.NewTicker(c.t.heartbeat)
@@ -97,7 +97,11 @@ func (c *Cluster) beat() {
 			c.log.Warn("heartbeat failed", zap.Error(err))
 		}
 		cancel()
-		if c.cfg.Retention > 0 && time.Since(lastRetention) >= min(c.t.retention, c.cfg.Retention/4) {
+		every := c.t.retention
+		if c.cfg.Retention > 0 {
+			every = min(every, c.cfg.Retention/4)
+		}
+		if time.Since(lastRetention) >= every {
 			lastRetention = time.Now()
 			ctx, cancel := context.WithTimeout(c.ctx, time.Minute)
 			if err := c.call(ctx, "retention", c.retain); err != nil && c.ctx.Err() == nil {
@@ -108,11 +112,12 @@ func (c *Cluster) beat() {
 	}
 }
 
-// retain erases delivered, failed and skipped leads older than Retention,
-// on one node at a time (an advisory lock; the others skip the round).
+// retain erases delivered, failed and skipped leads older than Retention
+// (when set), on one node at a time (an advisory lock; the others skip the
+// round), and tombstones older than 30 days.
 func (c *Cluster) retain(ctx context.Context) error {
 	total := int64(0)
-	for {
+	for c.cfg.Retention > 0 {
 		var n int64
 		err := c.tx(ctx, func(tx pgx.Tx) error {
 			n = 0

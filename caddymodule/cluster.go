@@ -284,7 +284,10 @@ func (p *pooledStore) applyErasures() {
 // eraseLocal deletes the local copy of an erased lead (the engine's
 // tombstones name the leads merged into it too).
 func (p *pooledStore) eraseLocal(id string) {
-	if err := p.store.Delete(id); err != nil && !errors.Is(err, queue.ErrNotFound) {
+	switch err := p.store.Delete(id); {
+	case err == nil:
+		erasedLocalTotal.Inc()
+	case !errors.Is(err, queue.ErrNotFound):
 		p.logger.Warn("cluster: erasing a local copy failed", zap.String("lead", id), zap.Error(err))
 	}
 }

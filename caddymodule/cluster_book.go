@@ -31,15 +31,28 @@ func (b *fleetBook) List(f queue.Filter) (leads []*lead.Lead, next string, err e
 }
 
 // Get reads the fleet's lead; one this node captured but has not forwarded
-// yet (the engine down, or a moment after capture) is read locally.
+// yet (the engine down, or a moment after capture) is read locally. A
+// local copy already forwarded is not shown: the engine not finding it
+// means it was erased (the copy goes at the next erasure round).
 func (b *fleetBook) Get(id string) (l *lead.Lead, err error) {
 	l, err = b.fl.Get(id)
-	if errors.Is(err, queue.ErrNotFound) {
-		if ll, lerr := b.local.Get(id); lerr == nil {
+	if err != nil && (errors.Is(err, queue.ErrNotFound) || !b.fl.Up()) {
+		if ll, lerr := b.local.Get(id); lerr == nil && unforwarded(ll) {
 			return ll, nil
 		}
 	}
 	return l, b.down(err)
+}
+
+// unforwarded reports whether a local copy still waits to be forwarded
+// for some destination.
+func unforwarded(l *lead.Lead) bool {
+	for _, d := range l.Deliveries {
+		if d.Status != lead.StatusDelivered {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *fleetBook) Retry(id string) (err error) {
@@ -57,6 +70,9 @@ func (b *fleetBook) Retry(id string) (err error) {
 func (b *fleetBook) Delete(id string) (err error) {
 	err = b.fl.Delete(id)
 	lerr := b.local.Delete(id)
+	if lerr == nil {
+		erasedLocalTotal.Inc()
+	}
 	if errors.Is(err, queue.ErrNotFound) && lerr == nil {
 		return nil
 	}
@@ -129,7 +145,10 @@ var (
 		}
 		return 0
 	})
-	clusterCollectors = []prometheus.Collector{clusterCallsTotal, clusterCallDuration, fallbackTotal, clusterUp, clusterUnforwarded}
+	erasedLocalTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "leadproxy_cluster_erased_local_total", Help: "Local copies of leads this node erased after the fleet erased them (admin delete, dashboard, retention).",
+	})
+	clusterCollectors = []prometheus.Collector{clusterCallsTotal, clusterCallDuration, fallbackTotal, clusterUp, clusterUnforwarded, erasedLocalTotal}
 )
 
 // adminOps are the engine calls made for the admin API and the dashboard:

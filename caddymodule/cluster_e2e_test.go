@@ -5,9 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -288,9 +293,43 @@ func TestClusterE2ETwoNodes(t *testing.T) {
 	if d := got.Delivery("hook"); d == nil || d.Status != lead.StatusDelivered {
 		t.Fatalf("B's view of the resent lead: %+v", got.Deliveries)
 	}
+	// Erased from A: gone from the fleet at once, and B erases its local
+	// copy from the engine's tombstones (its metric counts it).
+	dreq, _ := http.NewRequest("DELETE", a.Admin+"/leadproxy/leads/"+id, nil)
+	dr, err := http.DefaultClient.Do(dreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dr.Body.Close()
+	if dr.StatusCode != http.StatusNoContent {
+		t.Fatalf("delete from A: %d", dr.StatusCode)
+	}
+	if code := b.AdminJSON("/leadproxy/leads/"+id, nil); code != http.StatusNotFound {
+		t.Fatalf("B still shows the erased lead: %d", code)
+	}
+	waitFor(t, "B to erase its local copy", 30*time.Second, func() bool {
+		n, _ := promSample(scrape(t, b), "leadproxy_cluster_erased_local_total")
+		return n >= 1
+	})
+
+	// A reload may change fallback_after; not the node's name (the lead
+	// store and its cluster connection are shared with the running config).
+	f.opts.fallback = "10m"
+	if err := b.Reload(f.config()); err != nil {
+		t.Fatalf("reload with fallback_after changed: %v", err)
+	}
+	b.vars["NODE"] = "node-renamed"
+	err = b.Reload(f.config())
+	b.vars["NODE"] = "node-b"
+	if err == nil || !strings.Contains(err.Error(), "restart Caddy") {
+		t.Fatalf("reload renaming the node: %v, want it refused", err)
+	}
+	after := postLeads(t, b, "afterreload", 1)
+	waitFor(t, "a lead captured after the refused reload delivered", 30*time.Second, func() bool { return f.recv.has(after) })
+
 	// Both nodes show in each node's stats, with their heartbeat.
 	s, _ := statsOf(t, b)
-	if len(s.Cluster.Nodes) != 2 || s.Cluster.Node != "node-b" || !s.Cluster.Engine.Up {
+	if len(s.Cluster.Nodes) != 2 || s.Cluster.Node != "node-b" || !s.Cluster.Engine.Up || s.Cluster.Unforwarded != 0 {
 		t.Fatalf("B's stats: %+v", s.Cluster)
 	}
 	for _, n := range s.Cluster.Nodes {
@@ -428,5 +467,52 @@ func TestClusterE2EFallbackDeliversOnce(t *testing.T) {
 		if d := l.Delivery("hook"); d == nil || d.Status != lead.StatusDelivered || d.CRMID == "" {
 			t.Errorf("lead %s (%s) in the fleet's list: %+v", l.ID, l.Fields["uid"], d)
 		}
+	}
+}
+
+// TestClusterE2EValidateConnectsToNothing: `caddy validate` of a config
+// with a cluster checks it without connecting (the DSN points at a port
+// that counts connections), and names an unset password variable.
+func TestClusterE2EValidateConnectsToNothing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "Caddyfile")
+	write := func(dsn string) {
+		body := "{\n\tadmin off\n\tleadproxy {\n\t\tstorage " + filepath.Join(dir, "leads") + "\n\t\tcluster " + dsn + "\n\t}\n}\nhttp://127.0.0.1:0 {\n\trespond ok\n}\n"
+		if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	validate := func(env ...string) (string, error) {
+		cmd := exec.Command(caddyBin, "validate", "--config", cfg, "--adapter", "caddyfile")
+		cmd.Env = append(os.Environ(), append(env, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir, "HOME="+dir)...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	write("postgres://leadproxy:{env.LP_VALIDATE_PW}@" + ln.Addr().String() + "/leads?sslmode=disable")
+	if out, err := validate("LP_VALIDATE_PW=s3cret"); err != nil {
+		t.Fatalf("validate: %v\n%s", err, out)
+	}
+	out, err := validate()
+	if err == nil || !strings.Contains(out, "environment variable LP_VALIDATE_PW is not set") {
+		t.Fatalf("validate without the variable: %v\n%s", err, out)
+	}
+	if n := accepted.Load(); n != 0 {
+		t.Fatalf("caddy validate connected to the engine %d times", n)
 	}
 }

@@ -197,7 +197,7 @@ func (c *Cluster) listenOnce() (connected bool, err error) {
 // (kill -9, power loss) with attempts in flight, since one process runs
 // per node name. They are returned to the queue now, with their rate
 // slots (free Per from now: their requests, if sent, went out before),
-// instead of waiting out the lease (10 minutes). An attempt that reached
+// instead of waiting out the lease (minutes). An attempt that reached
 // the CRM before the crash is sent again, as after any crash.
 // (Added by glue for the multi-process kill -9 test; core: keep or fold
 // into the reaper as you see fit.)

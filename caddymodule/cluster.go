@@ -92,7 +92,7 @@ const (
 // localDests maps the destinations of a capture to what the local store
 // holds: in cluster mode each becomes its pseudo destination.
 func (p *pooledStore) localDests(dests []string) []string {
-	if p.fleet == nil {
+	if p == nil || p.fleet == nil {
 		return dests
 	}
 	out := make([]string, len(dests))
@@ -357,7 +357,7 @@ func (s *nodeShare) take(alive int) time.Duration {
 	if now.Before(s.until) {
 		return s.until.Sub(now)
 	}
-	if s.rate.N <= 0 || s.rate.Per <= 0 {
+	if !s.rate.Limited() {
 		return 0
 	}
 	k, w := s.share(alive)

@@ -93,15 +93,39 @@ func (a *App) forwardConfig(p *pooledStore) queue.EngineConfig {
 	if cfg.Backoff == (queue.Backoff{}) {
 		cfg.Backoff = queue.Backoff{Min: forwardBackoffMin, Max: forwardBackoffMax}
 	}
+	// An account's fallback rate is its strictest destination's, as in the
+	// cluster engine.
+	rates := map[string]queue.Rate{}
 	for name, s := range a.senders {
-		f := &forwarder{p: p, dest: name, real: s, account: accounts[name], fallbackAfter: a.cluster.FallbackAfter}
-		if r, ok := s.(lead.Rated); ok {
-			f.rate.N, f.rate.Per = r.DefaultRate()
+		r, ok := s.(lead.Rated)
+		if !ok {
+			continue
 		}
+		var rate queue.Rate
+		rate.N, rate.Per = r.DefaultRate()
+		if old, seen := rates[accounts[name]]; !seen || stricterRate(rate, old) {
+			rates[accounts[name]] = rate
+		}
+	}
+	for name, s := range a.senders {
+		f := &forwarder{p: p, dest: name, real: s, account: accounts[name], rate: rates[accounts[name]], fallbackAfter: a.cluster.FallbackAfter}
 		cfg.Senders[clusterPrefix+name] = f
 		cfg.Senders[name] = f
 	}
 	return cfg
+}
+
+// stricterRate reports whether a allows fewer requests over time than b;
+// an unlimited rate is the least strict (cluster's own rule, unexported
+// there).
+func stricterRate(a, b queue.Rate) bool {
+	switch {
+	case !a.Limited():
+		return false
+	case !b.Limited():
+		return true
+	}
+	return float64(a.N)/a.Per.Seconds() < float64(b.N)/b.Per.Seconds()
 }
 
 // clusterStats is the cluster part of /leadproxy/stats.

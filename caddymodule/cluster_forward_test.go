@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/leadproxy/leadproxy/lead"
@@ -225,5 +227,61 @@ func TestClusterNodeShare(t *testing.T) {
 	}
 	if d := s.take(3); d <= 0 {
 		t.Fatal("a third start within the window was allowed")
+	}
+}
+
+// TestClusterCallHookSpansAndMetrics: each engine call is counted by
+// operation and outcome, and is a span under a traced caller (a forward
+// under its lead's capture span); background calls without a traced
+// caller make no span.
+func TestClusterCallHookSpansAndMetrics(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	ctx, capture := tp.Tracer(tracerName).Start(context.Background(), spanCapture)
+	l := &lead.Lead{ID: "lead-1", Traceparent: traceparent(ctx)}
+	capture.End()
+	prev, _ := lastTracerProvider.Load().(tracerProviderBox)
+	lastTracerProvider.Store(tracerProviderBox{tp})
+	defer lastTracerProvider.Store(prev)
+
+	before := counterValue(clusterCallsTotal.WithLabelValues("forward", "error"))
+	fctx, endForward := startForwardSpan(context.Background(), "hook", l)
+	_, end := clusterCallHook(fctx, "forward")
+	end(errors.New("connection refused"))
+	endForward(errors.New("connection refused"))
+	if got := counterValue(clusterCallsTotal.WithLabelValues("forward", "error")) - before; got != 1 {
+		t.Fatalf("forward errors counted: %v, want 1", got)
+	}
+	notFound := counterValue(clusterCallsTotal.WithLabelValues("get", "not_found"))
+	_, end = clusterCallHook(context.Background(), "get")
+	end(fmt.Errorf("wrapped: %w", queue.ErrNotFound))
+	if counterValue(clusterCallsTotal.WithLabelValues("get", "not_found")) != notFound+1 {
+		t.Fatal("a lead not found is not counted as not_found")
+	}
+	_, end = clusterCallHook(context.Background(), "heartbeat")
+	end(nil)
+
+	byName := map[string]tracetest.SpanStub{}
+	for _, s := range exp.GetSpans() {
+		byName[s.Name] = s
+	}
+	fwd, call := byName["leadproxy.cluster.forward"], byName["leadproxy.cluster.get"]
+	if fwd.Name == "" || call.Name == "" {
+		t.Fatalf("spans: %v", exp.GetSpans().Snapshots())
+	}
+	if fwd.SpanContext.TraceID() != capture.SpanContext().TraceID() {
+		t.Error("the forward span is not in the capture's trace")
+	}
+	if _, ok := byName["leadproxy.cluster.heartbeat"]; ok {
+		t.Error("a background call without a traced caller made a span")
+	}
+	n := 0
+	for _, s := range exp.GetSpans() {
+		if s.Name == "leadproxy.cluster.forward" {
+			n++
+		}
+	}
+	if n != 2 { // the forward, and the engine call under it
+		t.Errorf("%d forward spans, want the forward and its engine call", n)
 	}
 }

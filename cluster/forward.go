@@ -89,10 +89,10 @@ func (c *Cluster) forwardTx(ctx context.Context, tx pgx.Tx, in *lead.Lead, dest 
 		}
 		return stored, dup, err == nil, err
 	}
-	for _, k := range c.forwardKeys(in) {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", k); err != nil {
-			return "", false, err
-		}
+	// One statement, the keys in order (no two forwards wait on each
+	// other in opposite orders).
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest($1::bigint[]) k ORDER BY k) sorted", c.forwardKeys(in)); err != nil {
+		return "", false, err
 	}
 	if stored, dup, ok, err := again(); ok || err != nil {
 		// The same (lead, destination) again: the same answer. With done,
@@ -323,13 +323,15 @@ WHERE lead_id = $1 AND dest = $2 AND status IN ('pending', 'retrying') AND lease
 // refreshStatus recomputes a lead's summary status (lead.Lead.Status: the
 // least advanced delivery wins; none is skipped), which List filters on.
 func (c *Cluster) refreshStatus(ctx context.Context, tx pgx.Tx, id string) error {
-	_, err := tx.Exec(ctx, c.q(`UPDATE {s}.leads SET status = (
+	_, err := tx.Exec(ctx, c.q(statusSQL), id)
+	return err
+}
+
+const statusSQL = `UPDATE {s}.leads SET status = (
 	SELECT CASE WHEN count(*) = 0 THEN 'skipped'
 		WHEN bool_or(status = 'failed') THEN 'failed'
 		WHEN bool_or(status = 'retrying') THEN 'retrying'
 		WHEN bool_or(status = 'pending') THEN 'pending'
 		ELSE 'delivered' END
 	FROM {s}.deliveries WHERE lead_id = $1)
-WHERE id = $1`), id)
-	return err
-}
+WHERE id = $1`

@@ -38,6 +38,7 @@ type engine struct {
 	wake     chan struct{}
 	attempts sync.WaitGroup
 	dead     atomic.Bool // kill(): a crashed node records nothing
+	nextReap time.Time   // the dispatcher's own
 
 	// onRecord, if set (tests), is called when an attempt's outcome is
 	// written (status "" when the lease was lost) or given up.
@@ -264,11 +265,22 @@ func (e *engine) dispatch() time.Duration {
 		e.mu.Unlock()
 	}
 	next := poll
-	if wait, err := e.reap(ctx); err != nil {
-		e.logErr("reaping expired leases failed", err)
-		next = min(next, time.Second)
-	} else if wait > 0 {
-		next = min(next, wait)
+	// Reap at the first lease expiry it saw, and at least every poll: a
+	// lease taken since expires leaseFor later, long after.
+	if now := time.Now(); !now.Before(e.nextReap) {
+		wait, err := e.reap(ctx)
+		switch {
+		case err != nil:
+			e.logErr("reaping expired leases failed", err)
+			next = min(next, time.Second)
+		case wait > 0:
+			next = min(next, wait)
+			e.nextReap = now.Add(min(wait, poll))
+		default:
+			e.nextReap = now.Add(poll)
+		}
+	} else {
+		next = min(next, time.Until(e.nextReap))
 	}
 	for _, w := range wants {
 		claims, wait, err := e.claim(ctx, w.dest, w.account, w.n, w.limited)
@@ -430,27 +442,36 @@ FROM {s}.rate_slots WHERE account = $1`), account).Scan(&s)
 				ids = ids[:len(slots)]
 			}
 			until := time.Now().Add(t.leaseFor - t.leaseFor/10)
+			b := &pgx.Batch{}
 			for i, id := range ids {
 				slot := int32(-1)
 				if limited {
 					slot = slots[i]
 				}
-				var token int64
-				var body []byte
-				err := tx.QueryRow(ctx, c.q(`WITH d AS (
+				b.Queue(c.q(`WITH d AS (
 	UPDATE {s}.deliveries SET lease_token = nextval('{s}.fencing'), lease_until = clock_timestamp() + $3::bigint * interval '1 microsecond',
 		lease_node = $4, due_at = NULL
 	WHERE lead_id = $1 AND dest = $2 RETURNING lead_id, lease_token),
 s AS (UPDATE {s}.rate_slots SET holder = (SELECT lease_token FROM d) WHERE account = $5 AND slot = $6)
-SELECT d.lease_token, l.body FROM d JOIN {s}.leads l ON l.id = d.lead_id`), id, dest, micros(t.leaseFor), c.cfg.Node, account, slot).Scan(&token, &body)
-				if err != nil {
+SELECT d.lease_token, l.body FROM d JOIN {s}.leads l ON l.id = d.lead_id`), id, dest, micros(t.leaseFor), c.cfg.Node, account, slot)
+			}
+			br := tx.SendBatch(ctx, b)
+			for _, id := range ids {
+				var token int64
+				var body []byte
+				if err := br.QueryRow().Scan(&token, &body); err != nil {
+					br.Close()
 					return err
 				}
 				var l lead.Lead
 				if err := json.Unmarshal(body, &l); err != nil {
+					br.Close()
 					return err
 				}
 				claims = append(claims, &claim{id: id, dest: dest, account: account, token: token, limited: limited, lead: &l, until: until})
+			}
+			if err := br.Close(); err != nil {
+				return err
 			}
 			return nil
 		})
@@ -562,6 +583,7 @@ func (e *engine) recordOnce(cl *claim, started time.Time, crmID string, sendErr 
 			var hist []byte
 			err := tx.QueryRow(ctx, c.q(`SELECT attempts, since, history FROM {s}.deliveries
 WHERE lead_id = $1 AND dest = $2 AND lease_token = $3 FOR UPDATE`), cl.id, cl.dest, cl.token).Scan(&attempts, &since, &hist)
+			b := &pgx.Batch{}
 			switch {
 			case errors.Is(err, pgx.ErrNoRows):
 				lost = true
@@ -586,57 +608,58 @@ WHERE lead_id = $1 AND dest = $2 AND lease_token = $3 FOR UPDATE`), cl.id, cl.de
 					d := micros(max(next.Sub(now), 0))
 					due = &d
 				}
-				if _, err := tx.Exec(ctx, c.q(`UPDATE {s}.deliveries SET status = $3, attempts = $4,
+				b.Queue(c.q(`UPDATE {s}.deliveries SET status = $3, attempts = $4,
 	due_at = CASE WHEN $5::bigint IS NULL THEN NULL ELSE clock_timestamp() + $5::bigint * interval '1 microsecond' END,
 	last_error = $6,
 	crm_id = CASE WHEN $3 = 'delivered' THEN $7 ELSE crm_id END,
 	delivered_at = CASE WHEN $3 = 'delivered' THEN clock_timestamp() ELSE delivered_at END,
 	lease_token = NULL, lease_until = NULL, lease_node = NULL, history = $8
-WHERE lead_id = $1 AND dest = $2`), cl.id, cl.dest, status, attempts, due, lastErr, crmID, hb); err != nil {
-					return err
-				}
-				if err := c.refreshStatus(ctx, tx, cl.id); err != nil {
-					return err
-				}
+WHERE lead_id = $1 AND dest = $2`), cl.id, cl.dest, status, attempts, due, lastErr, crmID, hb)
+				b.Queue(c.q(statusSQL), cl.id)
 			}
-			if err := e.giveSlot(ctx, tx, cl, lead.RetryAfterOf(sendErr)); err != nil {
-				return err
-			}
-			_, err = tx.Exec(ctx, "SELECT pg_notify($1, 'due')", c.channel)
-			return err
+			// The slot and the pause, whether or not the lease still held:
+			// the request went out either way.
+			e.queueSlot(b, cl, lead.RetryAfterOf(sendErr))
+			b.Queue("SELECT pg_notify($1, 'due')", c.channel)
+			return runBatch(ctx, tx, b)
 		})
 	})
 	return lost, status, attempts, err
 }
 
-// giveSlot returns the attempt's rate slot, free again Per after now (the
+// runBatch sends the queued statements in one round trip and returns the
+// first error.
+func runBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
+	br := tx.SendBatch(ctx, b)
+	for i := 0; i < b.Len(); i++ {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return err
+		}
+	}
+	return br.Close()
+}
+
+// queueSlot returns the attempt's rate slot, free again Per after now (the
 // attempt has ended, so its request reached the CRM before now), and
 // applies a Retry-After to the whole account: its pause, and every slot
-// pushed past it. Done whether or not the lease still held: the request
-// went out either way.
-func (e *engine) giveSlot(ctx context.Context, tx pgx.Tx, cl *claim, retryAfter time.Duration) error {
+// pushed past it.
+func (e *engine) queueSlot(b *pgx.Batch, cl *claim, retryAfter time.Duration) {
 	c := e.c
 	if retryAfter > 0 {
-		if _, err := tx.Exec(ctx, c.q(`INSERT INTO {s}.rate_accounts (account, n, per, paused_until)
+		b.Queue(c.q(`INSERT INTO {s}.rate_accounts (account, n, per, paused_until)
 VALUES ($1, 0, interval '0', clock_timestamp() + $2::bigint * interval '1 microsecond')
 ON CONFLICT (account) DO UPDATE SET paused_until = greatest(rate_accounts.paused_until, excluded.paused_until)`),
-			cl.account, micros(retryAfter)); err != nil {
-			return err
-		}
+			cl.account, micros(retryAfter))
 	}
 	if cl.limited {
-		if _, err := tx.Exec(ctx, c.q(`UPDATE {s}.rate_slots s SET next_free = greatest(clock_timestamp() + a.per, a.paused_until), holder = NULL
-FROM {s}.rate_accounts a WHERE a.account = s.account AND s.account = $1 AND s.holder = $2`), cl.account, cl.token); err != nil {
-			return err
-		}
+		b.Queue(c.q(`UPDATE {s}.rate_slots s SET next_free = greatest(clock_timestamp() + a.per, a.paused_until), holder = NULL
+FROM {s}.rate_accounts a WHERE a.account = s.account AND s.account = $1 AND s.holder = $2`), cl.account, cl.token)
 	}
 	if retryAfter > 0 {
-		if _, err := tx.Exec(ctx, c.q(`UPDATE {s}.rate_slots s SET next_free = greatest(s.next_free, a.paused_until)
-FROM {s}.rate_accounts a WHERE a.account = s.account AND s.account = $1`), cl.account); err != nil {
-			return err
-		}
+		b.Queue(c.q(`UPDATE {s}.rate_slots s SET next_free = greatest(s.next_free, a.paused_until)
+FROM {s}.rate_accounts a WHERE a.account = s.account AND s.account = $1`), cl.account)
 	}
-	return nil
 }
 
 // release returns a claim without an attempt counted: due now, and its
@@ -647,15 +670,12 @@ func (e *engine) release(cl *claim) {
 	defer cancel()
 	err := c.call(ctx, "release", func(ctx context.Context) error {
 		return c.tx(ctx, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, c.q(`UPDATE {s}.deliveries SET lease_token = NULL, lease_until = NULL, lease_node = NULL,
-	due_at = clock_timestamp() WHERE lead_id = $1 AND dest = $2 AND lease_token = $3`), cl.id, cl.dest, cl.token); err != nil {
-				return err
-			}
-			if err := e.giveSlot(ctx, tx, cl, 0); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, "SELECT pg_notify($1, 'due')", c.channel)
-			return err
+			b := &pgx.Batch{}
+			b.Queue(c.q(`UPDATE {s}.deliveries SET lease_token = NULL, lease_until = NULL, lease_node = NULL,
+	due_at = clock_timestamp() WHERE lead_id = $1 AND dest = $2 AND lease_token = $3`), cl.id, cl.dest, cl.token)
+			e.queueSlot(b, cl, 0)
+			b.Queue("SELECT pg_notify($1, 'due')", c.channel)
+			return runBatch(ctx, tx, b)
 		})
 	})
 	if err != nil {

@@ -32,7 +32,9 @@ type Done struct {
 // row for dest. Calling it again with the same (l.ID, dest) is harmless
 // and returns the same answer; a lead erased since (Delete) is not stored
 // again. done, when non-nil, records the delivery as made by this node
-// (fallback) with that CRM id: it is never sent again. storedID is the
+// (fallback) with that CRM id: it is never sent again (and when the lead
+// was forwarded before, merged or a duplicate, the delivery it stands for
+// is marked so if the fleet has not tried it yet). storedID is the
 // engine's lead id (the first lead's on a merge); dup tells a merge or a
 // duplicate, which get no delivery.
 func (c *Cluster) Forward(ctx context.Context, l *lead.Lead, dest string, done *Done) (storedID string, dup bool, err error) {
@@ -87,16 +89,20 @@ func (c *Cluster) forwardTx(ctx context.Context, tx pgx.Tx, in *lead.Lead, dest 
 		}
 		return stored, dup, err == nil, err
 	}
-	if stored, dup, ok, err := again(); ok || err != nil {
-		return stored, dup, err // the same (lead, destination) again
+	// One statement, the keys in order (no two forwards wait on each
+	// other in opposite orders).
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest($1::bigint[]) k ORDER BY k) sorted", c.forwardKeys(in)); err != nil {
+		return "", false, err
 	}
-	for _, k := range c.forwardKeys(in) {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", k); err != nil {
-			return "", false, err
+	if stored, dup, ok, err := again(); ok || err != nil {
+		// The same (lead, destination) again: the same answer. With done,
+		// an earlier forward committed although its node never learnt it,
+		// and the node delivered the lead itself since: a delivery the
+		// fleet has not tried yet is recorded as that one.
+		if ok && done != nil {
+			err = c.doneOnFirst(ctx, tx, c.firstOf(ctx, tx, in, stored, dup), in, dest, done)
 		}
-	}
-	if stored, dup, ok, err := again(); ok || err != nil {
-		return stored, dup, err // forwarded while we waited for the lock
+		return stored, dup, err
 	}
 	remember := func(stored string, dup bool) (string, bool, error) {
 		_, err := tx.Exec(ctx, c.q(`INSERT INTO {s}.forwards (lead_id, dest, stored_id, dup, node) VALUES ($1, $2, $3, $4, $5)`),
@@ -118,13 +124,7 @@ func (c *Cluster) forwardTx(ctx context.Context, tx pgx.Tx, in *lead.Lead, dest 
 	switch {
 	case err == nil:
 		if wasDup {
-			first := stored
-			if first == in.ID { // kept as a duplicate: its first lead is named in it
-				if err := tx.QueryRow(ctx, c.q("SELECT coalesce(body->>'duplicate_of', '') FROM {s}.leads WHERE id = $1"), in.ID).Scan(&first); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-					return "", false, err
-				}
-			}
-			if err := c.doneOnFirst(ctx, tx, first, in, dest, done); err != nil {
+			if err := c.doneOnFirst(ctx, tx, c.firstOf(ctx, tx, in, stored, true), in, dest, done); err != nil {
 				return "", false, err
 			}
 			return remember(stored, true)
@@ -209,6 +209,21 @@ func (c *Cluster) forwardTx(ctx context.Context, tx pgx.Tx, in *lead.Lead, dest 
 		return "", false, err
 	}
 	return remember(l.ID, dup)
+}
+
+// firstOf is the lead whose delivery a forward of in stands for: the lead
+// itself, the first lead it was merged into, or the first lead of a
+// duplicate ("" when there is none, or it cannot be read: then no
+// delivery is marked).
+func (c *Cluster) firstOf(ctx context.Context, tx pgx.Tx, in *lead.Lead, stored string, dup bool) string {
+	if !dup || stored != in.ID {
+		return stored
+	}
+	var first string
+	if err := tx.QueryRow(ctx, c.q("SELECT coalesce(body->>'duplicate_of', '') FROM {s}.leads WHERE id = $1"), in.ID).Scan(&first); err != nil {
+		return ""
+	}
+	return first
 }
 
 // leadByRef follows a dedup key to its lead; nil when either is gone.
@@ -308,13 +323,15 @@ WHERE lead_id = $1 AND dest = $2 AND status IN ('pending', 'retrying') AND lease
 // refreshStatus recomputes a lead's summary status (lead.Lead.Status: the
 // least advanced delivery wins; none is skipped), which List filters on.
 func (c *Cluster) refreshStatus(ctx context.Context, tx pgx.Tx, id string) error {
-	_, err := tx.Exec(ctx, c.q(`UPDATE {s}.leads SET status = (
+	_, err := tx.Exec(ctx, c.q(statusSQL), id)
+	return err
+}
+
+const statusSQL = `UPDATE {s}.leads SET status = (
 	SELECT CASE WHEN count(*) = 0 THEN 'skipped'
 		WHEN bool_or(status = 'failed') THEN 'failed'
 		WHEN bool_or(status = 'retrying') THEN 'retrying'
 		WHEN bool_or(status = 'pending') THEN 'pending'
 		ELSE 'delivered' END
 	FROM {s}.deliveries WHERE lead_id = $1)
-WHERE id = $1`), id)
-	return err
-}
+WHERE id = $1`

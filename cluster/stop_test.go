@@ -117,3 +117,56 @@ func TestReloadResizesTheAccountsSlots(t *testing.T) {
 		t.Fatalf("after the reload: %d slots, n %d; want 5", rows, n)
 	}
 }
+
+// Config.Calls sees every call to the server by its name, and
+// EngineConfig.Observe wraps each attempt as on one node.
+func TestCallsHookAndObserve(t *testing.T) {
+	dsn := newDB(t)
+	var mu sync.Mutex
+	ops := map[string]int{}
+	a := node(t, dsn, "a", func(c *Config, _ *timing) {
+		c.Calls = func(ctx context.Context, op string) (context.Context, func(error)) {
+			return ctx, func(err error) {
+				mu.Lock()
+				ops[op]++
+				mu.Unlock()
+			}
+		}
+	})
+	observed := map[string]string{}
+	cfg := queue.EngineConfig{Observe: func(ctx context.Context, dest string, l *lead.Lead) (context.Context, func(string, error)) {
+		return ctx, func(crmID string, err error) {
+			mu.Lock()
+			observed[dest+"/"+l.ID] = crmID
+			mu.Unlock()
+		}
+	}}
+	crm := &fakeCRM{}
+	rec := &recorder{}
+	engineOn(a, crm, rec, cfg, nil, "crm")
+	l := newLead()
+	forward(t, a, l, "crm")
+	rec.until(t, "the delivery", func() bool { return rec.count(nil) >= 1 })
+	if _, _, err := a.List(queue.Filter{}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, op := range []string{"migrate", "forward", "claim", "record", "reap", "rates", "list"} {
+		if ops[op] == 0 {
+			t.Errorf("no %q call seen: %v", op, ops)
+		}
+	}
+	known := map[string]bool{}
+	for _, op := range Ops {
+		known[op] = true
+	}
+	for op := range ops {
+		if !known[op] {
+			t.Errorf("call %q is not in Ops", op)
+		}
+	}
+	if observed["crm/"+l.ID] != "crm-"+l.ID {
+		t.Errorf("observed %v", observed)
+	}
+}

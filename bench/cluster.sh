@@ -13,7 +13,8 @@
 #   then, per mode (base = one node without cluster; c1, c2, c3 = 1, 2, 3
 #     nodes with `cluster`, each mode in a fresh schema), the nodes, each
 #     with its own nutsdb folder and a `post /lead` rule delivered to one
-#     webhook destination (rate 100000/1s: the CRM is not the limit),
+#     webhook destination (rate 1000/1s: above what one
+#     machine delivers, and a rate the slot table holds at 1000 rows),
 # and POSTs urlencoded forms with unique phones for DURATION over CONNS
 # connections spread over the nodes (one wrk per node). Deliveries per
 # second: leads delivered from the start of the load until the fleet's
@@ -132,7 +133,7 @@ node_config() {
 		destination hook webhook {
 			url    http://127.0.0.1:$UP/hook
 			secret $SECRET
-			rate   100000/1s
+			rate   1000/1s
 		}
 	}
 }
@@ -159,6 +160,13 @@ pg_ticks() { # the postmaster and its children (backends, walwriter, ...)
 	# shellcheck disable=SC2046
 	ticks "$PG_PID" $(ps -o pid= --ppid "$PG_PID")
 }
+# Transactions committed and rows read in the whole server (statistics
+# are flushed within a second; the figure is per lead over a mode).
+PSQL=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort -V | tail -1 || true)
+[ -x "$PGBIN/psql" ] && PSQL=$PGBIN/psql
+[ -n "$PSQL" ] || die "no psql"
+pg_xacts() { as_pg "$PSQL" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atc \
+	"SELECT sum(xact_commit), sum(tup_returned + tup_fetched), sum(sessions) FROM pg_stat_database" | tr '|' ' '; }
 stats() { curl -fsS "http://127.0.0.1:$((PORT_BASE + 11))/leadproxy/stats"; }
 delivered() { stats | jq '.by_status.delivered // 0'; }
 busy() { # the fleet's queue, plus every node's unforwarded
@@ -170,9 +178,13 @@ busy() { # the fleet's queue, plus every node's unforwarded
 }
 
 # mode <name> <nodes> <schema or empty>: prints "<POSTs/s> <deliveries/s>
-# <leads> <node CPU µs/lead> <PostgreSQL CPU µs/lead>"
+# <leads> <node CPU µs/lead> <PostgreSQL CPU µs/lead> <PostgreSQL
+# transactions/lead> <rows read/lead>"
 mode() {
 	local name=$1 n=$2 schema=$3 i pids=() urls=() t0 t1 pg0 pg1 start_ns end_ns
+	# mode runs in a subshell (read < <(mode ...)): its nodes are not in
+	# PIDS, so it stops them itself, also when it fails.
+	trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 	for i in $(seq 1 "$n"); do
 		local d="$WORK/$name/n$i"
 		mkdir -p "$d"/{data,config}
@@ -192,6 +204,8 @@ mode() {
 	local per=$((CONNS / n))
 	[ "$per" -ge 1 ] || per=1
 	t0=$(ticks "${pids[@]}") pg0=$(pg_ticks)
+	local x0 r0 x1 r1 s0 s1
+	read -r x0 r0 s0 < <(pg_xacts)
 	start_ns=$(date +%s%N)
 	local outs=() wrks=() w
 	for i in $(seq 1 "$n"); do
@@ -216,12 +230,18 @@ mode() {
 	done
 	end_ns=$(date +%s%N)
 	t1=$(ticks "${pids[@]}") pg1=$(pg_ticks)
+	sleep 1 # the server's statistics flush
+	read -r x1 r1 s1 < <(pg_xacts)
+	log "$name: $((s1 - s0)) PostgreSQL sessions opened"
+	[ -n "$schema" ] && log "$name: tables read most (table seq_scans seq_rows idx_scans idx_rows): $(as_pg "$PSQL" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atc \
+		"SELECT string_agg(format('%s %s %s %s %s', relname, seq_scan, seq_tup_read, idx_scan, idx_tup_fetch), '; ') FROM (SELECT * FROM pg_stat_user_tables WHERE schemaname = '$schema' ORDER BY seq_tup_read + coalesce(idx_tup_fetch, 0) DESC LIMIT 4) t")"
 	local got
 	got=$(delivered)
 	[ "$got" -ge "$reqs" ] || die "$name: $reqs POSTs answered, $got delivered"
 	for p in "${pids[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
 	awk -v rps="$rps" -v n="$reqs" -v ns=$((end_ns - start_ns)) -v t=$((t1 - t0)) -v pg=$((pg1 - pg0)) -v hz="$HZ" \
-		'BEGIN { printf "%.0f %.0f %d %.0f %.0f\n", rps, n / (ns / 1e9), n, t * 1e6 / hz / n, pg * 1e6 / hz / n }'
+		-v x=$((x1 - x0)) -v rows=$((r1 - r0)) \
+		'BEGIN { printf "%.0f %.0f %d %.0f %.0f %.1f %.0f\n", rps, n / (ns / 1e9), n, t * 1e6 / hz / n, pg * 1e6 / hz / n, x / n, rows / n }'
 }
 
 log "mode base: 1 node without cluster"
@@ -230,13 +250,13 @@ log "base: $b_rps POSTs/s, $b_dps deliveries/s, $b_n leads, node CPU $b_cpu µs/
 rows=()
 for n in $NODES; do
 	log "mode c$n: $n node(s) with cluster"
-	read -r rps dps cnt cpu pgcpu < <(mode "c$n" "$n" "bench_c$n")
-	log "c$n: $rps POSTs/s, $dps deliveries/s, $cnt leads, nodes' CPU $cpu µs/lead, PostgreSQL $pgcpu µs/lead"
-	rows+=("| $n | $rps ($(awk -v a="$rps" -v b="$b_rps" 'BEGIN { printf "%.2f", a / b }')×) | $dps ($(awk -v a="$dps" -v b="$b_dps" 'BEGIN { printf "%.2f", a / b }')×) | $cpu (+$((cpu - b_cpu))) | $pgcpu |")
+	read -r rps dps cnt cpu pgcpu xpl rpl < <(mode "c$n" "$n" "bench_c$n")
+	log "c$n: $rps POSTs/s, $dps deliveries/s, $cnt leads, nodes' CPU $cpu µs/lead, PostgreSQL $pgcpu µs/lead, $xpl transactions and $rpl rows read per lead"
+	rows+=("| $n | $rps ($(awk -v a="$rps" -v b="$b_rps" 'BEGIN { printf "%.2f", a / b }')×) | $dps ($(awk -v a="$dps" -v b="$b_dps" 'BEGIN { printf "%.2f", a / b }')×) | $cpu (+$((cpu - b_cpu))) | $pgcpu | $xpl / $rpl |")
 done
-echo "| nodes | captured POSTs/s (× one node without cluster) | deliveries/s (×) | nodes' CPU µs per lead (+ over without cluster) | PostgreSQL CPU µs per lead |"
-echo "|---|---|---|---|---|"
-echo "| 1, no cluster | $b_rps | $b_dps | $b_cpu | - |"
+echo "| nodes | captured POSTs/s (× one node without cluster) | deliveries/s (×) | nodes' CPU µs per lead (+ over without cluster) | PostgreSQL CPU µs per lead | PostgreSQL transactions / rows read per lead |"
+echo "|---|---|---|---|---|---|"
+echo "| 1, no cluster | $b_rps | $b_dps | $b_cpu | - | - |"
 printf '%s\n' "${rows[@]}"
 echo
-echo "wrk -t$THREADS, $CONNS connections over the nodes, $DURATION per mode, unique phone per POST, one webhook destination at 100000/1s; load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs"
+echo "wrk -t$THREADS, $CONNS connections over the nodes, $DURATION per mode, unique phone per POST, one webhook destination at 1000/1s; load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs"

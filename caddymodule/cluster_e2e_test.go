@@ -61,7 +61,12 @@ http://127.0.0.1:{{PORT_SITE}} {
 			phone  field phone
 		}
 	}
-	reverse_proxy {{UPSTREAM}}
+	handle /leads* {
+		leadproxy_dashboard
+	}
+	handle {
+		reverse_proxy {{UPSTREAM}}
+	}
 }
 `
 
@@ -260,6 +265,11 @@ func TestClusterE2ETwoNodes(t *testing.T) {
 	if len(list.Leads) != 1 || list.Leads[0].SubmissionID != sid {
 		t.Fatalf("the fleet's list holds %d leads for one submission: %+v", len(list.Leads), list.Leads)
 	}
+	// B's dashboard lists the lead as well (the fleet's list).
+	dash, err := noCompress.Get(b.URL("PORT_SITE") + "/leads")
+	if page := dashExpect(t, dash, err, 200); !strings.Contains(page, "Анна") || !strings.Contains(page, list.Leads[0].ID) {
+		t.Fatalf("B's dashboard does not list the lead %s", list.Leads[0].ID)
+	}
 
 	// B captures a lead while the CRM is down; its delivery fails after
 	// retry_for (2s). A's list shows it, failed; a resend from A sends it
@@ -412,6 +422,7 @@ func TestClusterE2EKill9UnderLoad(t *testing.T) {
 	la := newDurLoad(a.URL("PORT_SITE")+"/lead", "killa", 8)
 	lb := newDurLoad(f.nodes[1].URL("PORT_SITE")+"/lead", "killb", 4)
 	ctx, stop := context.WithCancel(context.Background())
+	la.pause = 10 * time.Millisecond // under load, not a flood: the test stays short
 	waitA := la.run(ctx, 8)
 	lb.pause = 20 * time.Millisecond
 	waitB := lb.run(ctx, 4)

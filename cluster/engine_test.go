@@ -334,3 +334,36 @@ func TestHighRateKeepsItsWindow(t *testing.T) {
 		t.Fatalf("%d slot rows", slots)
 	}
 }
+
+// One lead id forwarded by three nodes at once (a forwarder's retry racing
+// its first try): one lead, one delivery, the same answer everywhere.
+func TestConcurrentForwardsOfOneLead(t *testing.T) {
+	dsn := newDB(t)
+	var nodes []*Cluster
+	for i := 0; i < 3; i++ {
+		nodes = append(nodes, node(t, dsn, fmt.Sprintf("n%d", i)))
+	}
+	l := newLead()
+	type result struct {
+		id  string
+		dup bool
+		err error
+	}
+	results := make(chan result, 6)
+	for i := 0; i < 6; i++ {
+		go func() {
+			cp := *l
+			id, dup, err := nodes[i%3].Forward(context.Background(), &cp, "crm", nil)
+			results <- result{id, dup, err}
+		}()
+	}
+	for range 6 {
+		r := <-results
+		if r.err != nil || r.id != l.ID || r.dup {
+			t.Fatalf("%+v; want %s, not dup", r, l.ID)
+		}
+	}
+	if got := get(t, nodes[0], l.ID); len(got.Deliveries) != 1 {
+		t.Fatalf("%d deliveries", len(got.Deliveries))
+	}
+}

@@ -98,7 +98,7 @@ func (c *Cluster) Configure(cfg queue.EngineConfig, accounts map[string]string) 
 		if account == "" {
 			account = name
 		}
-		rate := cfg.RateOf(name, snd)
+		rate := slotted(cfg.RateOf(name, snd))
 		if r, seen := acc[account]; !seen || stricter(rate, r) {
 			acc[account] = rate
 		}
@@ -115,6 +115,22 @@ func (c *Cluster) Configure(cfg queue.EngineConfig, accounts map[string]string) 
 	e.ratesGen++
 	e.mu.Unlock()
 	e.notify()
+}
+
+// maxSlots bounds an account's slot rows.
+const maxSlots = 256
+
+// slotted is the rate an account's slots enforce: r itself, or above
+// maxSlots requests per Per, N/k per ceil(Per/k) for the smallest k that
+// brings N/k under maxSlots. A slot is then used at most k times in any
+// window of length Per, so no window sees more than N; the fleet gets a
+// little less than N when N is not a multiple of k.
+func slotted(r queue.Rate) queue.Rate {
+	if !r.Limited() || r.N <= maxSlots {
+		return r
+	}
+	k := (r.N + maxSlots - 1) / maxSlots
+	return queue.Rate{N: r.N / k, Per: (r.Per + time.Duration(k) - 1) / time.Duration(k)}
 }
 
 // stricter tells whether rate a lets fewer sends through than b.
@@ -421,7 +437,7 @@ ORDER BY due_at, lead_id LIMIT $2 FOR UPDATE SKIP LOCKED`), dest, n, account)
 			if limited {
 				rows, err := tx.Query(ctx, c.q(`UPDATE {s}.rate_slots s SET next_free = clock_timestamp() + $3::bigint * interval '1 microsecond', holder = NULL
 FROM (SELECT account, slot FROM {s}.rate_slots WHERE account = $1 AND next_free <= clock_timestamp()
-	ORDER BY slot LIMIT $2 FOR UPDATE SKIP LOCKED) f
+	ORDER BY next_free LIMIT $2 FOR UPDATE SKIP LOCKED) f
 WHERE s.account = f.account AND s.slot = f.slot RETURNING s.slot`), account, len(ids), micros(hold))
 				if err != nil {
 					return err

@@ -281,3 +281,89 @@ func TestConcurrentForwardsOfOneSubmission(t *testing.T) {
 		t.Fatalf("stats %+v; want one lead, one delivery", st)
 	}
 }
+
+// A rate above maxSlots per Per is kept with fewer slots and a shorter
+// Per, never letting more through in a window of the configured Per.
+func TestSlottedRateNeverLetsMoreThrough(t *testing.T) {
+	for _, r := range []queue.Rate{{N: 7, Per: time.Second}, {N: 256, Per: time.Second}, {N: 257, Per: time.Second},
+		{N: 100000, Per: time.Second}, {N: 1000, Per: 3 * time.Millisecond}, {N: 511, Per: time.Minute}} {
+		s := slotted(r)
+		// Uses of one slot, more than s.Per apart, in a window of r.Per.
+		uses := int((r.Per + s.Per - 1) / s.Per)
+		if s.N > maxSlots || s.N < 1 || s.Per <= 0 || s.N*uses > r.N {
+			t.Errorf("%v -> %v: %d slots used up to %d times each in %v", r, s, s.N, uses, r.Per)
+		}
+		if r.N <= maxSlots && s != r {
+			t.Errorf("%v changed to %v", r, s)
+		}
+	}
+}
+
+// Three nodes on a rate of more than maxSlots: fewer slot rows, and still
+// no window of the configured Per above its N.
+func TestHighRateKeepsItsWindow(t *testing.T) {
+	dsn := newDB(t)
+	const n, per = 300, 300 * time.Millisecond
+	crm := &fakeCRM{}
+	rec := &recorder{}
+	cfg := queue.EngineConfig{Rates: map[string]queue.Rate{"hook": {N: n, Per: per}}, Concurrency: 16}
+	var nodes []*Cluster
+	for i := 0; i < 3; i++ {
+		nodes = append(nodes, node(t, dsn, fmt.Sprintf("node%d", i)))
+	}
+	const leads = 450
+	for i := 0; i < leads; i++ {
+		forward(t, nodes[i%3], newLead(), "hook")
+	}
+	for _, c := range nodes {
+		engineOn(c, crm, rec, cfg, nil, "hook")
+	}
+	rec.until(t, "every delivery recorded", func() bool { return rec.count(nil) >= leads })
+	var at []time.Time
+	for _, s := range crm.all() {
+		at = append(at, s.at)
+	}
+	if most, from := maxInWindow(at, per); most > n {
+		t.Fatalf("%d requests within %v from %v; the rate is %d per %v", most, per, from, n, per)
+	}
+	var slots int
+	if err := connect(t, dsn).QueryRow(context.Background(), "SELECT count(*) FROM leadproxy.rate_slots WHERE account = 'hook'").Scan(&slots); err != nil {
+		t.Fatal(err)
+	}
+	if slots > maxSlots {
+		t.Fatalf("%d slot rows", slots)
+	}
+}
+
+// One lead id forwarded by three nodes at once (a forwarder's retry racing
+// its first try): one lead, one delivery, the same answer everywhere.
+func TestConcurrentForwardsOfOneLead(t *testing.T) {
+	dsn := newDB(t)
+	var nodes []*Cluster
+	for i := 0; i < 3; i++ {
+		nodes = append(nodes, node(t, dsn, fmt.Sprintf("n%d", i)))
+	}
+	l := newLead()
+	type result struct {
+		id  string
+		dup bool
+		err error
+	}
+	results := make(chan result, 6)
+	for i := 0; i < 6; i++ {
+		go func() {
+			cp := *l
+			id, dup, err := nodes[i%3].Forward(context.Background(), &cp, "crm", nil)
+			results <- result{id, dup, err}
+		}()
+	}
+	for range 6 {
+		r := <-results
+		if r.err != nil || r.id != l.ID || r.dup {
+			t.Fatalf("%+v; want %s, not dup", r, l.ID)
+		}
+	}
+	if got := get(t, nodes[0], l.ID); len(got.Deliveries) != 1 {
+		t.Fatalf("%d deliveries", len(got.Deliveries))
+	}
+}

@@ -8,9 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leadproxy/leadproxy/crm"
 	"github.com/leadproxy/leadproxy/lead"
 	"github.com/leadproxy/leadproxy/queue"
 )
+
+// The fleet's token store is the one destinations take.
+var _ crm.TokenStore = (*Cluster)(nil)
 
 // fleetOfLeads forwards n leads through two nodes: three forms, names to
 // search, some created at the same instant (the id breaks the tie), some

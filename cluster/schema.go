@@ -98,6 +98,10 @@ CREATE TABLE {s}.nodes (
 	unforwarded integer NOT NULL DEFAULT 0
 );
 `,
+	// 2: free slots found by the index, not by a walk over the account's.
+	`
+CREATE INDEX rate_slots_free ON {s}.rate_slots (account, next_free);
+`,
 }
 
 // SchemaVersion is the schema version this build migrates to.

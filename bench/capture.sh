@@ -117,24 +117,8 @@ for i in $(seq 1 100); do
 	sleep 0.1
 done
 
-# Each request a unique phone: +79 followed by 9 digits made of the round,
-# the wrk thread and a per-thread counter.
-cat >"$WORK/post.lua" <<'EOF'
-local threads, n = 0, 0
-function setup(thread)
-	thread:set("tid", threads)
-	threads = threads + 1
-end
-function init(args)
-	base = tonumber(args[1]) + tid * 1000000
-end
-function request()
-	n = n + 1
-	local body = string.format("name=Bench&phone=%%2B79%09d&uid=w%d&message=Hello+from+the+benchmark", base + n, base + n)
-	return wrk.format("POST", "/lead", { ["Content-Type"] = "application/x-www-form-urlencoded" }, body)
-end
-EOF
-
+# Each request a unique phone (bench/post.lua): +79 followed by 9 digits
+# made of the round, the wrk thread and a per-thread counter.
 leads() { curl -fsS "http://127.0.0.1:$ADMIN/leadproxy/stats" | awk -F'[:,]' '/"leads"/ { gsub(/ /, "", $2); print $2; exit }'; }
 
 # CPU time (user + system, clock ticks) the leadproxy Caddy has used.
@@ -146,7 +130,7 @@ lp_ticks() { awk '{ print $14 + $15 }' "/proc/$LP_PID/stat"; }
 run() {
 	local out t0 t1
 	t0=$(lp_ticks)
-	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$2" -s "$WORK/post.lua" "http://127.0.0.1:$1/lead" -- "$3")
+	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$2" -s bench/post.lua "http://127.0.0.1:$1/lead" -- "$3")
 	t1=$(lp_ticks)
 	echo "$out" >>"$WORK/wrk.log"
 	awk -v ticks=$((t1 - t0)) -v hz="$HZ" '/Requests\/sec/ { rps = $2 }

@@ -42,14 +42,14 @@ func (adminAPI) Routes() []caddy.AdminRoute {
 	}
 }
 
-// The store is looked up at request time: the admin module is provisioned
-// before the apps start.
-func currentStore() (*queue.Store, error) {
+// The lead book is looked up at request time: the admin module is
+// provisioned before the apps start.
+func currentBook() (leadBook, error) {
 	p := current.Load()
 	if p == nil {
 		return nil, caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: errStoreNotReady}
 	}
-	return p.store, nil
+	return p.book, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {
@@ -84,7 +84,7 @@ func handleLeads(w http.ResponseWriter, r *http.Request) error {
 	}
 	leads, next, err := st.List(f)
 	if err != nil {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
+		return listError(err)
 	}
 	out := map[string]any{"leads": leads}
 	if next != "" {
@@ -96,6 +96,15 @@ func handleLeads(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, out)
 }
 
+// listError is a list's failure: the request's fault (a bad status or
+// cursor), or in cluster mode the engine unreachable.
+func listError(err error) error {
+	if isEngineDown(err) {
+		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
+	}
+	return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
+}
+
 // GET|DELETE /leadproxy/leads/{id}, POST /leadproxy/leads/{id}/retry (a
 // dry-run lead: sent when its form is no longer in dry run, else its
 // previews made again and 200 with nothing sent)
@@ -105,13 +114,16 @@ func handleLead(w http.ResponseWriter, r *http.Request) error {
 	if id == "" {
 		return handleLeads(w, r)
 	}
-	st, err := currentStore()
+	st, err := currentBook()
 	if err != nil {
 		return err
 	}
 	notFound := func(err error) error {
 		if errors.Is(err, queue.ErrNotFound) {
 			return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("lead %s not found", id)}
+		}
+		if isEngineDown(err) {
+			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
 		}
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 	}
@@ -155,15 +167,15 @@ func handleStats(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodErr("GET")
 	}
-	st, err := currentStore()
-	if err != nil {
-		return err
+	p := current.Load()
+	if p == nil {
+		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: errStoreNotReady}
 	}
-	s, err := st.Stats()
-	if err != nil {
+	s, err := p.stats(r.Context())
+	if err != nil && s.Cluster == nil {
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 	}
-	return writeJSON(w, http.StatusOK, s)
+	return writeStats(w, s, err)
 }
 
 // GET /leadproxy/forms: the form audit (which rules matched served pages);

@@ -80,6 +80,10 @@ type App struct {
 	// Timezone is the site's time zone (an IANA name, Europe/Moscow) for
 	// the dashboard's times and the report's days. Default: the machine's.
 	Timezone string `json:"timezone,omitempty"`
+	// Cluster makes this node one of a fleet sharing one PostgreSQL: one
+	// rate limit per CRM account, one dedup, one lead list
+	// (docs/cluster.md). Nil: the single-node leadproxy.
+	Cluster *ClusterOptions `json:"cluster,omitempty"`
 
 	senders map[string]lead.Sender
 	dir     string
@@ -97,6 +101,7 @@ type App struct {
 	loc       *time.Location
 	budget    *captureBudget
 	signer    *intercept.MarkerSigner // from MarkerKey; nil: the store's key
+	cluster   *resolvedCluster        // nil: single node
 }
 
 // TestBackoffEnv names a test-only knob: "<min>,<max>" (Caddy durations,
@@ -183,6 +188,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionMarkerKey(); err != nil {
 		return err
 	}
+	if a.Cluster != nil {
+		if a.cluster, err = a.Cluster.resolve(); err != nil {
+			return err
+		}
+		if err := registerCollectors(ctx.GetMetricsRegistry(), clusterCollectors); err != nil {
+			return err
+		}
+	}
 	a.senders = map[string]lead.Sender{}
 	if a.DestinationsRaw != nil {
 		mods, err := ctx.LoadModule(a, "DestinationsRaw")
@@ -253,8 +266,15 @@ func (a *App) Start() error {
 			return nil, fmt.Errorf("lead store %s: marker key: %w", a.dir, err)
 		}
 		eng := queue.NewEngine(st, a.logger.Named("delivery"))
-		return &pooledStore{dir: a.dir, store: st, engine: eng, signer: signer, logger: a.logger.Named("queue"),
-			visits: a.openVisits(a.logger.Named("visits"))}, nil
+		p := &pooledStore{dir: a.dir, store: st, book: st, engine: eng, signer: signer, logger: a.logger.Named("queue")}
+		if a.cluster != nil {
+			if err := p.openFleet(a); err != nil {
+				st.Close()
+				return nil, err
+			}
+		}
+		p.visits = a.openVisits(a.logger.Named("visits"))
+		return p, nil
 	})
 	if err != nil {
 		// The site must not go down with its lead store (README, "Guarantees"): start
@@ -272,16 +292,28 @@ func (a *App) Start() error {
 		return nil
 	}
 	p := val.(*pooledStore)
+	if loaded && p.clusterKey != a.cluster.key() {
+		// The store (and its cluster connection) is shared with the running
+		// config; refusing keeps that one working.
+		stores.Delete(a.dir)
+		return fmt.Errorf("cluster: a reload cannot turn cluster mode on or off or change its dsn, node or schema (the lead store %s is open with the old ones); restart Caddy for that", a.dir)
+	}
 	a.pooled.Store(p)
 	a.started = true
 	for name, s := range a.senders {
 		if tk, ok := s.(crm.TokenKeeper); ok {
-			tk.SetTokenStore(name, p.store)
+			tk.SetTokenStore(name, p.book) // in cluster mode, the fleet's
 		}
 	}
 	initDeliveryMetrics(a.Destinations())
 	a.publishSettings()
-	p.engine.Configure(a.engineConfig())
+	if p.fleet != nil {
+		p.engine.Configure(a.forwardConfig(p))
+		p.fleet.Configure(a.engineConfig(), a.accounts())
+		p.startFleet()
+	} else {
+		p.engine.Configure(a.engineConfig())
+	}
 	p.engine.Start()
 	current.Store(p)
 	currentApp.Store(a)
@@ -349,7 +381,16 @@ func (a *App) waitStarted(ctx context.Context) bool {
 	return false
 }
 
-// store returns the open store, or nil when there is none.
+// book returns the lead book (the store, or the cluster), or nil when
+// there is none.
+func (a *App) book() leadBook {
+	if p := a.pooledOrCurrent(); p != nil {
+		return p.book
+	}
+	return nil
+}
+
+// store returns the open local store, or nil when there is none.
 func (a *App) store() *queue.Store {
 	if p := a.pooledOrCurrent(); p != nil {
 		return p.store
@@ -381,14 +422,24 @@ func (a *App) capture(ctx context.Context, l *lead.Lead, dests []string, dry boo
 		return nil, false, nil, errStoreNotReady
 	}
 	ctx, end := startStoreSpan(ctx, dests)
-	stored, dup, err := add(st, ctx, l, dests)
+	// In cluster mode a lead's deliveries are stored as cluster:<d>, which
+	// the forwarder moves to the engine; a dry run's stay under their own
+	// names (their previews are per destination), and the forwarder takes
+	// those too once resend releases them.
+	local := func(p *pooledStore) []string {
+		if dry {
+			return dests
+		}
+		return p.localDests(dests)
+	}
 	p := a.pooledOrCurrent()
+	stored, dup, err := add(st, ctx, l, local(p))
 	if errors.Is(err, queue.ErrClosed) {
 		// This config's store closed under a request in flight (a reload
 		// moved the store to another folder): the newest store takes it.
 		if cur := current.Load(); cur != nil && cur.store != st {
 			p, st = cur, cur.store
-			stored, dup, err = add(st, ctx, l, dests)
+			stored, dup, err = add(st, ctx, l, local(p))
 		}
 	}
 	end(stored, dup, err)
@@ -432,10 +483,21 @@ type pooledStore struct {
 	dir    string
 	store  *queue.Store
 	signer *intercept.MarkerSigner // the store's marker key
+	book   leadBook                // the store, or in cluster mode the fleet's
 	engine *queue.Engine
 	visits *visitStore // nil when its folder could not be opened
 	logger *zap.Logger
 	once   sync.Once
+
+	// Cluster mode (cluster.go); fleet is nil on a single node.
+	fleet      fleet
+	clusterKey string // resolvedCluster.key() of what fleet was opened with
+	fleetOnce  sync.Once
+	eraseStop  chan struct{}
+	eraseDone  chan struct{}
+	fbMu       sync.Mutex
+	fbDone     map[string]*fallbackDone // direct deliveries not yet in the cluster
+	limiters   map[string]*nodeShare    // by account
 
 	// Form posts between the start of capture and their lead's store.
 	// Caddy stops its apps in no fixed order, so when it exits this store
@@ -510,7 +572,7 @@ func (p *pooledStore) Destruct() error {
 		defer cancel()
 		p.engine.Stop(ctx)
 		current.CompareAndSwap(p, nil)
-		err = errors.Join(p.visits.close(), p.store.Close())
+		err = errors.Join(p.closeFleet(ctx), p.visits.close(), p.store.Close())
 	})
 	return err
 }

@@ -44,6 +44,7 @@ const errDestinationInSite = "destination belongs in the global options block: {
 //		marker_key   {env.LEADPROXY_MARKER_KEY}
 //		visits { retention <duration>; max <n> }
 //		destination <name> <type> { ... }
+//		cluster <dsn> { node <name>; schema <name>; fallback_after <duration> }
 //	}
 func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
@@ -118,8 +119,17 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				app.DestinationsRaw = map[string]json.RawMessage{}
 			}
 			app.DestinationsRaw[name] = caddyconfig.JSONModuleObject(unm, "type", typ, nil)
+		case "cluster":
+			if app.Cluster != nil {
+				return nil, d.Err("cluster given twice; one cluster per node")
+			}
+			c, err := parseCluster(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Cluster = c
 		default:
-			return nil, d.Errf("leadproxy: unknown global option %q (want storage, retry_for, retention, dedup_window, timezone, visits, max_store, leads_per_client, leads_per_site, marker_key, destination)", opt)
+			return nil, d.Errf("leadproxy: unknown global option %q (want storage, retry_for, retention, dedup_window, timezone, visits, max_store, leads_per_client, leads_per_site, marker_key, destination, cluster)", opt)
 		}
 	}
 	return httpcaddyfile.App{Name: "leadproxy", Value: caddyconfig.JSON(app, nil)}, nil

@@ -29,7 +29,7 @@ func TestAdaptGolden(t *testing.T) {
 	// Placeholders stay in the JSON; provisioning resolves them.
 	for _, v := range []string{"AMOCRM_TOKEN", "RETAILCRM_KEY", "MOYSKLAD_TOKEN", "MEGAPLAN_PASSWORD",
 		"SF_CLIENT_ID", "SF_CLIENT_SECRET", "SF_REFRESH_TOKEN", "FRESHOFFICE_TOKEN", "UON_KEY",
-		"ROISTAT_KEY", "HOOK_TOKEN", "LEADPROXY_API_KEY", "SMTP_PASSWORD"} {
+		"ROISTAT_KEY", "HOOK_TOKEN", "LEADPROXY_API_KEY", "SMTP_PASSWORD", "LEADPROXY_PG_PASSWORD"} {
 		t.Setenv(v, "test-"+strings.ToLower(v))
 	}
 	t.Setenv("HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
@@ -91,7 +91,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown charset", wrap("", "\t\tcharset windows-1215"), `charset "windows-1215" is not a known charset label (like windows-1251 or koi8-r), at Caddyfile:8`},
 		{"bad audit option", wrap("", "\t\taudit {\n\t\t\tflag_afterr 1h\n\t\t}"), `audit: unknown option "flag_afterr" (want every, flag_after, max_page), at Caddyfile:9`},
 		{"bad audit duration", wrap("", "\t\taudit {\n\t\t\tevery often\n\t\t}"), `audit: every: "often" is not a positive duration, at Caddyfile:9`},
-		{"unknown global option", wrap("\t\tstorrage /x", ""), `leadproxy: unknown global option "storrage" (want storage, retry_for, retention, dedup_window, timezone, visits, max_store, leads_per_client, leads_per_site, marker_key, destination), at Caddyfile:3`},
+		{"unknown global option", wrap("\t\tstorrage /x", ""), `leadproxy: unknown global option "storrage" (want storage, retry_for, retention, dedup_window, timezone, visits, max_store, leads_per_client, leads_per_site, marker_key, destination, cluster), at Caddyfile:3`},
 		{"literal marker_key", wrap("\t\tmarker_key s3cr3t-key-in-the-config-0123456789", ""), `marker_key: give the key through a placeholder, like {env.LEADPROXY_MARKER_KEY}, so the config never holds it, at Caddyfile:3`},
 		{"bad max_store", wrap("\t\tmax_store huge", ""), `max_store: "huge" is not a size (like 1GB) or off, at Caddyfile:3`},
 		{"bad leads_per_client", wrap("\t\tleads_per_client 0", ""), `leads_per_client: "0" is not a positive number of leads a minute, or off, at Caddyfile:3`},
@@ -125,16 +125,22 @@ func TestConfigErrors(t *testing.T) {
 		{"bad form dry_run value", wrap("", "\t\tform \"A\" {\n\t\t\tsubmit .a\n\t\t\tdry_run please\n\t\t}"), `form "A": dry_run: want dry_run, dry_run on or dry_run off, at Caddyfile:10`},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := adapt(t, c.caddyfile)
-			if err == nil {
-				t.Fatalf("no error for:\n%s", c.caddyfile)
-			}
-			if !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("error:\n  %v\nwant it to contain:\n  %s", err, c.want)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { checkAdaptError(t, c.caddyfile, c.want) })
 	}
+}
+
+// checkAdaptError adapts a Caddyfile that must fail with an error
+// containing want, and returns that error.
+func checkAdaptError(t *testing.T, caddyfile, want string) error {
+	t.Helper()
+	_, err := adapt(t, caddyfile)
+	if err == nil {
+		t.Fatalf("no error for:\n%s", caddyfile)
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("error:\n  %v\nwant it to contain:\n  %s", err, want)
+	}
+	return err
 }
 
 // TestProvisionErrors: JSON configs (no Caddyfile lines) are checked at

@@ -341,8 +341,13 @@ func (d *Dashboard) serveError(w http.ResponseWriter, r *http.Request, status in
 	d.render(w, r, status, "error", errorView{page: d.newPage(title, nil), Message: msg})
 }
 
-func (d *Dashboard) store(w http.ResponseWriter, r *http.Request) *queue.Store {
-	st := d.app.store()
+// serveEngineDown: in cluster mode, the fleet's list is out of reach.
+func (d *Dashboard) serveEngineDown(w http.ResponseWriter, r *http.Request) {
+	d.serveError(w, r, http.StatusServiceUnavailable, "Unavailable", "The cluster engine (PostgreSQL) is unreachable: leads are still captured on this node; reload in a moment.")
+}
+
+func (d *Dashboard) store(w http.ResponseWriter, r *http.Request) leadBook {
+	st := d.app.book()
 	if st == nil {
 		d.serveError(w, r, http.StatusServiceUnavailable, "Starting", "The lead store is not open yet; reload in a moment.")
 	}
@@ -362,6 +367,10 @@ func (d *Dashboard) serveList(w http.ResponseWriter, r *http.Request) {
 	}
 	f := queue.Filter{Status: q.Get("status"), Form: q.Get("form"), Query: strings.TrimSpace(q.Get("q")), Cursor: q.Get("cursor"), Limit: d.PageSize}
 	leads, next, err := st.List(f)
+	if isEngineDown(err) {
+		d.serveEngineDown(w, r)
+		return
+	}
 	if errors.Is(err, queue.ErrBadStatus) {
 		d.serveError(w, r, http.StatusBadRequest, "Bad request", err.Error())
 		return

@@ -111,6 +111,7 @@ var ruText = map[string]string{
 	"Extra fields": "Дополнительные поля", "CRM fields": "Поля CRM", "Submitted fields": "Поля формы",
 	"Method not allowed": "Метод не поддерживается", "Use GET or POST.": "Используйте GET или POST.",
 	"Starting": "Запуск", "The lead store is not open yet; reload in a moment.": "Хранилище заявок ещё не открыто; обновите страницу через минуту.",
+	"Unavailable": "Недоступно", "The cluster engine (PostgreSQL) is unreachable: leads are still captured on this node; reload in a moment.": "Кластер (PostgreSQL) недоступен: заявки по-прежнему сохраняются на этом узле; обновите страницу через минуту.",
 	"This page link is no longer valid.": "Эта ссылка на страницу больше не действует.",
 	"Not found":                          "Не найдено", "No such lead: it may have been deleted or purged after the retention period.": "Такой заявки нет: её удалили или срок её хранения истёк.",
 	"No such lead: it may have been deleted already.": "Такой заявки нет: возможно, её уже удалили.",

@@ -122,7 +122,7 @@ func (d *Dashboard) serveReport(w http.ResponseWriter, r *http.Request) {
 		days := query
 		days.By = report.ByDay
 		var byDay *report.Report
-		if byDay, err = report.Build(days, p.visitDB(), p.store); err == nil {
+		if byDay, err = report.Build(days, p.visitDB(), p.book); err == nil {
 			v.Chart = buildChart(byDay, requestLang(r))
 		}
 	} else if err == nil {

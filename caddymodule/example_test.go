@@ -49,10 +49,10 @@ func validates(t *testing.T, caddyfile string) {
 	}
 }
 
-// Every commented destination block (and dry_run line) in Caddyfile.example
-// validates once uncommented, with its variables named as
-// docs/destinations.md names them (the app's marker_key, uncommented too, as
-// README.md names it).
+// Every commented destination block (and dry_run line, and the cluster
+// block) in Caddyfile.example validates once uncommented, with its variables
+// named as docs/destinations.md (docs/cluster.md) names them (the app's
+// marker_key, uncommented too, as README.md names it).
 func TestCaddyfileExampleDestinations(t *testing.T) {
 	raw, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
@@ -66,8 +66,13 @@ func TestCaddyfileExampleDestinations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	clusterDoc, err := os.ReadFile("../docs/cluster.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs = append(docs, clusterDoc...)
 	var lines []string
-	inBlock, blocks, dry := false, 0, 0
+	inBlock, blocks, dry, clusters := false, 0, 0, 0
 	for _, l := range strings.Split(string(raw), "\n") {
 		if strings.HasPrefix(strings.TrimSpace(l), "# marker_key ") {
 			l = strings.Replace(l, "# ", "", 1)
@@ -80,6 +85,10 @@ func TestCaddyfileExampleDestinations(t *testing.T) {
 			inBlock = true
 			blocks++
 		}
+		if strings.HasPrefix(strings.TrimSpace(l), "# cluster ") {
+			inBlock = true
+			clusters++
+		}
 		if inBlock {
 			l = strings.Replace(l, "# ", "", 1)
 			if strings.TrimSpace(l) == "}" {
@@ -91,10 +100,13 @@ func TestCaddyfileExampleDestinations(t *testing.T) {
 	if blocks < 10 || dry != 2 {
 		t.Fatalf("%d commented destination blocks, want one per type; %d dry_run lines, want the site's and a form's", blocks, dry)
 	}
+	if clusters != 1 {
+		t.Fatalf("%d commented cluster blocks, want 1", clusters)
+	}
 	uncommented := strings.Join(lines, "\n")
 	for _, name := range exampleEnv(t, uncommented) {
 		if !strings.Contains(string(docs), "{env."+name+"}") && !strings.Contains(string(readme), "marker_key {env."+name+"}") {
-			t.Errorf("Caddyfile.example reads {env.%s}, a name docs/destinations.md (or README.md's marker_key) does not use", name)
+			t.Errorf("Caddyfile.example reads {env.%s}, a name docs/destinations.md, docs/cluster.md (or README.md's marker_key) do not use", name)
 		}
 	}
 	validates(t, uncommented)

@@ -25,7 +25,7 @@ var csvColumns = []string{"id", "created_at", "status", "form", "title", "name",
 
 // listRequest is what the list and the export share: GET, the store and
 // the filter of the query.
-func listRequest(r *http.Request) (*queue.Store, queue.Filter, error) {
+func listRequest(r *http.Request) (leadBook, queue.Filter, error) {
 	var s leadSearch
 	switch r.Method {
 	case http.MethodGet:
@@ -51,7 +51,7 @@ func listRequest(r *http.Request) (*queue.Store, queue.Filter, error) {
 	default:
 		return nil, queue.Filter{}, methodErr("GET", "POST")
 	}
-	st, err := currentStore()
+	st, err := currentBook()
 	if err != nil {
 		return nil, queue.Filter{}, err
 	}
@@ -69,7 +69,7 @@ func handleLeadsCSV(w http.ResponseWriter, r *http.Request) error {
 	f.Limit = queue.MaxListLimit
 	leads, next, err := st.List(f)
 	if err != nil {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
+		return listError(err)
 	}
 	csvHeaders(w, adminLocation())
 	return writeLeadsCSV(w, st, f, leads, next, adminLocation())
@@ -78,7 +78,7 @@ func handleLeadsCSV(w http.ResponseWriter, r *http.Request) error {
 // writeLeadsCSV streams the leads page by page (queue.MaxListLimit at a
 // time, flushed after each): the export is never built in memory. It
 // starts with a UTF-8 byte order mark, so Excel reads Cyrillic right.
-func writeLeadsCSV(w io.Writer, st *queue.Store, f queue.Filter, leads []*lead.Lead, next string, loc *time.Location) error {
+func writeLeadsCSV(w io.Writer, st leadBook, f queue.Filter, leads []*lead.Lead, next string, loc *time.Location) error {
 	if _, err := io.WriteString(w, "\uFEFF"); err != nil {
 		return err
 	}
@@ -168,6 +168,10 @@ func (d *Dashboard) serveCSV(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := queue.Filter{Status: q.Get("status"), Form: q.Get("form"), Query: strings.TrimSpace(q.Get("q")), Limit: queue.MaxListLimit}
 	leads, next, err := st.List(f)
+	if isEngineDown(err) {
+		d.serveEngineDown(w, r)
+		return
+	}
 	if err != nil {
 		d.serveError(w, r, http.StatusBadRequest, "Bad request", err.Error())
 		return

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/leadproxy/leadproxy/internal/pgtest"
 )
 
 // The end-to-end tests run the real binary (cmd/caddy, built once in
@@ -40,7 +42,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building cmd/caddy:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := pgtest.Run(m) // the cluster tests' PostgreSQL, stopped after them
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

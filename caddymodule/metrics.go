@@ -59,7 +59,7 @@ func statValue(f func(statsView) float64) float64 {
 	statsCache.Lock()
 	defer statsCache.Unlock()
 	if time.Since(statsCache.at) > time.Second {
-		if s, err := p.store.Stats(); err == nil {
+		if s, err := p.book.Stats(); err == nil {
 			statsCache.v = statsView{QueueDepth: s.QueueDepth, OldestPendingSeconds: s.OldestPendingSeconds}
 			statsCache.at = time.Now()
 		}
@@ -76,7 +76,12 @@ var statsCache struct {
 func registerMetrics(reg prometheus.Registerer) error {
 	collectors := []prometheus.Collector{capturedTotal, captureFailedTotal, deliveriesTotal, deliveryDuration,
 		injectTotal, injectScansTotal, collectRejectedTotal, queueDepth, oldestPending, formsFlagged, dryRunTotal}
-	for _, c := range append(collectors, visitCollectors...) {
+	return registerCollectors(reg, append(collectors, visitCollectors...))
+}
+
+// registerCollectors registers cs in reg; one already there is fine.
+func registerCollectors(reg prometheus.Registerer, cs []prometheus.Collector) error {
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

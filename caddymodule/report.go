@@ -31,7 +31,7 @@ func buildReport(p *pooledStore, q report.Query) (*report.Report, error) {
 	if p.visits != nil {
 		p.visits.rec.Flush()
 	}
-	return report.Build(q, p.visitDB(), p.store)
+	return report.Build(q, p.visitDB(), p.book)
 }
 
 // visitDB is the visit store, or nil (a nil *visit.DB in the interface

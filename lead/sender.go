@@ -79,3 +79,11 @@ func RetryAfterOf(err error) time.Duration {
 	}
 	return 0
 }
+
+// Accounted is implemented by senders that know the account their CRM's
+// rate limit counts (the amoCRM subdomain, the Bitrix24 portal, a
+// webhook's host...), so destinations on one account share one limit.
+// The key starts with the destination's type.
+type Accounted interface {
+	Account() string
+}

@@ -89,14 +89,14 @@ func uniqueDests(dests []string) ([]string, error) {
 
 func (s *Store) addTx(tx *nutsdb.Tx, l *lead.Lead, dests []string, now int64, dry bool) (*lead.Lead, bool, error) {
 	keyed := dedupView(l, dry) // what the dedup keys are computed from
-	sk := submissionKey(keyed)
+	sk := SubmissionKey(keyed)
 	if sk != nil {
 		first, err := leadByRef(tx, sk)
 		if err != nil {
 			return nil, false, err
 		}
 		if first != nil {
-			mergeLead(first.Lead, l)
+			MergeLead(first.Lead, l)
 			first.Lead.Dedup = lead.DedupMerged
 			if err := putJSON(tx, bLead, []byte(first.Lead.ID), first); err != nil {
 				return nil, false, err
@@ -110,30 +110,22 @@ func (s *Store) addTx(tx *nutsdb.Tx, l *lead.Lead, dests []string, now int64, dr
 	}
 	rec := &leadRec{Lead: l, At: now, Dests: dests, DryRun: dry}
 	dup := false
-	if ck := contactKey(keyed); ck != nil {
-		inWindow := func(first *leadRec) bool {
-			return first != nil && first.Lead.ID != l.ID && l.CreatedAt.Sub(first.Lead.CreatedAt) < s.opts.DedupWindow
-		}
+	if ck := ContactKey(keyed); ck != nil {
 		first, err := leadByRef(tx, ck)
 		if err != nil {
 			return nil, false, err
 		}
-		dk := dataKey(keyed)
+		dk := DataKey(keyed)
 		same, err := leadByRef(tx, dk)
 		if err != nil {
 			return nil, false, err
 		}
-		switch {
-		case inWindow(same):
-			first = same
-			fallthrough
-		case inWindow(first) && nothingNew(first.Lead, l):
-			dup = true
-			l.DuplicateOf, l.Dedup = first.Lead.ID, lead.DedupDuplicate
+		var claimContact bool
+		dup, claimContact = DecideContact(l, recLead(first), recLead(same), s.opts.DedupWindow)
+		if dup {
 			rec.Dests = nil
-		case inWindow(first):
-			l.SameContactAs, l.Dedup = first.Lead.ID, lead.DedupSameContact
-		default:
+		}
+		if claimContact {
 			err = tx.Put(bDedup, ck, []byte(l.ID), nutsdb.Persistent)
 		}
 		if err == nil && !dup {
@@ -175,6 +167,37 @@ func (s *Store) addTx(tx *nutsdb.Tx, l *lead.Lead, dests []string, now int64, dr
 	return &out, dup, nil
 }
 
+func recLead(r *leadRec) *lead.Lead {
+	if r == nil {
+		return nil
+	}
+	return r.Lead
+}
+
+// DecideContact is Add's contact dedup, exported so the cluster engine
+// decides exactly as one node does. first is the first lead of l's contact
+// (ContactKey), same the lead holding l's DataKey; either may be nil. It
+// marks l (DuplicateOf or SameContactAs, and Dedup) and says whether l is a
+// duplicate (kept, not delivered) and whether l becomes the first lead of
+// its contact. When l is not a duplicate its DataKey points at l.
+func DecideContact(l, first, same *lead.Lead, window time.Duration) (dup, claimContact bool) {
+	inWindow := func(f *lead.Lead) bool {
+		return f != nil && f.ID != l.ID && l.CreatedAt.Sub(f.CreatedAt) < window
+	}
+	switch {
+	case inWindow(same):
+		first = same
+		fallthrough
+	case inWindow(first) && NothingNew(first, l):
+		l.DuplicateOf, l.Dedup = first.ID, lead.DedupDuplicate
+		return true, false
+	case inWindow(first):
+		l.SameContactAs, l.Dedup = first.ID, lead.DedupSameContact
+		return false, false
+	}
+	return false, true
+}
+
 // leadByRef follows a dedup key to its lead; nil when either is gone.
 func leadByRef(tx *nutsdb.Tx, key []byte) (*leadRec, error) {
 	id, err := tx.Get(bDedup, key)
@@ -195,7 +218,7 @@ func leadByRef(tx *nutsdb.Tx, key []byte) (*leadRec, error) {
 // claimContactKey makes l the first lead of its contact when no lead is:
 // a merge may give a lead the phone its first report lacked.
 func claimContactKey(tx *nutsdb.Tx, l *lead.Lead) error {
-	ck := contactKey(l)
+	ck := ContactKey(l)
 	if ck == nil {
 		return nil
 	}
@@ -205,9 +228,10 @@ func claimContactKey(tx *nutsdb.Tx, l *lead.Lead) error {
 	return tx.Put(bDedup, ck, []byte(l.ID), nutsdb.Persistent)
 }
 
-// mergeLead folds a second report of the same submission into dst: empty
+// MergeLead folds a second report of the same submission into dst: empty
 // main fields are filled, maps united (dst wins on conflicts: it was first).
-func mergeLead(dst, src *lead.Lead) {
+// Exported for the cluster engine, which merges exactly as Add does.
+func MergeLead(dst, src *lead.Lead) {
 	fill := func(d *string, v string) {
 		if *d == "" {
 			*d = v
@@ -254,11 +278,11 @@ func unite(dst, src map[string]string) map[string]string {
 	return dst
 }
 
-// nothingNew tells whether later, of the same contact as first, carries
+// NothingNew (exported for the cluster engine) tells whether later, of the same contact as first, carries
 // nothing first lacks: every main field and extra or CRM value empty or
 // equal. The raw form fields are not compared (a hidden timestamp differs
 // on every submit); the values the rule reads from them are.
-func nothingNew(first, later *lead.Lead) bool {
+func NothingNew(first, later *lead.Lead) bool {
 	same := func(a, b string) bool {
 		return b == "" || strings.TrimSpace(a) == strings.TrimSpace(b)
 	}
@@ -276,7 +300,7 @@ func nothingNew(first, later *lead.Lead) bool {
 	return true
 }
 
-// phoneKey is a phone as contactKey compares it.
+// phoneKey is a phone as ContactKey compares it.
 func phoneKey(p string) string {
 	if p = strings.TrimSpace(p); p == "" || isE164(p) {
 		return p

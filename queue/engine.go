@@ -116,13 +116,7 @@ func NewEngine(s *Store, logger *zap.Logger) *Engine {
 // Rate windows survive when a destination's rate is unchanged, so a reload
 // does not grant a fresh burst.
 func (e *Engine) Configure(cfg EngineConfig) {
-	if cfg.RetryFor <= 0 {
-		cfg.RetryFor = DefaultRetryFor
-	}
-	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = DefaultConcurrency
-	}
-	cfg.Backoff = cfg.Backoff.normalized()
+	cfg = cfg.Normalized()
 	e.mu.Lock()
 	defer e.Notify()
 	defer e.mu.Unlock()
@@ -134,12 +128,7 @@ func (e *Engine) Configure(cfg EngineConfig) {
 			e.log.Error("destination ignored", zap.String("destination", name), zap.Error(err))
 			continue
 		}
-		rate := cfg.Rates[name]
-		if !rate.limited() {
-			if r, ok := snd.(lead.Rated); ok {
-				rate.N, rate.Per = r.DefaultRate()
-			}
-		}
+		rate := cfg.RateOf(name, snd)
 		d := e.dests[name]
 		if d == nil {
 			d = &destination{}
@@ -153,6 +142,31 @@ func (e *Engine) Configure(cfg EngineConfig) {
 	cfg.Senders, cfg.Rates = nil, nil // kept in dests; the maps are the caller's
 	e.cfg = cfg
 	e.unpark = true
+}
+
+// Normalized fills EngineConfig's defaults (RetryFor, Concurrency,
+// Backoff), as Configure does.
+func (cfg EngineConfig) Normalized() EngineConfig {
+	if cfg.RetryFor <= 0 {
+		cfg.RetryFor = DefaultRetryFor
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	cfg.Backoff = cfg.Backoff.Normalized()
+	return cfg
+}
+
+// RateOf is destination name's rate: the configured one, else the
+// sender's lead.Rated default, else no limit.
+func (cfg EngineConfig) RateOf(name string, snd lead.Sender) Rate {
+	rate := cfg.Rates[name]
+	if !rate.Limited() {
+		if r, ok := snd.(lead.Rated); ok {
+			rate.N, rate.Per = r.DefaultRate()
+		}
+	}
+	return rate
 }
 
 // Start starts the dispatcher; idempotent.
@@ -363,11 +377,11 @@ func (e *Engine) attempt(hard context.Context, c *claim, sender lead.Sender, win
 	defer cancel()
 	var end func(string, error)
 	if cfg.Observe != nil {
-		ctx, end = observe(ctx, cfg.Observe, c, e.log)
+		ctx, end = Observe(ctx, cfg.Observe, c.dest, c.lead, e.log)
 	}
 	win.start(token)
 	started := time.Now()
-	crmID, err := safeSend(ctx, sender, c.lead, e.log, c)
+	crmID, err := SafeSend(ctx, sender, c.lead, c.dest, e.log)
 	if end != nil {
 		end(crmID, err)
 	}
@@ -378,26 +392,29 @@ func (e *Engine) attempt(hard context.Context, c *claim, sender lead.Sender, win
 	e.record(c, started, crmID, err, cfg)
 }
 
-// observe runs the caller's hook, which must not take the engine down.
-func observe(ctx context.Context, fn func(context.Context, string, *lead.Lead) (context.Context, func(string, error)), c *claim, log *zap.Logger) (out context.Context, end func(string, error)) {
+// Observe runs EngineConfig.Observe around one attempt; a panicking hook
+// is logged and ignored, it must not take the engine down. Exported for
+// the cluster engine.
+func Observe(ctx context.Context, fn func(context.Context, string, *lead.Lead) (context.Context, func(string, error)), dest string, l *lead.Lead, log *zap.Logger) (out context.Context, end func(string, error)) {
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("delivery observer panicked", zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
 			out, end = ctx, nil
 		}
 	}()
-	out, end = fn(ctx, c.dest, c.lead)
+	out, end = fn(ctx, dest, l)
 	if out == nil {
 		out = ctx
 	}
 	return out, end
 }
 
-// safeSend calls the sender; a panic becomes a retryable failure.
-func safeSend(ctx context.Context, s lead.Sender, l *lead.Lead, log *zap.Logger, c *claim) (crmID string, err error) {
+// SafeSend calls the sender; a panic becomes a retryable failure.
+// Exported for the cluster engine.
+func SafeSend(ctx context.Context, s lead.Sender, l *lead.Lead, dest string, log *zap.Logger) (crmID string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			log.Error("destination panicked", zap.String("lead", c.id), zap.String("destination", c.dest),
+			log.Error("destination panicked", zap.String("lead", l.ID), zap.String("destination", dest),
 				zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
 			crmID, err = "", &lead.SendError{Msg: fmt.Sprintf("internal error: destination panicked: %v", p)}
 		}
@@ -448,52 +465,69 @@ func (e *Engine) record(c *claim, started time.Time, crmID string, sendErr error
 	}
 }
 
-// outcome applies an attempt's result to its delivery: delivered; failed
-// at once on a permanent error or when retry_for is spent; else retrying
-// after the backoff, and never before the CRM's Retry-After.
+// outcome applies an attempt's result to its delivery (Outcome).
 func outcome(rec *deliveryRec, now time.Time, crmID string, err error, cfg EngineConfig) {
-	ms := now.UnixMilli()
 	rec.Lease, rec.LeaseUntil, rec.Due = "", 0, 0
 	rec.Attempts++
+	status, next, lastErr := Outcome(msTime(rec.Since), now, rec.Attempts, err, cfg)
+	rec.Status, rec.LastError = status, lastErr
+	if status == lead.StatusDelivered {
+		rec.CRMID, rec.DeliveredAt = crmID, now.UnixMilli()
+	}
+	if !next.IsZero() {
+		rec.Due = next.UnixMilli()
+	}
+}
+
+// Outcome is what an attempt's result makes of a delivery whose retry_for
+// counts from since, after attempts attempts (this one included):
+// delivered; failed at once on a permanent error or when retry_for is
+// spent; else retrying at next, after the backoff and never before the
+// CRM's Retry-After, with one last try as retry_for ends. lastError is the
+// text to show ("" when delivered). Exported so the cluster engine retries
+// exactly as this one does.
+func Outcome(since, now time.Time, attempts int, err error, cfg EngineConfig) (status string, next time.Time, lastError string) {
 	if err == nil {
-		rec.Status, rec.CRMID, rec.DeliveredAt, rec.LastError = lead.StatusDelivered, crmID, ms, ""
-		return
+		return lead.StatusDelivered, time.Time{}, ""
 	}
-	rec.LastError = truncate(err.Error(), maxErrorLen)
+	lastError = truncate(err.Error(), maxErrorLen)
 	if lead.IsPermanent(err) {
-		rec.Status = lead.StatusFailed
-		return
+		return lead.StatusFailed, time.Time{}, lastError
 	}
-	deadline := rec.Since + cfg.RetryFor.Milliseconds()
+	ms := now.UnixMilli()
+	deadline := since.UnixMilli() + cfg.RetryFor.Milliseconds()
 	if ms >= deadline {
-		rec.Status = lead.StatusFailed
-		rec.LastError = truncate(fmt.Sprintf("gave up after retry_for %s: %s", cfg.RetryFor, err), maxErrorLen)
-		return
+		return lead.StatusFailed, time.Time{}, truncate(fmt.Sprintf("gave up after retry_for %s: %s", cfg.RetryFor, err), maxErrorLen)
 	}
 	wait := lead.RetryAfterOf(err)
-	delay := max(cfg.Backoff.delay(rec.Attempts), wait)
-	next := ms + delay.Milliseconds()
-	if next > deadline && ms+wait.Milliseconds() <= deadline {
-		next = deadline // one last try as retry_for ends
+	delay := max(cfg.Backoff.Delay(attempts), wait)
+	due := ms + delay.Milliseconds()
+	if due > deadline && ms+wait.Milliseconds() <= deadline {
+		due = deadline // one last try as retry_for ends
 	}
-	rec.Status, rec.Due = lead.StatusRetrying, max(next, ms)
+	return lead.StatusRetrying, msTime(max(due, ms)), lastError
+}
+
+// AttemptOutcome is the history's word for a delivery status after an
+// attempt: delivered, failed or retry.
+func AttemptOutcome(status string) string {
+	switch status {
+	case lead.StatusDelivered:
+		return "delivered"
+	case lead.StatusFailed:
+		return "failed"
+	}
+	return "retry"
 }
 
 // addHistory appends the attempt that rec's latest outcome came from,
-// dropping the oldest beyond maxHistory.
+// dropping the oldest beyond MaxHistory.
 func addHistory(rec *deliveryRec, started, now time.Time, crmID string, err error) {
 	a := attemptRec{At: started.UnixMilli(), TookMs: now.Sub(started).Milliseconds(), CRMID: crmID}
-	switch rec.Status {
-	case lead.StatusDelivered:
-		a.Outcome = "delivered"
-	case lead.StatusFailed:
-		a.Outcome = "failed"
-	default:
-		a.Outcome = "retry"
-	}
+	a.Outcome = AttemptOutcome(rec.Status)
 	a.HTTP = lead.HTTPStatusOf(err)
-	if len(rec.History) >= maxHistory {
-		rec.History = append(rec.History[:0], rec.History[len(rec.History)-maxHistory+1:]...)
+	if len(rec.History) >= MaxHistory {
+		rec.History = append(rec.History[:0], rec.History[len(rec.History)-MaxHistory+1:]...)
 	}
 	rec.History = append(rec.History, a)
 }

@@ -285,7 +285,7 @@ func TestRateDefaultsAndReload(t *testing.T) {
 	if got := e.dests["slow"].rate; got != (Rate{1, time.Minute}) {
 		t.Fatalf("slow rate %+v, want the configured 1/1m", got)
 	}
-	if e.dests["hook"].rate.limited() {
+	if e.dests["hook"].rate.Limited() {
 		t.Fatal("a sender without a documented limit got one")
 	}
 	w := e.dests["amo"].window
@@ -504,11 +504,11 @@ func TestStop(t *testing.T) {
 }
 
 func TestBackoffFullJitter(t *testing.T) {
-	b := Backoff{Min: 100 * time.Millisecond, Max: time.Second}.normalized()
+	b := Backoff{Min: 100 * time.Millisecond, Max: time.Second}.Normalized()
 	for attempts, ceil := range map[int]time.Duration{1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 4: 800 * time.Millisecond, 5: time.Second, 60: time.Second} {
 		seen := map[time.Duration]bool{}
 		for range 200 {
-			d := b.delay(attempts)
+			d := b.Delay(attempts)
 			if d < 0 || d > ceil {
 				t.Fatalf("attempt %d: delay %v outside [0, %v]", attempts, d, ceil)
 			}
@@ -518,7 +518,7 @@ func TestBackoffFullJitter(t *testing.T) {
 			t.Fatalf("attempt %d: %d distinct delays in 200: no jitter", attempts, len(seen))
 		}
 	}
-	if d := (Backoff{}).normalized(); d.Min != DefaultBackoffMin || d.Max != DefaultBackoffMax {
+	if d := (Backoff{}).Normalized(); d.Min != DefaultBackoffMin || d.Max != DefaultBackoffMax {
 		t.Fatalf("defaults %+v", d)
 	}
 }
@@ -624,19 +624,19 @@ func TestAttemptHistoryIsStored(t *testing.T) {
 	}
 }
 
-// A delivery retried for days keeps its last maxHistory attempts.
+// A delivery retried for days keeps its last MaxHistory attempts.
 func TestAttemptHistoryIsBounded(t *testing.T) {
 	var rec deliveryRec
 	start := time.UnixMilli(1_700_000_000_000)
-	for i := 0; i < maxHistory+7; i++ {
+	for i := 0; i < MaxHistory+7; i++ {
 		rec.Status = lead.StatusRetrying
 		at := start.Add(time.Duration(i) * time.Minute)
 		addHistory(&rec, at, at.Add(time.Second), "", lead.Retryable(500+i%10, "x", 0))
 	}
-	if len(rec.History) != maxHistory {
-		t.Fatalf("%d attempts kept, want %d", len(rec.History), maxHistory)
+	if len(rec.History) != MaxHistory {
+		t.Fatalf("%d attempts kept, want %d", len(rec.History), MaxHistory)
 	}
-	if first, last := rec.History[0].At, rec.History[maxHistory-1].At; first != start.Add(7*time.Minute).UnixMilli() || last != start.Add(time.Duration(maxHistory+6)*time.Minute).UnixMilli() {
-		t.Errorf("kept %v … %v: want the newest %d", first, last, maxHistory)
+	if first, last := rec.History[0].At, rec.History[MaxHistory-1].At; first != start.Add(7*time.Minute).UnixMilli() || last != start.Add(time.Duration(MaxHistory+6)*time.Minute).UnixMilli() {
+		t.Errorf("kept %v … %v: want the newest %d", first, last, MaxHistory)
 	}
 }

@@ -114,7 +114,7 @@ type deliveryRec struct {
 	DeliveredAt int64  `json:"delivered_at,omitempty"`
 	Lease       string `json:"lease,omitempty"`
 	LeaseUntil  int64  `json:"lease_until,omitempty"`
-	// History: the last maxHistory attempts, oldest first.
+	// History: the last MaxHistory attempts, oldest first.
 	History []attemptRec `json:"history,omitempty"`
 	// Preview is what a dry_run delivery would send (dryrun.go).
 	Preview []lead.Request `json:"preview,omitempty"`
@@ -129,9 +129,9 @@ type attemptRec struct {
 	CRMID   string `json:"crm_id,omitempty"`
 }
 
-// maxHistory bounds a delivery's history: a lead retried for days keeps
+// MaxHistory (exported for the cluster engine) bounds a delivery's history: a lead retried for days keeps
 // its last attempts, not thousands.
-const maxHistory = 20
+const MaxHistory = 20
 
 func (r *deliveryRec) final() bool {
 	return r.Status == lead.StatusDelivered || r.Status == lead.StatusFailed
@@ -243,16 +243,19 @@ func hashKey(kind byte, parts ...string) []byte {
 	return append([]byte{kind}, h.Sum(nil)...)
 }
 
-func submissionKey(l *lead.Lead) []byte {
+// SubmissionKey is what the submission dedup keys on: site and submission
+// id; nil without a submission id. The dedup keys are exported so the
+// cluster engine keys exactly as one node does.
+func SubmissionKey(l *lead.Lead) []byte {
 	if l.SubmissionID == "" {
 		return nil
 	}
 	return hashKey('s', l.Site, l.SubmissionID)
 }
 
-// contactKey is what the contact dedup keys on: site, form and the contact
+// ContactKey is what the contact dedup keys on: site, form and the contact
 // normalised (E.164 phone, lower-case email).
-func contactKey(l *lead.Lead) []byte {
+func ContactKey(l *lead.Lead) []byte {
 	c := strings.TrimSpace(l.Contact())
 	if l.Phone != "" && !isE164(c) {
 		// Capture normalises phones already; parsing again (libphonenumber,
@@ -265,12 +268,12 @@ func contactKey(l *lead.Lead) []byte {
 	return hashKey('c', l.Site, l.Form, c)
 }
 
-// dataKey is what a double submit shares beyond the contact: contactKey's
+// DataKey is what a double submit shares beyond the contact: ContactKey's
 // parts and the lead's name, email, comment, extra and CRM values, so a
 // lead with the same contact as the first but other data can be found
 // again when it is itself submitted twice.
-func dataKey(l *lead.Lead) []byte {
-	ck := contactKey(l)
+func DataKey(l *lead.Lead) []byte {
+	ck := ContactKey(l)
 	if ck == nil {
 		return nil
 	}

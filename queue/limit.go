@@ -12,7 +12,8 @@ type Rate struct {
 	Per time.Duration
 }
 
-func (r Rate) limited() bool { return r.N > 0 && r.Per > 0 }
+// Limited tells whether r limits anything (N and Per set).
+func (r Rate) Limited() bool { return r.N > 0 && r.Per > 0 }
 
 // window is a token bucket of N tokens where each token comes back Per
 // after the send that used it started. Unlike a refilling bucket with a
@@ -31,7 +32,7 @@ type slot struct {
 
 func newWindow(r Rate) *window {
 	w := &window{rate: r}
-	if r.limited() {
+	if r.Limited() {
 		w.slots = make([]slot, r.N)
 	}
 	return w
@@ -44,7 +45,7 @@ func (w *window) free(s slot, now time.Time) bool {
 // available returns how many sends may start now and, when none may, the
 // time the next token comes back (zero if every token is reserved).
 func (w *window) available(now time.Time) (int, time.Time) {
-	if !w.rate.limited() {
+	if !w.rate.Limited() {
 		return int(^uint(0) >> 1), time.Time{}
 	}
 	w.mu.Lock()
@@ -66,7 +67,7 @@ func (w *window) available(now time.Time) (int, time.Time) {
 
 // reserve takes a token for an attempt: -1 means no limit, ok=false none free.
 func (w *window) reserve(now time.Time) (token int, ok bool) {
-	if !w.rate.limited() {
+	if !w.rate.Limited() {
 		return -1, true
 	}
 	w.mu.Lock()
@@ -100,7 +101,8 @@ const (
 	DefaultBackoffMax = time.Hour
 )
 
-func (b Backoff) normalized() Backoff {
+// Normalized fills the defaults (DefaultBackoffMin, DefaultBackoffMax).
+func (b Backoff) Normalized() Backoff {
 	if b.Min <= 0 {
 		b.Min = DefaultBackoffMin
 	}
@@ -113,8 +115,8 @@ func (b Backoff) normalized() Backoff {
 	return b
 }
 
-// delay is the wait after the given number of failed attempts (>= 1).
-func (b Backoff) delay(attempts int) time.Duration {
+// Delay is the wait after the given number of failed attempts (>= 1).
+func (b Backoff) Delay(attempts int) time.Duration {
 	ceil := b.Min
 	for i := 1; i < attempts && ceil < b.Max; i++ {
 		ceil *= 2

@@ -64,7 +64,7 @@ func eraseLead(tx *nutsdb.Tx, id string, onlyFinal bool) (bool, error) {
 		}
 	}
 	keyed := dedupView(rec.Lead, rec.DryRun)
-	for _, k := range [][]byte{submissionKey(keyed), contactKey(keyed), dataKey(keyed)} {
+	for _, k := range [][]byte{SubmissionKey(keyed), ContactKey(keyed), DataKey(keyed)} {
 		if k == nil {
 			continue
 		}

@@ -55,14 +55,14 @@ func (s *Store) List(f Filter) (leads []*lead.Lead, nextCursor string, err error
 		limit = DefaultListLimit
 	}
 	limit = min(limit, MaxListLimit)
-	if err := checkStatus(f.Status); err != nil {
+	if err := CheckStatus(f.Status); err != nil {
 		return nil, "", err
 	}
 	var from []byte
 	if f.Cursor != "" {
 		from, err = hex.DecodeString(f.Cursor)
 		if _, _, ok := parseTimeKey(from); err != nil || !ok {
-			return nil, "", errors.New("queue: bad cursor")
+			return nil, "", ErrBadCursor
 		}
 	}
 	q := newQuery(f.Query, f.Region)
@@ -130,6 +130,14 @@ func candidates(tx *nutsdb.Tx, status string, from []byte) func(func([]byte) boo
 			}
 		}
 	}
+}
+
+// Matcher returns what List keeps of the leads it walks: f's Status, Form
+// and Query (Limit and Cursor aside). Exported so the cluster's list
+// filters exactly as this one.
+func (f Filter) Matcher() func(*lead.Lead) bool {
+	q := newQuery(f.Query, f.Region)
+	return func(l *lead.Lead) bool { return matches(l, f, q) }
 }
 
 func matches(l *lead.Lead, f Filter, q query) bool {

@@ -17,7 +17,9 @@ var Statuses = []string{lead.StatusPending, lead.StatusRetrying, lead.StatusDeli
 // ErrBadStatus is returned by List for a status that is not one of Statuses.
 var ErrBadStatus = errors.New("unknown status")
 
-func checkStatus(s string) error {
+// CheckStatus refuses a Filter.Status that is not one of Statuses
+// (ErrBadStatus); "" is every status.
+func CheckStatus(s string) error {
 	if s == "" {
 		return nil
 	}

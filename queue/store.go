@@ -36,6 +36,8 @@ var (
 	ErrNotFound = errors.New("lead not found")
 	// ErrClosed is returned by a Store after Close.
 	ErrClosed = errors.New("queue: store closed")
+	// ErrBadCursor is returned by List for a cursor it did not give.
+	ErrBadCursor = errors.New("queue: bad cursor")
 )
 
 // maxBatch bounds how many queued operations share one commit, which keeps

@@ -115,6 +115,10 @@ func (a *AmoCRM) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// Account is the amoCRM account (its subdomain, the base_url's host): the
+// limit of 7 requests a second counts per account.
+func (a *AmoCRM) Account() string { return crm.AccountKey("amocrm", crm.HostOf(a.BaseURL)) }
+
 // DefaultRate is amoCRM's 7 requests per second (or the configured rate,
 // which also counts requests), spread over the two requests a lead takes.
 func (a *AmoCRM) DefaultRate() (int, time.Duration) {

@@ -17,5 +17,7 @@ func TestConformance(t *testing.T) {
 			return f.Caddyfile(), f.Faults, f.Close
 		},
 		Rate: 7, Per: 2 * time.Second, PerLead: 2,
+		OtherAccount: func(l string) string { return crmtest.WithOption(l, "base_url", "https://other.amocrm.ru") },
+		SameAccount:  func(l string) string { return crmtest.WithOption(l, "token", "second-token") },
 	})
 }

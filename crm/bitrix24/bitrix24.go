@@ -165,6 +165,10 @@ func redact(raw string) string {
 	return "…"
 }
 
+// Account is the Bitrix24 portal (the webhook's host): the leaky bucket
+// counts per portal.
+func (b *Bitrix24) Account() string { return crm.AccountKey("bitrix24", crm.HostOf(b.endpoint)) }
+
 // DefaultRate is the cloud's 2 requests per second (or the configured
 // rate, which also counts requests), spread over the requests one lead
 // takes: one for a lead, two for a contact and deal.

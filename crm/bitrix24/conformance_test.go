@@ -1,6 +1,7 @@
 package bitrix24
 
 import (
+	"net/url"
 	"testing"
 	"time"
 
@@ -18,5 +19,14 @@ func TestConformance(t *testing.T) {
 		},
 		PreviewIDs: []string{"3465"},
 		Rate:       2, Per: time.Second, PerLead: 1,
+		// Another portal is another account; another webhook (user, code)
+		// of one portal is not.
+		OtherAccount: func(l string) string {
+			return crmtest.WithOption(l, "webhook_url", "https://other.bitrix24.ru/rest/1/abcdef123456/")
+		},
+		SameAccount: func(l string) string {
+			u, _ := url.Parse(crmtest.OptionValue(l, "webhook_url"))
+			return crmtest.WithOption(l, "webhook_url", u.Scheme+"://"+u.Host+"/rest/7/zyxw98765/")
+		},
 	})
 }

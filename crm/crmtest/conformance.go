@@ -27,6 +27,7 @@ type Destination interface {
 	caddyfile.Unmarshaler
 	lead.Sender
 	lead.Rated
+	lead.Accounted
 	Spec() crm.Spec
 }
 
@@ -52,6 +53,85 @@ type Conformance struct {
 	// PreviewIDs are the example ids the type's preview answers carry,
 	// where the fake's own ids may stand (PreviewMatches).
 	PreviewIDs []string
+	// OtherAccount returns the fake's lines changed to point at another
+	// account of the vendor (another host, token or key): its Account()
+	// must differ. SameAccount, if set, returns them changed in what does
+	// not make another account (a pipeline, a second token of one
+	// subdomain): its Account() must be the fake's. Required:
+	// OtherAccount.
+	OtherAccount, SameAccount func(lines string) string
+}
+
+// WithOption returns Caddyfile lines with option name's line set to
+// "name value" (appended when the lines have no such option).
+func WithOption(lines, name, value string) string {
+	var out []string
+	found := false
+	for _, l := range strings.Split(lines, "\n") {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == name {
+			if !found {
+				out = append(out, name+" "+value)
+			}
+			found = true
+			continue
+		}
+		out = append(out, l)
+	}
+	if !found {
+		out = append(out, name+" "+value)
+	}
+	return strings.Join(out, "\n")
+}
+
+// OptionValue is the value of option name in Caddyfile lines ("" if none).
+func OptionValue(lines, name string) string {
+	for _, l := range strings.Split(lines, "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[0] == name {
+			return strings.Join(f[1:], " ")
+		}
+	}
+	return ""
+}
+
+// account: lead.Accounted's key names the type, is the same for two
+// destinations on one account, differs for another account, and shows no
+// secret.
+func account(t *testing.T, c Conformance, typ string) {
+	lines, _, stop := c.Fake()
+	defer stop()
+	if c.OtherAccount == nil {
+		t.Fatal("the conformance case sets no OtherAccount: every type says what another account of its vendor is")
+	}
+	key := func(lines string) string {
+		t.Helper()
+		d, ok := Provisioned(t, c, block(typ, lines)).(lead.Accounted)
+		if !ok {
+			t.Fatalf("%s does not implement lead.Accounted", typ)
+		}
+		return d.Account()
+	}
+	k := key(lines)
+	if !strings.HasPrefix(k, typ+":") {
+		t.Errorf("account key %q does not start with the type %q", k, typ+":")
+	}
+	for name, val := range secretLines(c, lines) {
+		if name != "base_url" && len(val) > 3 && strings.Contains(k, val) {
+			t.Errorf("account key %q shows the secret of %s", k, name)
+		}
+	}
+	same := []string{WithOption(lines, "timeout", "7s"), WithOption(lines, "rate", "1/1s")}
+	if c.SameAccount != nil {
+		same = append(same, c.SameAccount(lines))
+	}
+	for _, s := range same {
+		if got := key(s); got != k {
+			t.Errorf("one account, two keys:\n%s\n -> %q\n%s\n -> %q", lines, k, s, got)
+		}
+	}
+	other := c.OtherAccount(lines)
+	if got := key(other); got == k {
+		t.Errorf("another account, the same key %q:\n%s\n%s", k, lines, other)
+	}
 }
 
 // SampleLead is a lead with every main field, as a form would make it.
@@ -114,6 +194,7 @@ func Run(t *testing.T, c Conformance) {
 	t.Run("NetworkErrorRetryableAndRedacted", func(t *testing.T) { networkError(t, c, typ) })
 	t.Run("Faults", func(t *testing.T) { faults(t, c, typ) })
 	t.Run("PreviewMatchesSend", func(t *testing.T) { previewMatchesSend(t, c, typ) })
+	t.Run("Account", func(t *testing.T) { account(t, c, typ) })
 }
 
 // Parse reads a Caddyfile block into a new config of the type.

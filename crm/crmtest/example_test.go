@@ -52,6 +52,11 @@ func (e *Example) Spec() crm.Spec {
 	}}
 }
 
+// Account is the Example CRM account: the base_url's host (each account
+// has its own subdomain), so its rate limit is shared by destinations on
+// it (lead.Accounted).
+func (e *Example) Account() string { return crm.AccountKey("example", crm.HostOf(e.BaseURL)) }
+
 // UnmarshalCaddyfile parses the block declared by Spec.
 func (e *Example) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return e.Spec().Parse(d) }
 
@@ -158,5 +163,9 @@ func TestExampleConformance(t *testing.T) {
 		New:  func() crmtest.Destination { return new(Example) },
 		Fake: exampleFake,
 		Rate: 5, Per: time.Second,
+		// Another subdomain is another account; another token of one
+		// subdomain is not.
+		OtherAccount: func(l string) string { return crmtest.WithOption(l, "base_url", "https://other.example.com") },
+		SameAccount:  func(l string) string { return crmtest.WithOption(l, "token", "second-token") },
 	})
 }

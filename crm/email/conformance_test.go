@@ -30,5 +30,8 @@ func TestConformance(t *testing.T) {
 		Rate: 1, Per: time.Second,
 		// SMTP has no "2xx with an unreadable body".
 		NoFaults: []crmtest.Fault{crmtest.Garbage},
+		// Another login is another account; other recipients are not.
+		OtherAccount: func(l string) string { return crmtest.WithOption(l, "username", "other@example.com") },
+		SameAccount:  func(l string) string { return crmtest.WithOption(l, "to", "other@example.com") },
 	})
 }

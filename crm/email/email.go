@@ -130,6 +130,15 @@ func (e *Email) Provision(caddy.Context) error {
 	return nil
 }
 
+// Account is the SMTP login (server and username; the server alone
+// without one): providers limit messages per login.
+func (e *Email) Account() string {
+	if e.username == "" {
+		return crm.AccountKey("email", e.Server)
+	}
+	return crm.AccountKey("email", e.Server, e.username)
+}
+
 // DefaultRate: one message a second keeps within what mail providers let
 // one mailbox send.
 func (e *Email) DefaultRate() (int, time.Duration) { return e.RateOr(1, time.Second, 1) }

@@ -153,6 +153,12 @@ func (f *FreshOffice) Provision(caddy.Context) error {
 	return nil
 }
 
+// Account is the FreshOffice account the token belongs to (one API host
+// serves every account).
+func (f *FreshOffice) Account() string {
+	return crm.AccountKey("freshoffice", crm.HostOf(f.BaseURL), f.token)
+}
+
 // DefaultRate: FreshOffice documents no limit; 3/s is a cautious guess.
 func (f *FreshOffice) DefaultRate() (int, time.Duration) { return f.RateOr(3, time.Second, 1) }
 

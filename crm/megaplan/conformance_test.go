@@ -18,5 +18,7 @@ func TestConformance(t *testing.T) {
 		},
 		PreviewIDs: []string{"1000001", "1000002"},
 		Rate:       3, Per: time.Second, PerLead: 1,
+		OtherAccount: func(l string) string { return crmtest.WithOption(l, "base_url", "https://other.megaplan.ru") },
+		SameAccount:  func(l string) string { return crmtest.WithOption(l, "login", "someone-else") },
 	})
 }

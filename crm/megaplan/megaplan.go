@@ -132,6 +132,9 @@ func (m *Megaplan) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// Account is the Megaplan account (the base_url's host).
+func (m *Megaplan) Account() string { return crm.AccountKey("megaplan", crm.HostOf(m.BaseURL)) }
+
 // DefaultRate: Megaplan documents no limit (its SDKs handle 429 with
 // Retry-After); 3 leads a second, each up to three requests, stays gentle
 // with a shared cloud account.

@@ -18,5 +18,7 @@ func TestConformance(t *testing.T) {
 		},
 		PreviewIDs: []string{"00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"},
 		Rate:       1, Per: time.Second, PerLead: 1,
+		// The limit counts per user: another token is another account.
+		OtherAccount: func(l string) string { return crmtest.WithOption(l, "token", "another-token") },
 	})
 }

@@ -130,6 +130,12 @@ func (m *MoySklad) Provision(caddy.Context) error {
 	return nil
 }
 
+// Account is the MoySklad user or solution the token belongs to: the
+// request-unit bucket counts per user, and one API host serves everyone.
+func (m *MoySklad) Account() string {
+	return crm.AccountKey("moysklad", crm.HostOf(m.BaseURL), m.token)
+}
+
 // DefaultRate counts Sends. MoySklad allows 45 request units per 3 s and,
 // from December 2026, a user token's request weighs 4 (11 requests/3 s); a
 // Send makes up to 3 requests (find, create counterparty, create order), so

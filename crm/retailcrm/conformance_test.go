@@ -17,5 +17,7 @@ func TestConformance(t *testing.T) {
 			return f.Caddyfile(), f.Faults, f.Close
 		},
 		Rate: 10, Per: time.Second, PerLead: 1,
+		OtherAccount: func(l string) string { return crmtest.WithOption(l, "base_url", "https://other.retailcrm.ru") },
+		SameAccount:  func(l string) string { return crmtest.WithOption(l, "api_key", "second-key") },
 	})
 }

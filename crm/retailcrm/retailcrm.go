@@ -91,6 +91,9 @@ func (r *RetailCRM) Provision(caddy.Context) error {
 	return nil
 }
 
+// Account is the retailCRM account (the base_url's host).
+func (r *RetailCRM) Account() string { return crm.AccountKey("retailcrm", crm.HostOf(r.BaseURL)) }
+
 // DefaultRate is retailCRM's documented limit: 10 requests a second per IP.
 // A Send makes one request (two when a 400 sends it looking for a resent
 // order), so the limit holds per Send as well.

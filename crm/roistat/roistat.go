@@ -116,6 +116,10 @@ func (r *Roistat) Provision(caddy.Context) error {
 	return nil
 }
 
+// Account is the Roistat project the key belongs to (one API host serves
+// every project).
+func (r *Roistat) Account() string { return crm.AccountKey("roistat", crm.HostOf(r.BaseURL), r.key) }
+
 // DefaultRate: Roistat documents no limit for proxy leads; 3/s is a guess.
 func (r *Roistat) DefaultRate() (int, time.Duration) { return r.RateOr(3, time.Second, 1) }
 

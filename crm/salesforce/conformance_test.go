@@ -17,5 +17,9 @@ func TestConformance(t *testing.T) {
 			return f.Caddyfile(), f.Faults, f.Close
 		},
 		Rate: 10, Per: time.Second, PerLead: 1,
+		OtherAccount: func(l string) string {
+			return crmtest.WithOption(l, "base_url", "https://other.my.salesforce.com")
+		},
+		SameAccount: func(l string) string { return crmtest.WithOption(l, "client_id", "another-app") },
 	})
 }

@@ -176,6 +176,10 @@ func (s *Salesforce) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// Account is the Salesforce org (its instance, the base_url's host): API
+// allocations count per org.
+func (s *Salesforce) Account() string { return crm.AccountKey("salesforce", crm.HostOf(s.BaseURL)) }
+
 // DefaultRate: Salesforce documents no per-second limit for sObject create,
 // only the org's rolling 24-hour allocation (shared with its other
 // integrations; exceeding it is a retried 403). 10 a second drains a

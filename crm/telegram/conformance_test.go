@@ -1,6 +1,8 @@
 package telegram_test
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,5 +21,15 @@ func TestConformance(t *testing.T) {
 			return f.Caddyfile(), f.Faults, f.Close
 		},
 		Rate: 20, Per: time.Minute,
+		// The limit counts per chat: other chats are another account; a
+		// new token of the same bot, the same chats in another order, not.
+		OtherAccount: func(l string) string { return crmtest.WithOption(l, "chat", "424242") },
+		SameAccount: func(l string) string {
+			chats := strings.Fields(crmtest.OptionValue(l, "chat"))
+			slices.Reverse(chats)
+			id, _, _ := strings.Cut(crmtest.OptionValue(l, "token"), ":")
+			l = crmtest.WithOption(l, "token", id+":AAAnotherSecretOfTheSameBot0000000")
+			return crmtest.WithOption(l, "chat", strings.Join(chats, " "))
+		},
 	})
 }

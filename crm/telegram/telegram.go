@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,6 +94,21 @@ func (t *Telegram) Provision(caddy.Context) error {
 	t.tpl = tpl
 	t.mem = &memory{sent: map[string]string{}}
 	return nil
+}
+
+// Account is the bot and the chats it alerts: Telegram's limit (DefaultRate)
+// counts per chat, so two destinations share it when the same bot alerts
+// the same chats.
+func (t *Telegram) Account() string {
+	chats := append([]string(nil), t.Chats...)
+	sort.Strings(chats)
+	return crm.AccountKey("telegram", crm.HostOf(t.BaseURL), append([]string{t.botID()}, chats...)...)
+}
+
+// botID is the bot token's public part, before the colon.
+func (t *Telegram) botID() string {
+	id, _, _ := strings.Cut(t.token, ":")
+	return id
 }
 
 // DefaultRate is Telegram's per-chat limit: about one message a second in

@@ -17,5 +17,7 @@ func TestConformance(t *testing.T) {
 			return f.Caddyfile(), f.Faults, f.Close
 		},
 		Rate: 3, Per: time.Second, PerLead: 1,
+		OtherAccount: func(l string) string { return crmtest.WithOption(l, "key", "another-key") },
+		SameAccount:  func(l string) string { return crmtest.WithOption(l, "source", "Landing") },
 	})
 }

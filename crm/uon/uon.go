@@ -106,6 +106,10 @@ func (u *UON) Provision(caddy.Context) error {
 	return nil
 }
 
+// Account is the U-ON account the API key belongs to (one API host serves
+// every account).
+func (u *UON) Account() string { return crm.AccountKey("uon", crm.HostOf(u.BaseURL), u.key) }
+
 // DefaultRate: U-ON answers 429 past an undocumented limit; 3/s is a guess.
 func (u *UON) DefaultRate() (int, time.Duration) { return u.RateOr(3, time.Second, 1) }
 

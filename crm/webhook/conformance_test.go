@@ -1,6 +1,7 @@
 package webhook_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -20,5 +21,10 @@ func TestConformance(t *testing.T) {
 		Rate: 20, Per: time.Second, PerLead: 1,
 		// A receiver's 2xx is delivered whatever its body.
 		NoFaults: []crmtest.Fault{crmtest.Garbage},
+		// Another host is another receiver; another path of one host is not.
+		OtherAccount: func(l string) string { return crmtest.WithOption(l, "url", "https://other.example.com/hook") },
+		SameAccount: func(l string) string {
+			return crmtest.WithOption(l, "url", strings.TrimRight(crmtest.OptionValue(l, "url"), "/")+"/another/path")
+		},
 	})
 }

@@ -85,6 +85,10 @@ func (w *Webhook) Provision(caddy.Context) error {
 	return nil
 }
 
+// Account is the receiving host: whatever limit the receiver has, it counts
+// per server, not per URL path.
+func (w *Webhook) Account() string { return crm.AccountKey("webhook", crm.HostOf(w.url)) }
+
 // DefaultRate: a webhook has no documented limit; 20/s keeps a receiver
 // from being flooded when a backlog drains.
 func (w *Webhook) DefaultRate() (int, time.Duration) { return w.RateOr(20, time.Second, 1) }

@@ -1,0 +1,169 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+
+	"go.uber.org/zap"
+)
+
+// migrations are the schema's versions, in order: version i+1 is
+// migrations[i]. Never edit one that shipped; append a new one.
+var migrations = []string{
+	// 1: the first schema.
+	`
+CREATE TABLE {s}.leads (
+	id         text PRIMARY KEY,
+	created_at timestamptz NOT NULL,
+	stored_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+	node       text NOT NULL,
+	form       text NOT NULL DEFAULT '',
+	status     text NOT NULL,
+	body       jsonb NOT NULL
+);
+CREATE INDEX leads_order ON {s}.leads (created_at DESC, id DESC);
+CREATE INDEX leads_status ON {s}.leads (status, created_at DESC, id DESC);
+
+CREATE TABLE {s}.dedup (
+	key     bytea PRIMARY KEY,
+	lead_id text NOT NULL
+);
+CREATE INDEX dedup_lead ON {s}.dedup (lead_id);
+
+CREATE TABLE {s}.forwards (
+	lead_id   text NOT NULL,
+	dest      text NOT NULL,
+	stored_id text NOT NULL,
+	dup       boolean NOT NULL,
+	node      text NOT NULL,
+	at        timestamptz NOT NULL DEFAULT clock_timestamp(),
+	PRIMARY KEY (lead_id, dest)
+);
+CREATE INDEX forwards_stored ON {s}.forwards (stored_id);
+
+CREATE SEQUENCE {s}.fencing;
+
+CREATE TABLE {s}.deliveries (
+	lead_id      text NOT NULL REFERENCES {s}.leads (id) ON DELETE CASCADE,
+	dest         text NOT NULL,
+	ord          bigint GENERATED ALWAYS AS IDENTITY,
+	status       text NOT NULL,
+	attempts     integer NOT NULL DEFAULT 0,
+	due_at       timestamptz,
+	since        timestamptz NOT NULL,
+	last_error   text NOT NULL DEFAULT '',
+	crm_id       text NOT NULL DEFAULT '',
+	delivered_at timestamptz,
+	lease_token  bigint,
+	lease_until  timestamptz,
+	lease_node   text,
+	history      jsonb NOT NULL DEFAULT '[]',
+	lead_created timestamptz NOT NULL,
+	PRIMARY KEY (lead_id, dest)
+);
+CREATE INDEX deliveries_due ON {s}.deliveries (dest, due_at) WHERE lease_token IS NULL AND due_at IS NOT NULL;
+CREATE INDEX deliveries_leased ON {s}.deliveries (lease_until) WHERE lease_token IS NOT NULL;
+CREATE INDEX deliveries_open ON {s}.deliveries (lead_created) WHERE status IN ('pending', 'retrying');
+
+CREATE TABLE {s}.rate_accounts (
+	account      text PRIMARY KEY,
+	n            integer NOT NULL,
+	per          interval NOT NULL,
+	paused_until timestamptz NOT NULL DEFAULT '-infinity'
+);
+CREATE TABLE {s}.rate_slots (
+	account   text NOT NULL REFERENCES {s}.rate_accounts (account) ON DELETE CASCADE,
+	slot      integer NOT NULL,
+	next_free timestamptz NOT NULL DEFAULT '-infinity',
+	holder    bigint,
+	PRIMARY KEY (account, slot)
+);
+
+CREATE TABLE {s}.tombstones (
+	seq     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	lead_id text NOT NULL,
+	at      timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+CREATE TABLE {s}.tokens (
+	key        text PRIMARY KEY,
+	value      text NOT NULL,
+	updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+CREATE TABLE {s}.nodes (
+	name        text PRIMARY KEY,
+	started_at  timestamptz NOT NULL,
+	last_seen   timestamptz NOT NULL,
+	unforwarded integer NOT NULL DEFAULT 0
+);
+`,
+	// 2: free slots found by the index, not by a walk over the account's.
+	`
+CREATE INDEX rate_slots_free ON {s}.rate_slots (account, next_free);
+`,
+}
+
+// SchemaVersion is the schema version this build migrates to.
+var SchemaVersion = len(migrations)
+
+// migrate brings the schema to SchemaVersion. It holds a session advisory
+// lock of the schema throughout, so nodes starting together run each
+// migration once, one after another; a version newer than this build's is
+// an error (an older node must not run against a newer schema).
+func (c *Cluster) migrate(ctx context.Context) (err error) {
+	var end func(error)
+	if c.cfg.Calls != nil {
+		ctx, end = c.hook(ctx, "migrate")
+		defer func() { end(err) }()
+	}
+	conn, err := c.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	key := c.lockKey("migrate")
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
+		return err
+	}
+	defer func() {
+		if _, uerr := conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", key); uerr != nil {
+			// The session is broken: closing it releases the lock.
+			conn.Conn().Close(context.Background())
+		}
+	}()
+	if _, err := conn.Exec(ctx, c.q(`CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.schema_migrations (
+	version    integer PRIMARY KEY,
+	applied_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	node       text NOT NULL
+)`)); err != nil {
+		return fmt.Errorf("cluster: create schema %s: %w", c.cfg.Schema, err)
+	}
+	var have int
+	if err := conn.QueryRow(ctx, c.q("SELECT coalesce(max(version), 0) FROM {s}.schema_migrations")).Scan(&have); err != nil {
+		return err
+	}
+	if have > SchemaVersion {
+		return fmt.Errorf("cluster: schema %s is at version %d, newer than this leadproxy's %d: upgrade this node", c.cfg.Schema, have, SchemaVersion)
+	}
+	for v := have + 1; v <= SchemaVersion; v++ {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, c.q(migrations[v-1])); err != nil {
+			tx.Rollback(context.Background())
+			return fmt.Errorf("cluster: migration %d: %w", v, err)
+		}
+		if _, err := tx.Exec(ctx, c.q("INSERT INTO {s}.schema_migrations (version, node) VALUES ($1, $2)"), v, c.cfg.Node); err != nil {
+			tx.Rollback(context.Background())
+			return err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return err
+		}
+		c.log.Info("schema migrated", zap.String("schema", c.cfg.Schema), zap.Int("version", v))
+	}
+	return nil
+}

@@ -36,12 +36,13 @@ func (b *fleetBook) List(f queue.Filter) (leads []*lead.Lead, next string, err e
 }
 
 // Get reads the fleet's lead; one this node captured but has not forwarded
-// yet (the engine down, or a moment after capture) is read locally. A
+// yet (the engine down or not connected yet, or a moment after capture) is
+// read locally. A
 // local copy already forwarded is not shown: the engine not finding it
 // means it was erased (the copy goes at the next erasure round).
 func (b *fleetBook) Get(id string) (l *lead.Lead, err error) {
 	l, err = b.fl.Get(id)
-	if err != nil && (errors.Is(err, queue.ErrNotFound) || !b.fl.Up()) {
+	if err != nil {
 		if ll, lerr := b.local.Get(id); lerr == nil && unforwarded(ll) {
 			return ll, nil
 		}
@@ -60,10 +61,17 @@ func unforwarded(l *lead.Lead) bool {
 	return false
 }
 
+// Retry resends the fleet's lead; one this node has not forwarded yet (not
+// in the engine, or the engine not reachable or not connected yet) is
+// retried locally: its forward is tried again at once.
 func (b *fleetBook) Retry(id string) (err error) {
 	err = b.fl.Retry(id)
-	if errors.Is(err, queue.ErrNotFound) {
-		if lerr := b.local.Retry(id); lerr == nil {
+	if err != nil {
+		if ll, lerr := b.local.Get(id); lerr == nil && unforwarded(ll) {
+			if lerr := b.local.Retry(id); lerr == nil {
+				return nil
+			}
+		} else if errors.Is(err, queue.ErrNotFound) && b.local.Retry(id) == nil {
 			return nil
 		}
 	}

@@ -57,6 +57,7 @@ type claim struct {
 	id, dest, account string
 	token             int64
 	limited           bool
+	slot              int32 // the rate slot it holds, when limited
 	lead              *lead.Lead
 	until             time.Time // this node's estimate of the lease's end
 }
@@ -435,10 +436,11 @@ ORDER BY due_at, lead_id LIMIT $2 FOR UPDATE SKIP LOCKED`), dest, n, account)
 			}
 			var slots []int32
 			if limited {
-				rows, err := tx.Query(ctx, c.q(`UPDATE {s}.rate_slots s SET next_free = clock_timestamp() + $3::bigint * interval '1 microsecond', holder = NULL
-FROM (SELECT account, slot FROM {s}.rate_slots WHERE account = $1 AND next_free <= clock_timestamp()
-	ORDER BY next_free LIMIT $2 FOR UPDATE SKIP LOCKED) f
-WHERE s.account = f.account AND s.slot = f.slot RETURNING s.slot`), account, len(ids), micros(hold))
+				// The free slots are found by rate_slots_free and updated by
+				// their primary key: a claim touches the rows it takes.
+				rows, err := tx.Query(ctx, c.q(`UPDATE {s}.rate_slots SET next_free = clock_timestamp() + $3::bigint * interval '1 microsecond', holder = NULL
+WHERE account = $1 AND slot = ANY (ARRAY(SELECT slot FROM {s}.rate_slots WHERE account = $1 AND next_free <= clock_timestamp()
+	ORDER BY next_free LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING slot`), account, len(ids), micros(hold))
 				if err != nil {
 					return err
 				}
@@ -484,7 +486,11 @@ SELECT d.lease_token, l.body FROM d JOIN {s}.leads l ON l.id = d.lead_id`), id, 
 					br.Close()
 					return err
 				}
-				claims = append(claims, &claim{id: id, dest: dest, account: account, token: token, limited: limited, lead: &l, until: until})
+				cl := &claim{id: id, dest: dest, account: account, token: token, limited: limited, lead: &l, until: until}
+				if limited {
+					cl.slot = slots[len(claims)]
+				}
+				claims = append(claims, cl)
 			}
 			if err := br.Close(); err != nil {
 				return err
@@ -669,8 +675,10 @@ ON CONFLICT (account) DO UPDATE SET paused_until = greatest(rate_accounts.paused
 			cl.account, micros(retryAfter))
 	}
 	if cl.limited {
+		// By the slot's primary key; the holder check keeps a slot taken
+		// since by another claim untouched.
 		b.Queue(c.q(`UPDATE {s}.rate_slots s SET next_free = greatest(clock_timestamp() + a.per, a.paused_until), holder = NULL
-FROM {s}.rate_accounts a WHERE a.account = s.account AND s.account = $1 AND s.holder = $2`), cl.account, cl.token)
+FROM {s}.rate_accounts a WHERE a.account = s.account AND s.account = $1 AND s.slot = $3 AND s.holder = $2`), cl.account, cl.token, cl.slot)
 	}
 	if retryAfter > 0 {
 		b.Queue(c.q(`UPDATE {s}.rate_slots s SET next_free = greatest(s.next_free, a.paused_until)

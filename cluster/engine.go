@@ -599,13 +599,22 @@ func (e *engine) recordOnce(cl *claim, started time.Time, crmID string, sendErr 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = c.call(ctx, "record", func(ctx context.Context) error {
-		return c.tx(ctx, func(tx pgx.Tx) error {
+		return c.pipelined(ctx, func(w *writes) error {
 			lost, status, attempts = false, "", 0
 			var since time.Time
 			var hist []byte
-			err := tx.QueryRow(ctx, c.q(`SELECT attempts, since, history FROM {s}.deliveries
-WHERE lead_id = $1 AND dest = $2 AND lease_token = $3 FOR UPDATE`), cl.id, cl.dest, cl.token).Scan(&attempts, &since, &hist)
-			b := &pgx.Batch{}
+			var err error
+			rb := &pgx.Batch{}
+			rb.Queue("BEGIN")
+			rb.Queue(c.q(`SELECT attempts, since, history FROM {s}.deliveries
+WHERE lead_id = $1 AND dest = $2 AND lease_token = $3 FOR UPDATE`), cl.id, cl.dest, cl.token).QueryRow(func(row pgx.Row) error {
+				err = row.Scan(&attempts, &since, &hist)
+				return noRows(err)
+			})
+			if berr := w.tx.SendBatch(ctx, rb).Close(); berr != nil {
+				return berr
+			}
+			b := w.b // sent with the COMMIT
 			switch {
 			case errors.Is(err, pgx.ErrNoRows):
 				lost = true
@@ -643,7 +652,7 @@ WHERE lead_id = $1 AND dest = $2`), cl.id, cl.dest, status, attempts, due, lastE
 			// the request went out either way.
 			e.queueSlot(b, cl, lead.RetryAfterOf(sendErr))
 			b.Queue("SELECT pg_notify($1, 'due')", c.channel)
-			return runBatch(ctx, tx, b)
+			return nil
 		})
 	})
 	return lost, status, attempts, err
@@ -651,7 +660,9 @@ WHERE lead_id = $1 AND dest = $2`), cl.id, cl.dest, status, attempts, due, lastE
 
 // runBatch sends the queued statements in one round trip and returns the
 // first error.
-func runBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
+func runBatch(ctx context.Context, tx interface {
+	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
+}, b *pgx.Batch) error {
 	br := tx.SendBatch(ctx, b)
 	for i := 0; i < b.Len(); i++ {
 		if _, err := br.Exec(); err != nil {

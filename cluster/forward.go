@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/leadproxy/leadproxy/lead"
 	"github.com/leadproxy/leadproxy/queue"
@@ -48,9 +49,9 @@ func (c *Cluster) Forward(ctx context.Context, l *lead.Lead, dest string, done *
 		return "", false, fmt.Errorf("cluster: forward: lead %s has no created_at", l.ID)
 	}
 	err = c.call(ctx, "forward", func(ctx context.Context) error {
-		return c.tx(ctx, func(tx pgx.Tx) error {
+		return c.pipelined(ctx, func(w *writes) error {
 			var err error
-			storedID, dup, err = c.forwardTx(ctx, tx, l, dest, done)
+			storedID, dup, err = c.forwardTx(ctx, w, l, dest, done)
 			return err
 		})
 	})
@@ -58,6 +59,48 @@ func (c *Cluster) Forward(ctx context.Context, l *lead.Lead, dest string, done *
 		return "", false, fmt.Errorf("cluster: forward: %w", err)
 	}
 	return storedID, dup, nil
+}
+
+// session is what a pipelined transaction's statements run on: its
+// connection, in the transaction fn began on it.
+type session interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// pipelined runs fn in one transaction with no round trip of its own for
+// BEGIN or COMMIT: fn queues "BEGIN" first in its first batch on w.tx,
+// and the writes it leaves in w are sent with the COMMIT. Run again, as
+// tx does, after a deadlock or a serialization failure.
+func (c *Cluster) pipelined(ctx context.Context, fn func(w *writes) error) error {
+	var err error
+	for try := 0; try < 5; try++ {
+		if err = c.pipelinedOnce(ctx, fn); !retryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
+func (c *Cluster) pipelinedOnce(ctx context.Context, fn func(w *writes) error) error {
+	conn, err := c.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// A connection still in a transaction is closed by Release, never
+	// given to another caller.
+	defer conn.Release()
+	w := newWrites(conn)
+	if err = fn(w); err == nil {
+		err = w.commit(ctx)
+	}
+	if err != nil {
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _ = conn.Exec(rctx, "ROLLBACK")
+		cancel()
+	}
+	return err
 }
 
 // forwardKeys are the advisory locks one Forward takes: the lead id and
@@ -91,9 +134,10 @@ type forwardReads struct {
 	bySub, byCk, byDk *lead.Lead
 }
 
-func (c *Cluster) readForward(ctx context.Context, tx pgx.Tx, in *lead.Lead, dest string, sk, ck, dk []byte) (*forwardReads, error) {
+func (c *Cluster) readForward(ctx context.Context, tx session, in *lead.Lead, dest string, sk, ck, dk []byte) (*forwardReads, error) {
 	r := &forwardReads{}
 	b := &pgx.Batch{}
+	b.Queue("BEGIN")
 	// One statement, the keys in order (no two forwards wait on each
 	// other in opposite orders); the reads after it run once it holds them.
 	b.Queue("SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest($1::bigint[]) k ORDER BY k) sorted", c.forwardKeys(in))
@@ -147,9 +191,11 @@ func noRows(err error) error {
 // writes are a forward's statements whose results it does not read,
 // sent in one round trip before its next read and at its end.
 type writes struct {
-	tx pgx.Tx
+	tx session
 	b  *pgx.Batch
 }
+
+func newWrites(tx session) *writes { return &writes{tx: tx, b: &pgx.Batch{}} }
 
 func (w *writes) queue(sql string, args ...any) { w.b.Queue(sql, args...) }
 
@@ -162,7 +208,16 @@ func (w *writes) flush(ctx context.Context) error {
 	return runBatch(ctx, w.tx, b)
 }
 
-func (c *Cluster) forwardTx(ctx context.Context, tx pgx.Tx, in *lead.Lead, dest string, done *Done) (string, bool, error) {
+// commit sends the writes and the COMMIT.
+func (w *writes) commit(ctx context.Context) error {
+	w.queue("COMMIT")
+	return w.flush(ctx)
+}
+
+// forwardTx runs one forward on w's session, whose transaction it begins;
+// its last writes are left in w for the caller's commit.
+func (c *Cluster) forwardTx(ctx context.Context, w *writes, in *lead.Lead, dest string, done *Done) (string, bool, error) {
+	tx := w.tx
 	l := *in
 	l.Deliveries = nil
 	sk, ck, dk := queue.SubmissionKey(&l), queue.ContactKey(&l), queue.DataKey(&l)
@@ -176,23 +231,15 @@ func (c *Cluster) forwardTx(ctx context.Context, tx pgx.Tx, in *lead.Lead, dest 
 		// and the node delivered the lead itself since: a delivery the
 		// fleet has not tried yet is recorded as that one.
 		if done != nil {
-			w := &writes{tx: tx, b: &pgx.Batch{}}
 			if err := c.doneOnFirst(ctx, w, c.firstOf(ctx, tx, in, r.stored, r.dup), in, dest, done); err != nil {
-				return "", false, err
-			}
-			if err := w.flush(ctx); err != nil {
 				return "", false, err
 			}
 		}
 		return r.stored, r.dup, nil
 	}
-	w := &writes{tx: tx, b: &pgx.Batch{}}
 	remember := func(stored string, dup bool) (string, bool, error) {
 		w.queue(c.q(`INSERT INTO {s}.forwards (lead_id, dest, stored_id, dup, node) VALUES ($1, $2, $3, $4, $5)`),
 			in.ID, dest, stored, dup, c.cfg.Node)
-		if err := w.flush(ctx); err != nil {
-			return "", false, err
-		}
 		return stored, dup, nil
 	}
 	if r.erased {
@@ -265,7 +312,7 @@ func (c *Cluster) forwardTx(ctx context.Context, tx pgx.Tx, in *lead.Lead, dest 
 // itself, the first lead it was merged into, or the first lead of a
 // duplicate ("" when there is none, or it cannot be read: then no
 // delivery is marked).
-func (c *Cluster) firstOf(ctx context.Context, tx pgx.Tx, in *lead.Lead, stored string, dup bool) string {
+func (c *Cluster) firstOf(ctx context.Context, tx session, in *lead.Lead, stored string, dup bool) string {
 	if !dup || stored != in.ID {
 		return stored
 	}

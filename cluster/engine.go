@@ -410,17 +410,21 @@ func (e *engine) claim(ctx context.Context, dest, account string, n int, limited
 	hold := t.attemptTimeout + e.accounts[account].Per + 30*time.Second
 	e.mu.Unlock()
 	err = c.call(ctx, "claim", func(ctx context.Context) error {
-		return c.tx(ctx, func(tx pgx.Tx) error {
+		return c.pipelined(ctx, func(w *writes) error {
 			claims, wait = nil, 0
-			rows, err := tx.Query(ctx, c.q(`SELECT lead_id FROM {s}.deliveries
+			tx := w.tx
+			var ids []string
+			rb := &pgx.Batch{}
+			rb.Queue("BEGIN")
+			rb.Queue(c.q(`SELECT lead_id FROM {s}.deliveries
 WHERE dest = $1 AND lease_token IS NULL AND due_at <= clock_timestamp()
 	AND NOT EXISTS (SELECT 1 FROM {s}.rate_accounts a WHERE a.account = $3 AND a.paused_until > clock_timestamp())
-ORDER BY due_at, lead_id LIMIT $2 FOR UPDATE SKIP LOCKED`), dest, n, account)
-			if err != nil {
+ORDER BY due_at, lead_id LIMIT $2 FOR UPDATE SKIP LOCKED`), dest, n, account).Query(func(rows pgx.Rows) error {
+				var err error
+				ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
 				return err
-			}
-			ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
+			})
+			if err := tx.SendBatch(ctx, rb).Close(); err != nil {
 				return err
 			}
 			if len(ids) == 0 {
@@ -460,7 +464,7 @@ FROM {s}.rate_slots WHERE account = $1`), account).Scan(&s)
 				ids = ids[:len(slots)]
 			}
 			until := time.Now().Add(t.leaseFor - t.leaseFor/10)
-			b := &pgx.Batch{}
+			b := w.b // sent with the COMMIT
 			for i, id := range ids {
 				slot := int32(-1)
 				if limited {
@@ -471,33 +475,30 @@ FROM {s}.rate_slots WHERE account = $1`), account).Scan(&s)
 		lease_node = $4, due_at = NULL
 	WHERE lead_id = $1 AND dest = $2 RETURNING lead_id, lease_token),
 s AS (UPDATE {s}.rate_slots SET holder = (SELECT lease_token FROM d) WHERE account = $5 AND slot = $6)
-SELECT d.lease_token, l.body FROM d JOIN {s}.leads l ON l.id = d.lead_id`), id, dest, micros(t.leaseFor), c.cfg.Node, account, slot)
-			}
-			br := tx.SendBatch(ctx, b)
-			for _, id := range ids {
-				var token int64
-				var body []byte
-				if err := br.QueryRow().Scan(&token, &body); err != nil {
-					br.Close()
-					return err
-				}
-				var l lead.Lead
-				if err := json.Unmarshal(body, &l); err != nil {
-					br.Close()
-					return err
-				}
-				cl := &claim{id: id, dest: dest, account: account, token: token, limited: limited, lead: &l, until: until}
-				if limited {
-					cl.slot = slots[len(claims)]
-				}
-				claims = append(claims, cl)
-			}
-			if err := br.Close(); err != nil {
-				return err
+SELECT d.lease_token, l.body FROM d JOIN {s}.leads l ON l.id = d.lead_id`), id, dest, micros(t.leaseFor), c.cfg.Node, account, slot).QueryRow(func(row pgx.Row) error {
+					var token int64
+					var body []byte
+					if err := row.Scan(&token, &body); err != nil {
+						return err
+					}
+					var l lead.Lead
+					if err := json.Unmarshal(body, &l); err != nil {
+						return err
+					}
+					cl := &claim{id: id, dest: dest, account: account, token: token, limited: limited, lead: &l, until: until}
+					if limited {
+						cl.slot = slot
+					}
+					claims = append(claims, cl)
+					return nil
+				})
 			}
 			return nil
 		})
 	})
+	if err != nil {
+		claims = nil // not committed: nothing is leased
+	}
 	if errors.Is(err, errNothing) {
 		return nil, wait, nil
 	}

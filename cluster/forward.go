@@ -65,6 +65,7 @@ func (c *Cluster) Forward(ctx context.Context, l *lead.Lead, dest string, done *
 // connection, in the transaction fn began on it.
 type session interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
@@ -205,7 +206,8 @@ func (w *writes) flush(ctx context.Context) error {
 	}
 	b := w.b
 	w.b = &pgx.Batch{}
-	return runBatch(ctx, w.tx, b)
+	// Close reads every result and runs the queued queries' callbacks.
+	return w.tx.SendBatch(ctx, b).Close()
 }
 
 // commit sends the writes and the COMMIT.

@@ -377,11 +377,16 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func (c *Cluster) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	var err error
 	for try := 0; try < 5; try++ {
-		err = pgx.BeginFunc(ctx, c.pool, fn)
-		var pe *pgconn.PgError
-		if !errors.As(err, &pe) || (pe.Code != "40P01" && pe.Code != "40001") {
+		if err = pgx.BeginFunc(ctx, c.pool, fn); !retryable(err) {
 			return err
 		}
 	}
 	return err
+}
+
+// retryable tells a deadlock or a serialization failure: the transaction
+// may simply run again.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }

@@ -57,6 +57,7 @@ type claim struct {
 	id, dest, account string
 	token             int64
 	limited           bool
+	slot              int32 // the rate slot it holds, when limited
 	lead              *lead.Lead
 	until             time.Time // this node's estimate of the lease's end
 }
@@ -409,17 +410,21 @@ func (e *engine) claim(ctx context.Context, dest, account string, n int, limited
 	hold := t.attemptTimeout + e.accounts[account].Per + 30*time.Second
 	e.mu.Unlock()
 	err = c.call(ctx, "claim", func(ctx context.Context) error {
-		return c.tx(ctx, func(tx pgx.Tx) error {
+		return c.pipelined(ctx, func(w *writes) error {
 			claims, wait = nil, 0
-			rows, err := tx.Query(ctx, c.q(`SELECT lead_id FROM {s}.deliveries
+			tx := w.tx
+			var ids []string
+			rb := &pgx.Batch{}
+			rb.Queue("BEGIN")
+			rb.Queue(c.q(`SELECT lead_id FROM {s}.deliveries
 WHERE dest = $1 AND lease_token IS NULL AND due_at <= clock_timestamp()
 	AND NOT EXISTS (SELECT 1 FROM {s}.rate_accounts a WHERE a.account = $3 AND a.paused_until > clock_timestamp())
-ORDER BY due_at, lead_id LIMIT $2 FOR UPDATE SKIP LOCKED`), dest, n, account)
-			if err != nil {
+ORDER BY due_at, lead_id LIMIT $2 FOR UPDATE SKIP LOCKED`), dest, n, account).Query(func(rows pgx.Rows) error {
+				var err error
+				ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
 				return err
-			}
-			ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
+			})
+			if err := tx.SendBatch(ctx, rb).Close(); err != nil {
 				return err
 			}
 			if len(ids) == 0 {
@@ -435,10 +440,11 @@ ORDER BY due_at, lead_id LIMIT $2 FOR UPDATE SKIP LOCKED`), dest, n, account)
 			}
 			var slots []int32
 			if limited {
-				rows, err := tx.Query(ctx, c.q(`UPDATE {s}.rate_slots s SET next_free = clock_timestamp() + $3::bigint * interval '1 microsecond', holder = NULL
-FROM (SELECT account, slot FROM {s}.rate_slots WHERE account = $1 AND next_free <= clock_timestamp()
-	ORDER BY next_free LIMIT $2 FOR UPDATE SKIP LOCKED) f
-WHERE s.account = f.account AND s.slot = f.slot RETURNING s.slot`), account, len(ids), micros(hold))
+				// The free slots are found by rate_slots_free and updated by
+				// their primary key: a claim touches the rows it takes.
+				rows, err := tx.Query(ctx, c.q(`UPDATE {s}.rate_slots SET next_free = clock_timestamp() + $3::bigint * interval '1 microsecond', holder = NULL
+WHERE account = $1 AND slot = ANY (ARRAY(SELECT slot FROM {s}.rate_slots WHERE account = $1 AND next_free <= clock_timestamp()
+	ORDER BY next_free LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING slot`), account, len(ids), micros(hold))
 				if err != nil {
 					return err
 				}
@@ -458,7 +464,7 @@ FROM {s}.rate_slots WHERE account = $1`), account).Scan(&s)
 				ids = ids[:len(slots)]
 			}
 			until := time.Now().Add(t.leaseFor - t.leaseFor/10)
-			b := &pgx.Batch{}
+			b := w.b // sent with the COMMIT
 			for i, id := range ids {
 				slot := int32(-1)
 				if limited {
@@ -469,29 +475,30 @@ FROM {s}.rate_slots WHERE account = $1`), account).Scan(&s)
 		lease_node = $4, due_at = NULL
 	WHERE lead_id = $1 AND dest = $2 RETURNING lead_id, lease_token),
 s AS (UPDATE {s}.rate_slots SET holder = (SELECT lease_token FROM d) WHERE account = $5 AND slot = $6)
-SELECT d.lease_token, l.body FROM d JOIN {s}.leads l ON l.id = d.lead_id`), id, dest, micros(t.leaseFor), c.cfg.Node, account, slot)
-			}
-			br := tx.SendBatch(ctx, b)
-			for _, id := range ids {
-				var token int64
-				var body []byte
-				if err := br.QueryRow().Scan(&token, &body); err != nil {
-					br.Close()
-					return err
-				}
-				var l lead.Lead
-				if err := json.Unmarshal(body, &l); err != nil {
-					br.Close()
-					return err
-				}
-				claims = append(claims, &claim{id: id, dest: dest, account: account, token: token, limited: limited, lead: &l, until: until})
-			}
-			if err := br.Close(); err != nil {
-				return err
+SELECT d.lease_token, l.body FROM d JOIN {s}.leads l ON l.id = d.lead_id`), id, dest, micros(t.leaseFor), c.cfg.Node, account, slot).QueryRow(func(row pgx.Row) error {
+					var token int64
+					var body []byte
+					if err := row.Scan(&token, &body); err != nil {
+						return err
+					}
+					var l lead.Lead
+					if err := json.Unmarshal(body, &l); err != nil {
+						return err
+					}
+					cl := &claim{id: id, dest: dest, account: account, token: token, limited: limited, lead: &l, until: until}
+					if limited {
+						cl.slot = slot
+					}
+					claims = append(claims, cl)
+					return nil
+				})
 			}
 			return nil
 		})
 	})
+	if err != nil {
+		claims = nil // not committed: nothing is leased
+	}
 	if errors.Is(err, errNothing) {
 		return nil, wait, nil
 	}
@@ -593,13 +600,22 @@ func (e *engine) recordOnce(cl *claim, started time.Time, crmID string, sendErr 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = c.call(ctx, "record", func(ctx context.Context) error {
-		return c.tx(ctx, func(tx pgx.Tx) error {
+		return c.pipelined(ctx, func(w *writes) error {
 			lost, status, attempts = false, "", 0
 			var since time.Time
 			var hist []byte
-			err := tx.QueryRow(ctx, c.q(`SELECT attempts, since, history FROM {s}.deliveries
-WHERE lead_id = $1 AND dest = $2 AND lease_token = $3 FOR UPDATE`), cl.id, cl.dest, cl.token).Scan(&attempts, &since, &hist)
-			b := &pgx.Batch{}
+			var err error
+			rb := &pgx.Batch{}
+			rb.Queue("BEGIN")
+			rb.Queue(c.q(`SELECT attempts, since, history FROM {s}.deliveries
+WHERE lead_id = $1 AND dest = $2 AND lease_token = $3 FOR UPDATE`), cl.id, cl.dest, cl.token).QueryRow(func(row pgx.Row) error {
+				err = row.Scan(&attempts, &since, &hist)
+				return noRows(err)
+			})
+			if berr := w.tx.SendBatch(ctx, rb).Close(); berr != nil {
+				return berr
+			}
+			b := w.b // sent with the COMMIT
 			switch {
 			case errors.Is(err, pgx.ErrNoRows):
 				lost = true
@@ -637,7 +653,7 @@ WHERE lead_id = $1 AND dest = $2`), cl.id, cl.dest, status, attempts, due, lastE
 			// the request went out either way.
 			e.queueSlot(b, cl, lead.RetryAfterOf(sendErr))
 			b.Queue("SELECT pg_notify($1, 'due')", c.channel)
-			return runBatch(ctx, tx, b)
+			return nil
 		})
 	})
 	return lost, status, attempts, err
@@ -645,7 +661,9 @@ WHERE lead_id = $1 AND dest = $2`), cl.id, cl.dest, status, attempts, due, lastE
 
 // runBatch sends the queued statements in one round trip and returns the
 // first error.
-func runBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
+func runBatch(ctx context.Context, tx interface {
+	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
+}, b *pgx.Batch) error {
 	br := tx.SendBatch(ctx, b)
 	for i := 0; i < b.Len(); i++ {
 		if _, err := br.Exec(); err != nil {
@@ -669,8 +687,10 @@ ON CONFLICT (account) DO UPDATE SET paused_until = greatest(rate_accounts.paused
 			cl.account, micros(retryAfter))
 	}
 	if cl.limited {
+		// By the slot's primary key; the holder check keeps a slot taken
+		// since by another claim untouched.
 		b.Queue(c.q(`UPDATE {s}.rate_slots s SET next_free = greatest(clock_timestamp() + a.per, a.paused_until), holder = NULL
-FROM {s}.rate_accounts a WHERE a.account = s.account AND s.account = $1 AND s.holder = $2`), cl.account, cl.token)
+FROM {s}.rate_accounts a WHERE a.account = s.account AND s.account = $1 AND s.slot = $3 AND s.holder = $2`), cl.account, cl.token, cl.slot)
 	}
 	if retryAfter > 0 {
 		b.Queue(c.q(`UPDATE {s}.rate_slots s SET next_free = greatest(s.next_free, a.paused_until)

@@ -40,7 +40,7 @@ type nodeOpt func(*Config, *timing)
 
 // node opens a Cluster on dsn as a node of the fleet and waits until it
 // is ready.
-func node(t *testing.T, dsn, name string, opts ...nodeOpt) *Cluster {
+func node(t testing.TB, dsn, name string, opts ...nodeOpt) *Cluster {
 	t.Helper()
 	cfg := Config{DSN: dsn, Node: name}
 	tm := testTiming()
@@ -60,7 +60,7 @@ func node(t *testing.T, dsn, name string, opts ...nodeOpt) *Cluster {
 	return c
 }
 
-func newDB(t *testing.T) string {
+func newDB(t testing.TB) string {
 	return pgtest.Start(t).NewDB(t)
 }
 

@@ -211,7 +211,11 @@ func TestForwardAgainAfterACrashIsHarmless(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := a.forwardTx(ctx, tx, l, "crm", nil); err != nil {
+	w := newWrites(tx)
+	if _, _, err := a.forwardTx(ctx, w, l, "crm", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.flush(ctx); err != nil { // every statement but the COMMIT
 		t.Fatal(err)
 	}
 	conn.Conn().Close(ctx) // the node dies before its commit

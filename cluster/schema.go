@@ -102,6 +102,12 @@ CREATE TABLE {s}.nodes (
 	`
 CREATE INDEX rate_slots_free ON {s}.rate_slots (account, next_free);
 `,
+	// 3: the claim's order (due_at, lead_id) read from the index as it is,
+	// not sorted from a batch of at least 32 due rows each time.
+	`
+CREATE INDEX deliveries_due_order ON {s}.deliveries (dest, due_at, lead_id) WHERE lease_token IS NULL AND due_at IS NOT NULL;
+DROP INDEX {s}.deliveries_due;
+`,
 }
 
 // SchemaVersion is the schema version this build migrates to.

@@ -278,7 +278,9 @@ func TestClusterE2ETwoNodes(t *testing.T) {
 
 	// B captures a lead while the CRM is down; its delivery fails after
 	// retry_for (2s). A's list shows it, failed; a resend from A sends it
-	// once.
+	// once. The down CRM's slow answer waits until the sender gives up (its
+	// 5s timeout), so it is never a late 200 that counts as delivered.
+	f.recv.faults.SlowFor = time.Hour
 	f.recv.down.Store(true)
 	onB := postLeads(t, b, "onb", 1)
 	var id string

@@ -74,9 +74,15 @@ type pageScan struct {
 	// Inside the raw text after a <style>, <script>... start tag: its
 	// element, where to look for its end again, and for a script the
 	// escape state there (x/net's readScript states).
-	raw    atom.Atom
-	rawAt  int
-	rawEsc scriptState
+	raw      atom.Atom
+	rawAt    int
+	rawEsc   scriptState
+	rawStart int // where that raw text starts
+
+	// With a VerdictCache: where the page's bytes do not matter to the
+	// verdict as long as they keep their kind (opaque.go), in page order.
+	// nil: not recorded.
+	spans *[]opaqueSpan
 
 	document    bool // a doctype, <html> or <head> was seen
 	headEnd     int  // just after <head ...>, or -1
@@ -127,6 +133,9 @@ type headToken struct {
 	hasSrc     bool
 	hasEquiv   bool
 	hasContent bool
+
+	spans    *[]opaqueSpan // where readTag notes opaque values, or nil
+	content0 int           // the index in spans of content's value, or -1
 }
 
 // tokenState says whether a token could be read.
@@ -159,13 +168,17 @@ func (s *pageScan) scan(data []byte, fresh int, atEOF bool) pageVerdict {
 				s.read = len(data)
 				break
 			}
+			s.noteRaw(end)
 			s.next, s.raw = end, 0
 			s.read = max(s.read, end)
 			continue
 		}
 		var t headToken
+		mark := s.markSpans()
+		t.spans = s.spans
 		st, lookahead := readHeadToken(data, s.next, atEOF, &t)
 		if st == tokenMore {
+			s.cutSpans(mark) // the tag is read again with more bytes
 			return verdictPending
 		}
 		if st == tokenEnd {
@@ -177,7 +190,7 @@ func (s *pageScan) scan(data []byte, fresh int, atEOF bool) pageVerdict {
 		}
 		s.next = t.end
 		if (t.kind == tokStartTag || t.kind == tokSelfClosing) && rawTextElement(t.name) {
-			s.raw, s.rawAt, s.rawEsc = t.name, t.end, scriptData
+			s.raw, s.rawAt, s.rawEsc, s.rawStart = t.name, t.end, scriptData, t.end
 		}
 	}
 	// The body ended: whatever is left unterminated after next stays after us.
@@ -259,6 +272,9 @@ func (s *pageScan) note(t *headToken) {
 		equiv := ""
 		if t.hasEquiv {
 			equiv = strings.ToLower(strings.TrimSpace(attrValue(t.httpEquiv)))
+		}
+		if t.content0 >= 0 && (equiv == "content-security-policy" || equiv == "content-type") {
+			s.dropSpan(t.content0) // the value the scan reads is not opaque
 		}
 		switch {
 		case equiv == "content-security-policy":
@@ -367,7 +383,7 @@ func readHeadToken(data []byte, p int, atEOF bool, t *headToken) (st tokenState,
 		}
 		return tokenMore, n
 	}
-	*t = headToken{start: p}
+	*t = headToken{start: p, spans: t.spans, content0: -1}
 	if data[p] == '<' {
 		if p+1 >= n {
 			if !atEOF {
@@ -638,6 +654,9 @@ func readTag(data []byte, ns int, t *headToken, attrs bool) (int, bool) {
 				}
 				vs, ve = i+1, i+1+j
 				i = ve + 1
+				if t.spans != nil && j > 0 {
+					t.noteValue(data[ks:ke], vs, ve, q, keep)
+				}
 			default:
 				vs = i
 				for i < n && tagClass[data[i]]&(classSpace|classGT) == 0 {

@@ -31,7 +31,6 @@ package intercept
 // encodecache.go remembers splices and re-encoded pages.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -214,6 +213,8 @@ type injector struct {
 	coding string // "", "gzip", "br" or "zstd"
 	length int64  // the upstream's Content-Length of an identity body, or -1
 	scan   pageScan
+	// The buffer scan.spans points into (nil without a VerdictCache).
+	spanBuf *[]opaqueSpan
 
 	held    []byte  // decoded body bytes held before the verdict
 	heldBuf *[]byte // the pooled buffer held lives in
@@ -320,7 +321,24 @@ func (iw *injector) responseSkip(code int) string {
 		}
 	}
 	iw.scan = newPageScan(iw.cfg.scriptPath(), cspNonce(h.Values("Content-Security-Policy")), params["charset"] != "")
+	if iw.cfg.Verdicts != nil {
+		iw.spanBuf = spanBufs.Get().(*[]opaqueSpan)
+		*iw.spanBuf = (*iw.spanBuf)[:0]
+		iw.scan.spans = iw.spanBuf
+	}
 	return ""
+}
+
+// spanBufs hold the opaque spans a scan notes for the VerdictCache.
+var spanBufs = sync.Pool{New: func() any { b := make([]opaqueSpan, 0, 256); return &b }}
+
+// releaseSpans gives the scan's span buffer back, once its verdict is
+// remembered or the response ends.
+func (iw *injector) releaseSpans() {
+	if iw.spanBuf != nil && cap(*iw.spanBuf) <= maxOpaqueSpans {
+		spanBufs.Put(iw.spanBuf)
+	}
+	iw.spanBuf, iw.scan.spans = nil, nil
 }
 
 func isHTMLType(mt string) bool {
@@ -481,10 +499,10 @@ func (iw *injector) cachedTail(chunk []byte) (bool, error) {
 		return false, nil
 	}
 	from := len(iw.held)
-	if !bytes.Equal(chunk[:e.n-from], e.exact[from:e.n]) {
+	if !e.same(chunk[:e.n-from], from) {
 		return false, nil // the scan decides, as without this
 	}
-	scan := e.scan
+	scan := e.scanFor(&iw.scan)
 	tag := scriptTag(iw.cfg.ScriptSrc, scan.nonce(), iw.xml)
 	if scan.insertion(len(tag)) >= from {
 		return false, nil
@@ -513,6 +531,7 @@ func (iw *injector) scanHeld(data []byte, fresh int) pageVerdict {
 			iw.cfg.scanned(false)
 			if c != nil {
 				c.remember(iw.path, data, &iw.scan, v)
+				iw.releaseSpans()
 			}
 		}
 		return v
@@ -525,7 +544,7 @@ func (iw *injector) scanHeld(data []byte, fresh int) pageVerdict {
 		found, iw.checked = c.match(iw.cached, data, iw.checked)
 		switch {
 		case found == cacheHit:
-			iw.scan = iw.cached.scan
+			iw.scan = iw.cached.scanFor(&iw.scan)
 			iw.cfg.scanned(true)
 			return iw.cached.verdict
 		case found == cacheMore && len(data) < iw.limit:
@@ -539,6 +558,7 @@ func (iw *injector) scanHeld(data []byte, fresh int) pageVerdict {
 	if v != verdictPending {
 		iw.cfg.scanned(false)
 		c.remember(iw.path, data, &iw.scan, v)
+		iw.releaseSpans()
 	}
 	return v
 }
@@ -699,6 +719,7 @@ func (iw *injector) finish() error {
 		return iw.err
 	}
 	iw.finished = true
+	iw.releaseSpans()
 	if iw.gz != nil || iw.tail != nil {
 		iw.stopPump() // the scan's decoder: the splice has all it read
 	}

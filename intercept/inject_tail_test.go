@@ -14,7 +14,7 @@ import (
 // (not copied); a head that differs in that write, or one whose insertion
 // point lies in it, is scanned as without the cache, and comes out right.
 func TestInjectCachedTail(t *testing.T) {
-	page := wpPage(t)
+	page := wpPage(t, false)
 	plain, _, _ := run(t, getPage(), InjectConfig{}, htmlResponse(string(page)))
 	want := plain.body.Bytes()
 	const chunk = 32 << 10

@@ -3,6 +3,7 @@ package intercept
 import (
 	"bytes"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -24,8 +25,11 @@ import (
 // (inline CSS, JSON-LD: tens of KB on many sites) is compared by a 64-bit
 // hash under a random per-process seed. While the
 // bytes that arrived match, the response is held a little longer, as the
-// scan would have held it. A page whose head differs per request (a CSRF
-// token, a user's name) misses and is scanned as usual. At most
+// scan would have held it. A head kept as it is may differ from the page
+// where the scan read nothing that matters (a nonce or CSRF token in an
+// attribute value or an inline script: opaque.go) and still hit; a page
+// whose head differs otherwise (a user's name in the text) misses and is
+// scanned as usual. At most
 // VerdictCacheMaxPaths paths are kept, in memory only: 12 MiB at worst.
 type VerdictCache struct {
 	seed   maphash.Seed
@@ -61,6 +65,7 @@ type cachedVerdict struct {
 	sum     uint64 // maphash of all n, when n > len(exact)
 	scan    pageScan
 	verdict pageVerdict
+	spans   []opaqueSpan // where a page may differ from exact (opaque.go), when exact has all n
 
 	hit    atomic.Bool  // a page matched it at least once
 	misses atomic.Int32 // pages on its path that did not match, since
@@ -104,10 +109,29 @@ func (c *VerdictCache) entry(path string, s *pageScan) *cachedVerdict {
 	if e == nil {
 		return nil
 	}
-	if e.scan.headerNonce != s.headerNonce || e.scan.charsetHeader != s.charsetHeader || e.scan.src != s.src {
+	// The header's nonce value is only copied into the tag: whether there
+	// is one is what the verdict depends on.
+	if (e.scan.headerNonce == "") != (s.headerNonce == "") || e.scan.charsetHeader != s.charsetHeader || e.scan.src != s.src {
 		return nil
 	}
 	return e
+}
+
+// scanFor is e's scan for a page on which it hit, whose scan so far is s:
+// under s's header nonce.
+func (e *cachedVerdict) scanFor(s *pageScan) pageScan {
+	scan := e.scan
+	scan.headerNonce = s.headerNonce
+	return scan
+}
+
+// same compares b, the page's bytes from offset off, with e's (exact holds
+// them): equal, or different only where the verdict does not look.
+func (e *cachedVerdict) same(b []byte, off int) bool {
+	if len(e.spans) == 0 {
+		return bytes.Equal(b, e.exact[off:off+len(b)])
+	}
+	return sameScan(b, off, e.exact, e.spans)
 }
 
 // match compares data, the body so far, with e; the first checked bytes
@@ -115,7 +139,7 @@ func (c *VerdictCache) entry(path string, s *pageScan) *cachedVerdict {
 func (c *VerdictCache) match(e *cachedVerdict, data []byte, checked int) (cacheFound, int) {
 	k := min(len(data), len(e.exact))
 	if checked < k {
-		if !bytes.Equal(data[checked:k], e.exact[checked:k]) {
+		if !e.same(data[checked:k], checked) {
 			return cacheMiss, checked
 		}
 		checked = k
@@ -161,6 +185,11 @@ func (c *VerdictCache) remember(path string, data []byte, s *pageScan, v pageVer
 		keep = n
 	}
 	e := &cachedVerdict{n: n, exact: bytes.Clone(data[:keep]), scan: *s, verdict: v, gap: remissEvery}
+	e.scan.spans = nil
+	if s.spans != nil && keep == n && len(*s.spans) <= maxOpaqueSpans &&
+		max(0, n-VerdictCacheExact)+len(*s.spans)*opaqueSpanSize <= room {
+		e.spans = slices.Clone(*s.spans)
+	}
 	if prev != nil && !prev.hit.Load() {
 		e.gap = min(2*prev.gap, remissMax)
 	}
@@ -186,5 +215,8 @@ func (e *cachedVerdict) extra() int {
 	if e == nil {
 		return 0
 	}
-	return max(0, len(e.exact)-VerdictCacheExact)
+	return max(0, len(e.exact)-VerdictCacheExact) + len(e.spans)*opaqueSpanSize
 }
+
+// opaqueSpanSize is what one kept span costs, counted in the budget.
+const opaqueSpanSize = 12

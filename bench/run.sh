@@ -32,6 +32,8 @@
 # Knobs (environment): DURATION=2s CONNS=8 ROUNDS=5 TTFB_N=101 RSS_CONC=4
 #   RSS_ROUNDS=2 PORT_BASE=18400 KEEP=1 (keep the work folder) NICE=-10 (priority)
 #   SHAPES="wp wpnonce csrf gzip" (the page shapes to run; "" for none)
+#   PIN=1 (the proxies on CPU 1, the upstream nginx and wrk on CPU 0, with
+#   taskset: the server measured never shares its core with the load)
 #   BASE=0 (skip the image, 50 KB page, TTFB, RSS and the replace-response
 #   and nginx rows: only leadproxy and Caddy on the page shapes)
 #   WORK=<folder> (use it, and keep it, instead of a temporary one)
@@ -304,6 +306,13 @@ http://127.0.0.1:${PORT[replace]} {
 }
 EOF
 
+# PIN=1: the proxies on one CPU, the upstream and wrk on the other.
+PIN_PROXY=() PIN_LOAD=()
+if [ "${PIN:-0}" = 1 ]; then
+	command -v taskset >/dev/null || die "PIN=1 needs taskset (util-linux)"
+	[ "$(nproc)" -ge 2 ] || die "PIN=1 needs 2 CPUs"
+	PIN_PROXY=(taskset -c 1) PIN_LOAD=(taskset -c 0)
+fi
 declare -A PID
 start() { # name command...
 	local name=$1
@@ -312,17 +321,17 @@ start() { # name command...
 	PID[$name]=$!
 	PIDS+=($!)
 }
-start direct nginx -p "$WORK" -c "$WORK/nginx-up.conf"
+start direct "${PIN_LOAD[@]}" nginx -p "$WORK" -c "$WORK/nginx-up.conf"
 if [ "$BASE" = 1 ]; then
 	start nginx nginx -p "$WORK" -c "$WORK/nginx-plain.conf"
 	start nginx_sub nginx -p "$WORK" -c "$WORK/nginx-sub.conf"
 fi
 caddy_env=(env HOME="$WORK" XDG_DATA_HOME="$WORK/xdg-data" XDG_CONFIG_HOME="$WORK/xdg-config")
-start caddy "${caddy_env[@]}" "$WORK/caddy-leadproxy" run --config "$WORK/caddy.Caddyfile" --adapter caddyfile
-start leadproxy "${caddy_env[@]}" "$WORK/caddy-leadproxy" run --config "$WORK/leadproxy.Caddyfile" --adapter caddyfile
+start caddy "${PIN_PROXY[@]}" "${caddy_env[@]}" "$WORK/caddy-leadproxy" run --config "$WORK/caddy.Caddyfile" --adapter caddyfile
+start leadproxy "${PIN_PROXY[@]}" "${caddy_env[@]}" "$WORK/caddy-leadproxy" run --config "$WORK/leadproxy.Caddyfile" --adapter caddyfile
 TARGETS=(caddy leadproxy)
 if [ -z "$REPLACE_WHY" ]; then
-	start replace "${caddy_env[@]}" "$WORK/caddy-replace" run --config "$WORK/replace.Caddyfile" --adapter caddyfile
+	start replace "${PIN_PROXY[@]}" "${caddy_env[@]}" "$WORK/caddy-replace" run --config "$WORK/replace.Caddyfile" --adapter caddyfile
 	TARGETS+=(replace)
 fi
 [ "$BASE" = 1 ] && TARGETS+=(nginx nginx_sub direct)
@@ -554,7 +563,7 @@ tree_ticks() { # pid: utime + stime of it and its children
 wrk_run() { # url accept duration [accept-encoding]: prints "requests req/s non-2xx"
 	local ae=()
 	[ -z "${4:-}" ] || ae=(-H "Accept-Encoding: $4")
-	wrk -t1 -c"$CONNS" -d"$3" -H "Accept: $2" "${ae[@]}" "$1" |
+	"${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"$3" -H "Accept: $2" "${ae[@]}" "$1" |
 		awk '/ requests in / { n = $1 } /^Requests\/sec:/ { r = $2 } /Non-2xx/ { bad = $NF } END { print n, r, bad + 0 }'
 }
 # What each measurement fetches, and from whom. The page shapes compare
@@ -747,4 +756,4 @@ if has_shape gzip; then
 	done
 fi
 echo
-echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(uname -sr), $(go version | cut -d' ' -f3), nginx $(nginx -v 2>&1 | cut -d/ -f2), $(wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2); nice ${NICE:-0}; load average before: $LOAD_BEFORE, after: $(cut -d" " -f1-3 /proc/loadavg); $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(uname -sr), $(go version | cut -d' ' -f3), nginx $(nginx -v 2>&1 | cut -d/ -f2), $(wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2); nice ${NICE:-0}; PIN ${PIN:-0}; load average before: $LOAD_BEFORE, after: $(cut -d" " -f1-3 /proc/loadavg); $(date -u +%Y-%m-%dT%H:%MZ)"

@@ -34,6 +34,8 @@
 #   SHAPES="wp wpnonce csrf gzip" (the page shapes to run; "" for none)
 #   PIN=1 (the proxies on CPU 1, the upstream nginx and wrk on CPU 0, with
 #   taskset: the server measured never shares its core with the load)
+#   TOGETHER=1 (the page shapes: leadproxy and Caddy loaded at the same time,
+#   one wrk each, so whatever else the machine does falls on both alike)
 #   BASE=0 (skip the image, 50 KB page, TTFB, RSS and the replace-response
 #   and nginx rows: only leadproxy and Caddy on the page shapes)
 #   WORK=<folder> (use it, and keep it, instead of a temporary one)
@@ -590,8 +592,40 @@ for m in "${MEASURE[@]}"; do
 	MET[$m]="0 0 0 0"
 	for t in $(mtargets "$m"); do : >"$WORK/rps.$m.$t" && : >"$WORK/cpu.$m.$t"; done
 done
+# TOGETHER=1: a page shape's two servers under load at once, one wrk each;
+# each one's CPU ticks over the same seconds.
+together() { # measurement round
+	local m=$1 round=$2 a=$HTML_ACCEPT ae=$BROWSER_AE t before c0 c1 n r bad
+	local -A w0 pid_w
+	if [ "$round" = 1 ]; then
+		for t in caddy leadproxy; do wrk_run "$(murl "$m" "$t")" "$a" 1s "$ae" >/dev/null & pid_w[$t]=$!; done
+		wait "${pid_w[caddy]}" "${pid_w[leadproxy]}"
+	fi
+	before=$(lp_counts)
+	for t in caddy leadproxy; do w0[$t]=$(tree_ticks "$(pid_of "$t")"); done
+	for t in caddy leadproxy; do
+		wrk_run "$(murl "$m" "$t")" "$a" "$DURATION" "$ae" >"$WORK/wrk.$t" &
+		pid_w[$t]=$!
+	done
+	wait "${pid_w[caddy]}" "${pid_w[leadproxy]}"
+	MET[$m]=$(echo "${MET[$m]} $before $(lp_counts)" |
+		awk '{ for (k = 1; k <= 4; k++) printf "%d ", $k + $(k + 8) - $(k + 4) }')
+	for t in caddy leadproxy; do
+		c1=$(tree_ticks "$(pid_of "$t")")
+		read -r n r bad <"$WORK/wrk.$t"
+		[ "$bad" = 0 ] || die "$t: $bad non-2xx answers to $(murl "$m" "$t")"
+		cpu=$(awk -v c=$((c1 - w0[$t])) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.1f", (n > 0 ? 1e6 * c / hz / n : 0) }')
+		echo "$r" >>"$WORK/rps.$m.$t"
+		echo "$cpu" >>"$WORK/cpu.$m.$t"
+		log "round $round $m $t (together): $r req/s, $cpu µs CPU/request"
+	done
+}
 for round in $(seq "$ROUNDS"); do
 	for m in "${MEASURE[@]}"; do
+		if [ "${TOGETHER:-0}" = 1 ] && [ "$m" != img ] && [ "$m" != html ]; then
+			together "$m" "$round"
+			continue
+		fi
 		read -ra order <<<"$(mtargets "$m")"
 		if [ $((round % 2)) = 0 ]; then # drift cancels
 			for ((i = ${#order[@]} - 1, j = 0; i >= 0; i--, j++)); do rev[j]=${order[i]}; done
@@ -756,4 +790,4 @@ if has_shape gzip; then
 	done
 fi
 echo
-echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(uname -sr), $(go version | cut -d' ' -f3), nginx $(nginx -v 2>&1 | cut -d/ -f2), $(wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2); nice ${NICE:-0}; PIN ${PIN:-0}; load average before: $LOAD_BEFORE, after: $(cut -d" " -f1-3 /proc/loadavg); $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(uname -sr), $(go version | cut -d' ' -f3), nginx $(nginx -v 2>&1 | cut -d/ -f2), $(wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2); nice ${NICE:-0}; PIN ${PIN:-0}; TOGETHER ${TOGETHER:-0}; load average before: $LOAD_BEFORE, after: $(cut -d" " -f1-3 /proc/loadavg); $(date -u +%Y-%m-%dT%H:%MZ)"

@@ -165,7 +165,7 @@ func (r *gzRun) feed(c []byte) error {
 // splice once there is one.
 func (iw *injector) feedEncoded(c []byte) error {
 	if iw.tail != nil {
-		return iw.tail.write(iw.w, c)
+		return iw.tail.write(iw.w, nil, c)
 	}
 	if iw.gz == nil {
 		if iw.re != nil {

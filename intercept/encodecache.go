@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // EncodedCache remembers, per request path, the splice of the last gzip page
@@ -55,7 +56,8 @@ func NewEncodedCache() *EncodedCache {
 
 type encodedEntry struct {
 	coding string
-	whole  bool // key is the whole body, sp.out the whole page (br, zstd)
+	x2n    atomic.Uint64 // gzTail's memo
+	whole  bool          // key is the whole body, sp.out the whole page (br, zstd)
 	// The headers the scan saw.
 	src, nonce string
 	charset    bool
@@ -171,11 +173,8 @@ func (iw *injector) encodedHit(rest []byte) error {
 	iw.writeInjectedHeader(-1)
 	iw.result = InjectResultInjected
 	iw.state = injectStream
-	iw.tail = &gzTail{sp: &e.sp}
-	if _, err := iw.w.Write(e.sp.out); err != nil {
-		return err
-	}
-	err := iw.tail.write(iw.w, rest)
+	iw.tail = &gzTail{sp: &e.sp, x2n: &e.x2n}
+	err := iw.tail.write(iw.w, e.sp.out, rest)
 	if err == nil && iw.flushPending {
 		err = iw.flushOut()
 	}
@@ -201,31 +200,68 @@ func (iw *injector) rememberSplice() {
 // last 8 (the trailer) to rewrite them at the end.
 type gzTail struct {
 	sp   *gzSplice
+	x2n  *atomic.Uint64 // the entry's last suffix length and x^(8·length) mod P
 	hold []byte
 }
 
-func (t *gzTail) write(w interface{ Write([]byte) (int, error) }, p []byte) error {
+// write copies p but its last 8 bytes (held back, with those held
+// before), after pre, in one Write when they fit a buffer: on a page
+// that comes chunked and is flushed after every write (Caddy's proxy does
+// that when there is no Content-Length), every Write is a chunk and a
+// syscall of its own.
+func (t *gzTail) write(w io.Writer, pre, p []byte) error {
 	if len(t.hold)+len(p) <= 8 {
 		t.hold = append(t.hold, p...)
+		return writeJoined(w, pre)
+	}
+	out := len(t.hold) + len(p) - 8
+	k := min(out, len(t.hold))
+	err := writeJoined(w, pre, t.hold[:k], p[:out-k])
+	t.hold = append(t.hold[:0], t.hold[k:]...)
+	t.hold = append(t.hold, p[out-k:]...)
+	return err
+}
+
+// writeJoined writes parts as one Write, through a pooled buffer when
+// more than one is not empty and together they are at most joinMax bytes
+// (a copy of more costs more than the chunk it saves).
+func writeJoined(w io.Writer, parts ...[]byte) error {
+	n, total, last := 0, 0, -1
+	for i, b := range parts {
+		if len(b) > 0 {
+			n, total, last = n+1, total+len(b), i
+		}
+	}
+	switch {
+	case n == 0:
+		return nil
+	case n == 1:
+		_, err := w.Write(parts[last])
+		return err
+	case total > joinMax:
+		for _, b := range parts {
+			if len(b) > 0 {
+				if _, err := w.Write(b); err != nil {
+					return err
+				}
+			}
+		}
 		return nil
 	}
-	// Write what is held and all of p but its last 8 bytes.
-	out := len(t.hold) + len(p) - 8
-	if k := min(out, len(t.hold)); k > 0 {
-		if _, err := w.Write(t.hold[:k]); err != nil {
-			return err
-		}
-		t.hold = append(t.hold[:0], t.hold[k:]...)
-		out -= k
+	bp := spliceBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	for _, b := range parts {
+		buf = append(buf, b...)
 	}
-	if out > 0 {
-		if _, err := w.Write(p[:out]); err != nil {
-			return err
-		}
+	_, err := w.Write(buf)
+	if cap(buf) <= pooledBufMax { // the pool's buffers start at 64 KiB
+		*bp = buf[:0]
+		spliceBufs.Put(bp)
 	}
-	t.hold = append(t.hold, p[out:]...)
-	return nil
+	return err
 }
+
+const joinMax = 64 << 10
 
 var errShortGzip = errors.New("gzip: body ends before its trailer")
 
@@ -237,10 +273,19 @@ func (t *gzTail) finish(w interface{ Write([]byte) (int, error) }) error {
 	}
 	crc := binary.LittleEndian.Uint32(t.hold)
 	size := binary.LittleEndian.Uint32(t.hold[4:])
-	sufLen := int64(size - uint32(t.sp.x)) // mod 2^32, as ISIZE is
-	suf := crc ^ multModP(x2nModP(sufLen, 3), t.sp.prefixCRC)
+	sufLen := size - uint32(t.sp.x) // mod 2^32, as ISIZE is
+	// The suffix's CRC is crc xor prefixCRC·x^(8·sufLen), and the new
+	// page's newCRC·x^(8·sufLen) xor that: one power, remembered for the
+	// next response of the same length (most are).
+	var x uint32
+	if m := t.x2n.Load(); m != 0 && uint32(m>>32) == sufLen {
+		x = uint32(m)
+	} else {
+		x = x2nModP(int64(sufLen), 3)
+		t.x2n.Store(uint64(sufLen)<<32 | uint64(x))
+	}
 	var out [8]byte
-	binary.LittleEndian.PutUint32(out[:], crc32Combine(t.sp.newCRC, suf, sufLen))
+	binary.LittleEndian.PutUint32(out[:], multModP(x, t.sp.newCRC^t.sp.prefixCRC)^crc)
 	binary.LittleEndian.PutUint32(out[4:], size+uint32(t.sp.tagLen))
 	_, err := w.Write(out[:])
 	return err

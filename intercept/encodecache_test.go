@@ -177,3 +177,37 @@ func TestEncodedCacheWhole(t *testing.T) {
 		})
 	}
 }
+
+// TestEncodedHitWrites: a remembered gzip splice that arrives in one write
+// goes out in two (the page but its trailer, then the trailer at the
+// end), not one per part: behind Caddy's proxy, which flushes after every
+// write of a chunked page, each Write is a chunk and a syscall.
+func TestEncodedHitWrites(t *testing.T) {
+	cache := NewEncodedCache()
+	enc := gzipWith(t, "std", 6, cmsPage(11, 60<<10))
+	resp := response{status: 200, body: enc,
+		header: map[string]string{"Content-Type": "text/html; charset=utf-8", "Content-Encoding": "gzip"}}
+	cfg := InjectConfig{Encoded: cache}
+	first, _, err := run(t, getPage(), cfg, resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		var cached bool
+		cfg.OnScan = func(c bool) { cached = c }
+		tap, _, err := run(t, getPage(), cfg, resp)
+		if err != nil || !cached {
+			t.Fatalf("not a hit (%v)", err)
+		}
+		if !bytes.Equal(tap.body.Bytes(), first.body.Bytes()) {
+			t.Fatal("the hit differs from the first splice")
+		}
+		if len(tap.writes) != 2 || len(tap.writes[1]) != 8 {
+			sizes := make([]int, len(tap.writes))
+			for i, w := range tap.writes {
+				sizes[i] = len(w)
+			}
+			t.Fatalf("writes of %v bytes, want the page and then its 8-byte trailer", sizes)
+		}
+	}
+}

@@ -440,11 +440,12 @@ ORDER BY due_at, lead_id LIMIT $2 FOR UPDATE SKIP LOCKED`), dest, n, account).Qu
 			}
 			var slots []int32
 			if limited {
-				// The free slots are found by rate_slots_free and updated by
-				// their primary key: a claim touches the rows it takes.
+				// Any free slots (the account's few rows, next_free not
+				// indexed so these updates stay HOT), updated by their
+				// primary key: a claim touches the rows it takes.
 				rows, err := tx.Query(ctx, c.q(`UPDATE {s}.rate_slots SET next_free = clock_timestamp() + $3::bigint * interval '1 microsecond', holder = NULL
 WHERE account = $1 AND slot = ANY (ARRAY(SELECT slot FROM {s}.rate_slots WHERE account = $1 AND next_free <= clock_timestamp()
-	ORDER BY next_free LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING slot`), account, len(ids), micros(hold))
+	LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING slot`), account, len(ids), micros(hold))
 				if err != nil {
 					return err
 				}

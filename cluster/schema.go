@@ -108,6 +108,15 @@ CREATE INDEX rate_slots_free ON {s}.rate_slots (account, next_free);
 CREATE INDEX deliveries_due_order ON {s}.deliveries (dest, due_at, lead_id) WHERE lease_token IS NULL AND due_at IS NOT NULL;
 DROP INDEX {s}.deliveries_due;
 `,
+	// 4: slot updates stay HOT (next_free is no longer indexed, and the
+	// pages keep room for the new versions), so a claim reads the
+	// account's few live slot rows instead of an index of dead ones; a
+	// forward's tombstone check reads an index, not the whole table.
+	`
+DROP INDEX {s}.rate_slots_free;
+ALTER TABLE {s}.rate_slots SET (fillfactor = 50);
+CREATE INDEX tombstones_lead ON {s}.tombstones (lead_id);
+`,
 }
 
 // SchemaVersion is the schema version this build migrates to.

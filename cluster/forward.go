@@ -49,6 +49,15 @@ func (c *Cluster) Forward(ctx context.Context, l *lead.Lead, dest string, done *
 		return "", false, fmt.Errorf("cluster: forward: lead %s has no created_at", l.ID)
 	}
 	err = c.call(ctx, "forward", func(ctx context.Context) error {
+		if done == nil {
+			// The common case goes with the forwards waiting at the same
+			// time (batch.go); what the batch cannot decide comes back.
+			stored, single, err := c.forwardBatched(ctx, l, dest)
+			if err != nil || !single {
+				storedID, dup = stored, false
+				return err
+			}
+		}
 		return c.pipelined(ctx, func(w *writes) error {
 			var err error
 			storedID, dup, err = c.forwardTx(ctx, w, l, dest, done)

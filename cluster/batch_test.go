@@ -45,19 +45,22 @@ func TestBatchedForwardsKeepDedupAndIdempotence(t *testing.T) {
 	}
 	results := map[int]answer{}
 	var wg sync.WaitGroup
-	run := func(i int, j job) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			id, dup, err := c.Forward(ctx, j.l, j.dest, nil)
-			if err != nil {
-				t.Error(err)
-			}
-			mu.Lock()
-			results[i] = answer{id, dup}
-			mu.Unlock()
-		}()
+	into := func(m map[int]answer) func(i int, j job) {
+		return func(i int, j job) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id, dup, err := c.Forward(ctx, j.l, j.dest, nil)
+				if err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				m[i] = answer{id, dup}
+				mu.Unlock()
+			}()
+		}
 	}
+	run := into(results)
 	run(-1, job{first, "crm"})
 	sig.until(t, "the first batch", func() bool { return nBatches() == 1 })
 
@@ -145,17 +148,7 @@ func TestBatchedForwardsKeepDedupAndIdempotence(t *testing.T) {
 	before := rowCounts(t, conn)
 	again := map[int]answer{}
 	for i, j := range jobs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			id, dup, err := c.Forward(ctx, j.l, j.dest, nil)
-			if err != nil {
-				t.Error(err)
-			}
-			mu.Lock()
-			again[i] = answer{id, dup}
-			mu.Unlock()
-		}()
+		into(again)(i, j)
 	}
 	wg.Wait()
 	for i := range jobs {

@@ -175,8 +175,11 @@ func (c *Cluster) forwardBatchTx(ctx context.Context, w *writes, items []*batchI
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue("SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest($1::bigint[]) k ORDER BY k) sorted", locks)
-	b.Queue(c.q(`SELECT lead_id FROM {s}.forwards WHERE lead_id = ANY ($1::text[])
-UNION SELECT lead_id FROM {s}.tombstones WHERE lead_id = ANY ($1::text[])`), ids).Query(func(rows pgx.Rows) error {
+	// Each id and key by its index, one lookup per element (a scalar
+	// subquery per row): = ANY over the array can be planned as a scan
+	// of the whole table while its statistics are young, and was.
+	b.Queue(c.q(`SELECT i FROM unnest($1::text[]) i
+WHERE (SELECT true FROM {s}.forwards WHERE lead_id = i LIMIT 1) OR (SELECT true FROM {s}.tombstones WHERE lead_id = i LIMIT 1)`), ids).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var id string
 			if err := rows.Scan(&id); err != nil {
@@ -187,7 +190,8 @@ UNION SELECT lead_id FROM {s}.tombstones WHERE lead_id = ANY ($1::text[])`), ids
 		return rows.Err()
 	})
 	if len(keys) > 0 {
-		b.Queue(c.q("SELECT d.key FROM {s}.dedup d JOIN {s}.leads l ON l.id = d.lead_id WHERE d.key = ANY ($1::bytea[])"), keys).Query(func(rows pgx.Rows) error {
+		b.Queue(c.q(`SELECT k FROM unnest($1::bytea[]) k
+WHERE (SELECT d.lead_id FROM {s}.dedup d JOIN {s}.leads l ON l.id = d.lead_id WHERE d.key = k) IS NOT NULL`), keys).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var k []byte
 				if err := rows.Scan(&k); err != nil {

@@ -169,6 +169,7 @@ func TestBatchedForwardsKeepDedupAndIdempotence(t *testing.T) {
 	if st.QueueDepth != 22 || st.Leads != 23 {
 		t.Errorf("stats: %+v", st)
 	}
+	statsExact(t, c)
 }
 
 func rowCounts(t *testing.T, conn *pgx.Conn) [4]int {

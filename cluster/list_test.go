@@ -316,6 +316,14 @@ func TestRetentionErasesFinishedLeadsOnly(t *testing.T) {
 	}
 	get(t, b, waiting.ID)
 	get(t, b, recent.ID)
+	// Retention folded the counts: one row per count.
+	var rows, distinct int
+	if err := a.pool.QueryRow(ctx, "SELECT count(*), count(DISTINCT (kind, dest, status)) FROM leadproxy.counts").Scan(&rows, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if rows != distinct {
+		t.Fatalf("counts: %d rows for %d counts after retention; want them folded", rows, distinct)
+	}
 	statsExact(t, a)
 }
 

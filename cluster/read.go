@@ -288,15 +288,8 @@ func (c *Cluster) Stats() (queue.Stats, error) {
 	err := c.bg("stats", func(ctx context.Context) error {
 		return c.tx(ctx, func(tx pgx.Tx) error {
 			st = queue.Stats{ByStatus: map[string]int{}, ByDestination: map[string]map[string]int{}}
-			var mine bool
-			if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", c.lockKey("counts")).Scan(&mine); err != nil {
+			if err := c.foldCounts(ctx, tx); err != nil {
 				return err
-			}
-			if mine {
-				if _, err := tx.Exec(ctx, c.q(`WITH d AS (DELETE FROM {s}.counts RETURNING kind, dest, status, n)
-INSERT INTO {s}.counts (kind, dest, status, n) SELECT kind, dest, status, sum(n) FROM d GROUP BY kind, dest, status HAVING sum(n) <> 0`)); err != nil {
-					return err
-				}
 			}
 			rows, err := tx.Query(ctx, c.q("SELECT kind, dest, status, sum(n) FROM {s}.counts GROUP BY kind, dest, status HAVING sum(n) <> 0"))
 			if err != nil {
@@ -338,6 +331,18 @@ FROM {s}.deliveries WHERE status IN ('pending', 'retrying')`)).Scan(&oldest); er
 		})
 	})
 	return st, err
+}
+
+// foldCounts replaces the counts' rows by one per count, in tx, unless
+// another node is folding them now.
+func (c *Cluster) foldCounts(ctx context.Context, tx pgx.Tx) error {
+	var mine bool
+	if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", c.lockKey("counts")).Scan(&mine); err != nil || !mine {
+		return err
+	}
+	_, err := tx.Exec(ctx, c.q(`WITH d AS (DELETE FROM {s}.counts RETURNING kind, dest, status, n)
+INSERT INTO {s}.counts (kind, dest, status, n) SELECT kind, dest, status, sum(n) FROM d GROUP BY kind, dest, status HAVING sum(n) <> 0`))
+	return err
 }
 
 // Each calls fn for the leads created in [from, to), oldest first, with

@@ -28,6 +28,10 @@
 # /usr/lib/postgresql/*/bin).
 # Knobs (environment): DURATION=5s CONNS=48 THREADS=1 (per wrk) NODES="1 2 3"
 #   DRAIN_MAX=300 (seconds) PORT_BASE=18600 KEEP=1 (keep the work folder)
+#   PGSS=1: load pg_stat_statements and log each cluster mode's top
+#     statements by total time (also in <work>/<mode>/statements.txt)
+#   PPROF=1: a CPU profile of node 1 over the load (<work>/<mode>/cpu.pprof;
+#     go tool pprof -top <work>/caddy <work>/<mode>/cpu.pprof)
 # The drain, not the load, takes most of the time: a smoke run is
 # DURATION=1s CONNS=8 NODES=1.
 set -euo pipefail
@@ -80,10 +84,13 @@ mkdir -p "$WORK/pg"
 [ "$(id -u)" = 0 ] && chown postgres "$WORK" "$WORK/pg"
 chmod 755 "$WORK"
 as_pg "$PGBIN/initdb" -D "$WORK/pg" -U postgres -A trust --no-sync >"$WORK/initdb.log" 2>&1 || die "initdb: $(tail -3 "$WORK/initdb.log")"
+PGOPTS=""
+[ -n "${PGSS:-}" ] && PGOPTS="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
 as_pg "$PGBIN/pg_ctl" start -D "$WORK/pg" -w -l "$WORK/pg/log" \
-	-o "-p $PG_PORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c max_connections=200" >/dev/null || die "pg_ctl start: $(tail -3 "$WORK/pg/log")"
+	-o "-p $PG_PORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c max_connections=200 $PGOPTS" >/dev/null || die "pg_ctl start: $(tail -3 "$WORK/pg/log")"
 PG_PID=$(head -1 "$WORK/pg/postmaster.pid")
 DSN="postgres://postgres@127.0.0.1:$PG_PORT/postgres?sslmode=disable"
+psql_() { as_pg "$PSQL" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres "$@"; }
 
 cat >"$WORK/up/Caddyfile" <<EOF
 {
@@ -203,6 +210,12 @@ mode() {
 	done
 	local per=$((CONNS / n))
 	[ "$per" -ge 1 ] || per=1
+	[ -n "$schema" ] && [ -n "${PGSS:-}" ] && psql_ -qAtc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" >/dev/null
+	local prof=""
+	if [ -n "${PPROF:-}" ]; then
+		curl -fsS -o "$WORK/$name/cpu.pprof" "http://127.0.0.1:$((PORT_BASE + 11))/debug/pprof/profile?seconds=${DURATION%s}" &
+		prof=$!
+	fi
 	t0=$(ticks "${pids[@]}") pg0=$(pg_ticks)
 	local x0 r0 x1 r1 s0 s1
 	read -r x0 r0 s0 < <(pg_xacts)
@@ -221,6 +234,7 @@ mode() {
 		reqs=$((reqs + q)) bad=$((bad + b))
 	done
 	[ "$bad" = 0 ] || die "$name: $bad non-2xx answers (see $WORK/$name/wrk.*; KEEP=1)"
+	[ -n "$prof" ] && { wait "$prof" || log "$name: the CPU profile failed"; }
 	# Polled twice a second: in cluster mode each poll is a query on the
 	# fleet's tables, which costs PostgreSQL CPU counted below.
 	local deadline=$(($(date +%s) + DRAIN_MAX))
@@ -235,6 +249,12 @@ mode() {
 	log "$name: $((s1 - s0)) PostgreSQL sessions opened"
 	[ -n "$schema" ] && log "$name: tables read most (table seq_scans seq_rows idx_scans idx_rows): $(as_pg "$PSQL" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atc \
 		"SELECT string_agg(format('%s %s %s %s %s', relname, seq_scan, seq_tup_read, idx_scan, idx_tup_fetch), '; ') FROM (SELECT * FROM pg_stat_user_tables WHERE schemaname = '$schema' ORDER BY seq_tup_read + coalesce(idx_tup_fetch, 0) DESC LIMIT 4) t")"
+	if [ -n "$schema" ] && [ -n "${PGSS:-}" ]; then
+		psql_ -Atc "SELECT format('%s ms %s calls %s rows %s blks | %s', round(total_exec_time), calls, rows, shared_blks_hit + shared_blks_read,
+			left(regexp_replace(query, '\s+', ' ', 'g'), 160)) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15" >"$WORK/$name/statements.txt"
+		log "$name: top statements by total time (ms, calls, rows, shared blocks):"
+		sed 's/^/    /' "$WORK/$name/statements.txt" >&2
+	fi
 	local got
 	got=$(delivered)
 	[ "$got" -ge "$reqs" ] || die "$name: $reqs POSTs answered, $got delivered"

@@ -87,6 +87,12 @@ const (
 	// erasePoll is how often a node applies the fleet's erasures to its
 	// local copies.
 	erasePoll = 10 * time.Second
+	// forwardConcurrency is how many leads of one destination a node
+	// forwards at once: the forwards waiting together share one
+	// transaction (cluster's batches), so a burst is forwarded in a few
+	// transactions instead of one per lead. Direct deliveries in fallback
+	// keep the usual queue.DefaultConcurrency per destination.
+	forwardConcurrency = 64
 )
 
 // localDests maps the destinations of a capture to what the local store
@@ -111,6 +117,7 @@ type forwarder struct {
 	account       string
 	rate          queue.Rate // the account's; zero: no limit
 	fallbackAfter time.Duration
+	direct        chan struct{} // bounds the direct deliveries in flight
 }
 
 // Send forwards l into the cluster engine for f.dest. With fallback_after,
@@ -153,6 +160,14 @@ func (f *forwarder) fallbackDue() bool {
 // the engine came back while the send waited for its rate slot (forward as
 // usual), or an error that keeps the pseudo delivery retrying.
 func (f *forwarder) deliverDirect(ctx context.Context, l *lead.Lead, key string) (*fallbackDone, error) {
+	if f.direct != nil {
+		select {
+		case f.direct <- struct{}{}:
+			defer func() { <-f.direct }()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	lim := f.p.fallbackLimiter(f.account, f.rate)
 	if err := lim.wait(ctx, f.p.fleet.AliveNodes(), f.fallbackDue); err != nil {
 		return nil, err

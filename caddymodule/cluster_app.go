@@ -86,10 +86,11 @@ func (a *App) accounts() map[string]string {
 // forwarder per destination, under its pseudo destination and under its
 // own name (a lead captured before the node joined the cluster is
 // forwarded too), no rate (the cluster engine applies the CRMs'), retried
-// until the engine takes it.
+// until the engine takes it, forwardConcurrency at once.
 func (a *App) forwardConfig(p *pooledStore) queue.EngineConfig {
 	accounts := a.accounts()
-	cfg := queue.EngineConfig{Senders: map[string]lead.Sender{}, RetryFor: forwardRetryFor, Backoff: a.backoff}
+	cfg := queue.EngineConfig{Senders: map[string]lead.Sender{}, RetryFor: forwardRetryFor, Backoff: a.backoff,
+		Concurrency: forwardConcurrency}
 	if cfg.Backoff == (queue.Backoff{}) {
 		cfg.Backoff = queue.Backoff{Min: forwardBackoffMin, Max: forwardBackoffMax}
 	}
@@ -108,7 +109,8 @@ func (a *App) forwardConfig(p *pooledStore) queue.EngineConfig {
 		}
 	}
 	for name, s := range a.senders {
-		f := &forwarder{p: p, dest: name, real: s, account: accounts[name], rate: rates[accounts[name]], fallbackAfter: a.cluster.FallbackAfter}
+		f := &forwarder{p: p, dest: name, real: s, account: accounts[name], rate: rates[accounts[name]], fallbackAfter: a.cluster.FallbackAfter,
+			direct: make(chan struct{}, queue.DefaultConcurrency)}
 		cfg.Senders[clusterPrefix+name] = f
 		cfg.Senders[name] = f
 	}

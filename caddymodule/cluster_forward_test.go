@@ -285,3 +285,84 @@ func TestClusterCallHookSpansAndMetrics(t *testing.T) {
 		t.Errorf("%d forward spans, want the forward and its engine call", n)
 	}
 }
+
+// inFlight counts the calls in flight and the most there were at once.
+type inFlight struct{ now, most atomic.Int64 }
+
+func (f *inFlight) enter() {
+	n := f.now.Add(1)
+	for m := f.most.Load(); n > m && !f.most.CompareAndSwap(m, n); m = f.most.Load() {
+	}
+}
+
+func (f *inFlight) leave() { f.now.Add(-1) }
+
+// gatedFleet is a fake engine whose forwards wait at a gate, counting how
+// many wait together (as cluster's batches take them).
+type gatedFleet struct {
+	*fakeFleet
+	inFlight
+	gate       chan struct{}
+	forwardedN atomic.Int64
+}
+
+func (g *gatedFleet) Forward(ctx context.Context, l *lead.Lead, dest string, done *fallbackDone) (string, bool, error) {
+	g.enter()
+	defer g.leave()
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return "", false, ctx.Err()
+	}
+	defer g.forwardedN.Add(1)
+	return g.fakeFleet.Forward(ctx, l, dest, done)
+}
+
+// gatedSender is a CRM whose sends wait at a gate, counting the most in
+// flight at once.
+type gatedSender struct {
+	inFlight
+	gate chan struct{}
+	n    atomic.Int64
+}
+
+func (s *gatedSender) Send(ctx context.Context, l *lead.Lead) (string, error) {
+	s.enter()
+	defer s.leave()
+	select {
+	case <-s.gate:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	return fmt.Sprintf("crm-%d", s.n.Add(1)), nil
+}
+
+// TestClusterForwardsOfABurstWaitTogether: a node forwards many leads of
+// one destination at once (cluster puts the forwards waiting together
+// into one transaction), but its direct deliveries in fallback stay at
+// queue.DefaultConcurrency per destination.
+func TestClusterForwardsOfABurstWaitTogether(t *testing.T) {
+	const leads = 3 * queue.DefaultConcurrency
+	g := &gatedFleet{fakeFleet: newFakeFleet(), gate: make(chan struct{})}
+	p, _ := forwardNode(t, t.TempDir(), g, &countingSender{}, 0)
+	for i := range leads {
+		addLocal(t, p, 100+i)
+	}
+	waitFor(t, "every forward waiting together", 30*time.Second, func() bool { return g.now.Load() == leads })
+	close(g.gate)
+	waitFor(t, "the forwards", 30*time.Second, func() bool { return g.forwardedN.Load() == leads })
+
+	fl := newFakeFleet()
+	fl.setUp(false)
+	crm := &gatedSender{gate: make(chan struct{})}
+	p, _ = forwardNode(t, t.TempDir(), fl, crm, time.Millisecond)
+	for i := range leads {
+		addLocal(t, p, 200+i)
+	}
+	waitFor(t, "direct deliveries in flight", 30*time.Second, func() bool { return crm.now.Load() >= queue.DefaultConcurrency })
+	close(crm.gate)
+	waitFor(t, "every direct delivery", 30*time.Second, func() bool { return crm.n.Load() == leads })
+	if most := crm.most.Load(); most > queue.DefaultConcurrency {
+		t.Fatalf("%d direct deliveries to one destination at once; want at most %d", most, queue.DefaultConcurrency)
+	}
+}

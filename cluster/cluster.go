@@ -109,7 +109,13 @@ type Cluster struct {
 	alive       atomic.Int64
 	closeOnce   sync.Once
 
-	eng *engine
+	eng  *engine
+	fwdQ chan *fwdReq // forwards waiting for a batch (batch.go)
+
+	// Tests: called when a forward joins the batch queue, and with the
+	// size of each batch taken from it.
+	onQueued func()
+	onBatch  func(n int)
 }
 
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,47}$`)
@@ -179,8 +185,10 @@ func open(cfg Config, log *zap.Logger, t timing) (*Cluster, error) {
 	c.alive.Store(1)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.eng = newEngine(c)
-	c.wg.Add(1)
+	c.fwdQ = make(chan *fwdReq, maxForwardBatch)
+	c.wg.Add(2)
 	go c.connect()
+	go c.batcher()
 	return c, nil
 }
 

@@ -60,6 +60,14 @@ type claim struct {
 	slot              int32 // the rate slot it holds, when limited
 	lead              *lead.Lead
 	until             time.Time // this node's estimate of the lease's end
+
+	// The row as the claim leased it: while the lease holds only its
+	// holder changes attempts and history; since changes only by Retry,
+	// which the record's update checks (recordOnce).
+	known    bool
+	attempts int
+	since    time.Time
+	history  []byte
 }
 
 func newEngine(c *Cluster) *engine {
@@ -440,11 +448,12 @@ ORDER BY due_at, lead_id LIMIT $2 FOR UPDATE SKIP LOCKED`), dest, n, account).Qu
 			}
 			var slots []int32
 			if limited {
-				// The free slots are found by rate_slots_free and updated by
-				// their primary key: a claim touches the rows it takes.
+				// Any free slots (the account's few rows, next_free not
+				// indexed so these updates stay HOT), updated by their
+				// primary key: a claim touches the rows it takes.
 				rows, err := tx.Query(ctx, c.q(`UPDATE {s}.rate_slots SET next_free = clock_timestamp() + $3::bigint * interval '1 microsecond', holder = NULL
 WHERE account = $1 AND slot = ANY (ARRAY(SELECT slot FROM {s}.rate_slots WHERE account = $1 AND next_free <= clock_timestamp()
-	ORDER BY next_free LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING slot`), account, len(ids), micros(hold))
+	LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING slot`), account, len(ids), micros(hold))
 				if err != nil {
 					return err
 				}
@@ -473,19 +482,19 @@ FROM {s}.rate_slots WHERE account = $1`), account).Scan(&s)
 				b.Queue(c.q(`WITH d AS (
 	UPDATE {s}.deliveries SET lease_token = nextval('{s}.fencing'), lease_until = clock_timestamp() + $3::bigint * interval '1 microsecond',
 		lease_node = $4, due_at = NULL
-	WHERE lead_id = $1 AND dest = $2 RETURNING lead_id, lease_token),
+	WHERE lead_id = $1 AND dest = $2 RETURNING lead_id, lease_token, attempts, since, history),
 s AS (UPDATE {s}.rate_slots SET holder = (SELECT lease_token FROM d) WHERE account = $5 AND slot = $6)
-SELECT d.lease_token, l.body FROM d JOIN {s}.leads l ON l.id = d.lead_id`), id, dest, micros(t.leaseFor), c.cfg.Node, account, slot).QueryRow(func(row pgx.Row) error {
-					var token int64
+SELECT d.lease_token, l.body, d.attempts, d.since, d.history FROM d JOIN {s}.leads l ON l.id = d.lead_id`), id, dest, micros(t.leaseFor), c.cfg.Node, account, slot).QueryRow(func(row pgx.Row) error {
+					cl := &claim{id: id, dest: dest, account: account, limited: limited, until: until, known: true}
 					var body []byte
-					if err := row.Scan(&token, &body); err != nil {
+					if err := row.Scan(&cl.token, &body, &cl.attempts, &cl.since, &cl.history); err != nil {
 						return err
 					}
 					var l lead.Lead
 					if err := json.Unmarshal(body, &l); err != nil {
 						return err
 					}
-					cl := &claim{id: id, dest: dest, account: account, token: token, limited: limited, lead: &l, until: until}
+					cl.lead = &l
 					if limited {
 						cl.slot = slot
 					}
@@ -599,6 +608,31 @@ func (e *engine) recordOnce(cl *claim, started time.Time, crmID string, sendErr 
 	c := e.c
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if cl.known {
+		// One round trip: the row as the claim read it, updated only if
+		// its lease holds and Retry has not restarted its retry_for.
+		var held bool
+		err = c.call(ctx, "record", func(ctx context.Context) error {
+			return c.pipelined(ctx, func(w *writes) error {
+				held = false
+				w.queue("BEGIN")
+				status, attempts = e.queueOutcome(w.b, cl, cl.attempts, cl.since, cl.history, started, crmID, sendErr, cfg,
+					" AND lease_token = $9 AND since = $10 RETURNING true", cl.token, cl.since)
+				w.b.QueuedQueries[w.b.Len()-1].QueryRow(func(row pgx.Row) error {
+					return noRows(row.Scan(&held))
+				})
+				w.queue(c.q(statusSQL), cl.id)
+				e.queueSlot(w.b, cl, lead.RetryAfterOf(sendErr))
+				w.queue("SELECT pg_notify($1, 'due')", c.channel)
+				return nil
+			})
+		})
+		if err != nil || held {
+			return false, status, attempts, err
+		}
+		// The lease was lost, or Retry ran meanwhile: read the row.
+		cl.known = false
+	}
 	err = c.call(ctx, "record", func(ctx context.Context) error {
 		return c.pipelined(ctx, func(w *writes) error {
 			lost, status, attempts = false, "", 0
@@ -622,31 +656,7 @@ WHERE lead_id = $1 AND dest = $2 AND lease_token = $3 FOR UPDATE`), cl.id, cl.de
 			case err != nil:
 				return err
 			default:
-				now := time.Now()
-				attempts++
-				var next time.Time
-				var lastErr string
-				status, next, lastErr = queue.Outcome(since, now, attempts, sendErr, cfg)
-				var h []history
-				_ = json.Unmarshal(hist, &h)
-				h = append(h, history{At: started.UnixMilli(), TookMs: now.Sub(started).Milliseconds(),
-					Outcome: queue.AttemptOutcome(status), HTTP: lead.HTTPStatusOf(sendErr), CRMID: crmID})
-				if len(h) > queue.MaxHistory {
-					h = h[len(h)-queue.MaxHistory:]
-				}
-				hb, _ := json.Marshal(h)
-				var due *int64
-				if !next.IsZero() {
-					d := micros(max(next.Sub(now), 0))
-					due = &d
-				}
-				b.Queue(c.q(`UPDATE {s}.deliveries SET status = $3, attempts = $4,
-	due_at = CASE WHEN $5::bigint IS NULL THEN NULL ELSE clock_timestamp() + $5::bigint * interval '1 microsecond' END,
-	last_error = $6,
-	crm_id = CASE WHEN $3 = 'delivered' THEN $7 ELSE crm_id END,
-	delivered_at = CASE WHEN $3 = 'delivered' THEN clock_timestamp() ELSE delivered_at END,
-	lease_token = NULL, lease_until = NULL, lease_node = NULL, history = $8
-WHERE lead_id = $1 AND dest = $2`), cl.id, cl.dest, status, attempts, due, lastErr, crmID, hb)
+				status, attempts = e.queueOutcome(b, cl, attempts, since, hist, started, crmID, sendErr, cfg, "")
 				b.Queue(c.q(statusSQL), cl.id)
 			}
 			// The slot and the pause, whether or not the lease still held:
@@ -657,6 +667,37 @@ WHERE lead_id = $1 AND dest = $2`), cl.id, cl.dest, status, attempts, due, lastE
 		})
 	})
 	return lost, status, attempts, err
+}
+
+// queueOutcome queues the update that records an attempt on a row that
+// had attempts, since and hist: its status (queue.Outcome), history and
+// due time, the lease returned. where and args narrow the update.
+func (e *engine) queueOutcome(b *pgx.Batch, cl *claim, attempts int, since time.Time, hist []byte, started time.Time, crmID string,
+	sendErr error, cfg queue.EngineConfig, where string, args ...any) (string, int) {
+	now := time.Now()
+	attempts++
+	status, next, lastErr := queue.Outcome(since, now, attempts, sendErr, cfg)
+	var h []history
+	_ = json.Unmarshal(hist, &h)
+	h = append(h, history{At: started.UnixMilli(), TookMs: now.Sub(started).Milliseconds(),
+		Outcome: queue.AttemptOutcome(status), HTTP: lead.HTTPStatusOf(sendErr), CRMID: crmID})
+	if len(h) > queue.MaxHistory {
+		h = h[len(h)-queue.MaxHistory:]
+	}
+	hb, _ := json.Marshal(h)
+	var due *int64
+	if !next.IsZero() {
+		d := micros(max(next.Sub(now), 0))
+		due = &d
+	}
+	b.Queue(e.c.q(`UPDATE {s}.deliveries SET status = $3, attempts = $4,
+	due_at = CASE WHEN $5::bigint IS NULL THEN NULL ELSE clock_timestamp() + $5::bigint * interval '1 microsecond' END,
+	last_error = $6,
+	crm_id = CASE WHEN $3 = 'delivered' THEN $7 ELSE crm_id END,
+	delivered_at = CASE WHEN $3 = 'delivered' THEN clock_timestamp() ELSE delivered_at END,
+	lease_token = NULL, lease_until = NULL, lease_node = NULL, history = $8
+WHERE lead_id = $1 AND dest = $2`+where), append([]any{cl.id, cl.dest, status, attempts, due, lastErr, crmID, hb}, args...)...)
+	return status, attempts
 }
 
 // runBatch sends the queued statements in one round trip and returns the

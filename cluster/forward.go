@@ -49,6 +49,15 @@ func (c *Cluster) Forward(ctx context.Context, l *lead.Lead, dest string, done *
 		return "", false, fmt.Errorf("cluster: forward: lead %s has no created_at", l.ID)
 	}
 	err = c.call(ctx, "forward", func(ctx context.Context) error {
+		if done == nil {
+			// The common case goes with the forwards waiting at the same
+			// time (batch.go); what the batch cannot decide comes back.
+			stored, single, err := c.forwardBatched(ctx, l, dest)
+			if err != nil || !single {
+				storedID, dup = stored, false
+				return err
+			}
+		}
 		return c.pipelined(ctx, func(w *writes) error {
 			var err error
 			storedID, dup, err = c.forwardTx(ctx, w, l, dest, done)
@@ -256,7 +265,7 @@ func (c *Cluster) forwardTx(ctx context.Context, w *writes, in *lead.Lead, dest 
 			}
 			return remember(r.otherID, true)
 		}
-		if err := c.addDelivery(w, r.otherID, in.CreatedAt, dest, done); err != nil {
+		if err := c.addDelivery(w, r.otherID, in.CreatedAt, dest, done, true); err != nil {
 			return "", false, err
 		}
 		return remember(r.otherID, false)
@@ -268,7 +277,7 @@ func (c *Cluster) forwardTx(ctx context.Context, w *writes, in *lead.Lead, dest 
 		if first := r.bySub; first != nil {
 			queue.MergeLead(first, &l)
 			first.Dedup = lead.DedupMerged
-			if err := c.putLead(w, first, false); err != nil {
+			if err := c.putLead(w, first, ""); err != nil {
 				return "", false, err
 			}
 			if fck := queue.ContactKey(first); fck != nil {
@@ -297,14 +306,18 @@ func (c *Cluster) forwardTx(ctx context.Context, w *writes, in *lead.Lead, dest 
 	if sk != nil {
 		c.setRef(w, sk, l.ID)
 	}
-	if err := c.putLead(w, &l, true); err != nil {
+	status := lead.StatusSkipped
+	if !dup {
+		status = newDeliveryStatus(done)
+	}
+	if err := c.putLead(w, &l, status); err != nil {
 		return "", false, err
 	}
 	if dup {
 		if err := c.doneOnFirst(ctx, w, l.DuplicateOf, in, dest, done); err != nil {
 			return "", false, err
 		}
-	} else if err := c.addDelivery(w, l.ID, l.CreatedAt, dest, done); err != nil {
+	} else if err := c.addDelivery(w, l.ID, l.CreatedAt, dest, done, false); err != nil {
 		return "", false, err
 	}
 	return remember(l.ID, dup)
@@ -330,18 +343,19 @@ func (c *Cluster) setRef(w *writes, key []byte, id string) {
 	w.queue(c.q("INSERT INTO {s}.dedup (key, lead_id) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET lead_id = excluded.lead_id"), key, id)
 }
 
-// putLead inserts a new lead (status skipped until a delivery is added)
-// or rewrites a stored one's record.
-func (c *Cluster) putLead(w *writes, l *lead.Lead, insert bool) error {
+// putLead inserts a new lead with its summary status (the status of the
+// one delivery its forward adds, skipped when none) or, with status "",
+// rewrites a stored one's record.
+func (c *Cluster) putLead(w *writes, l *lead.Lead, status string) error {
 	cp := *l
 	cp.Deliveries = nil
 	body, err := json.Marshal(&cp)
 	if err != nil {
 		return err
 	}
-	if insert {
+	if status != "" {
 		w.queue(c.q(`INSERT INTO {s}.leads (id, created_at, node, form, status, body)
-VALUES ($1, $2, $3, $4, 'skipped', $5) ON CONFLICT (id) DO NOTHING`), l.ID, l.CreatedAt, c.cfg.Node, l.Form, body)
+VALUES ($1, $2, $3, $4, $6, $5) ON CONFLICT (id) DO NOTHING`), l.ID, l.CreatedAt, c.cfg.Node, l.Form, body, status)
 		return nil
 	}
 	w.queue(c.q("UPDATE {s}.leads SET body = $2, form = $3 WHERE id = $1"), l.ID, body, l.Form)
@@ -358,9 +372,19 @@ type history struct {
 	CRMID   string `json:"crm_id,omitempty"`
 }
 
+// newDeliveryStatus is the status of a delivery a forward adds.
+func newDeliveryStatus(done *Done) string {
+	if done != nil {
+		return lead.StatusDelivered
+	}
+	return lead.StatusPending
+}
+
 // addDelivery adds lead id's delivery to dest: due now, or delivered when
-// done says this node delivered it while the engine was down.
-func (c *Cluster) addDelivery(w *writes, id string, created time.Time, dest string, done *Done) error {
+// done says this node delivered it while the engine was down. refresh
+// recomputes the lead's status (a lead stored before; a new one is
+// inserted with it).
+func (c *Cluster) addDelivery(w *writes, id string, created time.Time, dest string, done *Done, refresh bool) error {
 	if done != nil {
 		h, _ := json.Marshal([]history{{At: done.At.UnixMilli(), Outcome: "delivered", CRMID: done.CRMID}})
 		w.queue(c.q(`INSERT INTO {s}.deliveries (lead_id, dest, status, attempts, since, crm_id, delivered_at, history, lead_created)
@@ -372,7 +396,9 @@ VALUES ($1, $2, 'delivered', 1, clock_timestamp(), $3, $4, $5, $6) ON CONFLICT (
 VALUES ($1, $2, 'pending', clock_timestamp(), clock_timestamp(), $3) ON CONFLICT (lead_id, dest) DO NOTHING RETURNING 1)
 SELECT pg_notify($4, 'due') FROM d`), id, dest, created, c.channel)
 	}
-	w.queue(c.q(statusSQL), id)
+	if refresh {
+		w.queue(c.q(statusSQL), id)
+	}
 	return nil
 }
 
@@ -405,11 +431,13 @@ func (c *Cluster) refreshStatus(ctx context.Context, tx pgx.Tx, id string) error
 	return err
 }
 
-const statusSQL = `UPDATE {s}.leads SET status = (
+// statusSQL writes the lead only when its status changes: a lead row is
+// large (its JSON) and status is indexed, so every write is a new version.
+const statusSQL = `UPDATE {s}.leads l SET status = s.v FROM (
 	SELECT CASE WHEN count(*) = 0 THEN 'skipped'
 		WHEN bool_or(status = 'failed') THEN 'failed'
 		WHEN bool_or(status = 'retrying') THEN 'retrying'
 		WHEN bool_or(status = 'pending') THEN 'pending'
-		ELSE 'delivered' END
-	FROM {s}.deliveries WHERE lead_id = $1)
-WHERE id = $1`
+		ELSE 'delivered' END AS v
+	FROM {s}.deliveries WHERE lead_id = $1) s
+WHERE l.id = $1 AND l.status <> s.v`

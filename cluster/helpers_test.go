@@ -3,11 +3,13 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -271,4 +273,47 @@ func maxInWindow(at []time.Time, per time.Duration) (most int, from time.Time) {
 		}
 	}
 	return most, from
+}
+
+// statsExact checks the counts Stats reads against the tables, both read
+// in one snapshot (the engine may record an attempt meanwhile), after a
+// Stats call (which folds the counts).
+func statsExact(t *testing.T, c *Cluster) {
+	t.Helper()
+	if _, err := c.Stats(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	read := func(tx pgx.Tx, sql string) map[string]int {
+		rows, err := tx.Query(ctx, c.q(sql))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int{}
+		for rows.Next() {
+			var k string
+			var n int
+			if err := rows.Scan(&k, &n); err != nil {
+				t.Fatal(err)
+			}
+			out[k] = n
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	var got, want map[string]int
+	err := pgx.BeginTxFunc(ctx, c.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		got = read(tx, "SELECT kind || '/' || dest || '/' || status, sum(n) FROM {s}.counts GROUP BY 1 HAVING sum(n) <> 0")
+		want = read(tx, `SELECT 'lead//' || status, count(*) FROM {s}.leads GROUP BY 1
+UNION ALL SELECT 'delivery/' || dest || '/' || status, count(*) FROM {s}.deliveries GROUP BY 1`)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("counts %v; the tables say %v", got, want)
+	}
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -322,5 +323,52 @@ func TestRetriesBackOffAndGiveUpAsTheQueue(t *testing.T) {
 	}
 	if n := crm.count(); n != d.Attempts {
 		t.Fatalf("%d requests, %d attempts recorded", n, d.Attempts)
+	}
+}
+
+// A Retry while an attempt is in flight restarts its retry_for: the
+// attempt's failure is recorded against the new start (retrying), not
+// against the start its claim read, past retry_for (failed). A record
+// writes the row its claim read in one round trip only while neither
+// the lease nor since changed.
+func TestRetryDuringAnAttemptRestartsRetryFor(t *testing.T) {
+	dsn := newDB(t)
+	c := node(t, dsn, "a")
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	fail := senderFunc(func(ctx context.Context, l *lead.Lead) (string, error) {
+		once.Do(func() { close(entered) })
+		<-release
+		return "", errors.New("connection reset by peer")
+	})
+	l := newLead()
+	forward(t, c, l, "crm")
+	// The delivery has been failing for an hour, past retry_for.
+	conn := connect(t, dsn)
+	if _, err := conn.Exec(context.Background(), "UPDATE leadproxy.deliveries SET since = clock_timestamp() - interval '1 hour' WHERE lead_id = $1", l.ID); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	c.eng.onRecord = rec.hook
+	c.Configure(queue.EngineConfig{Senders: map[string]lead.Sender{"crm": fail}, RetryFor: 30 * time.Minute, Concurrency: 1}, nil)
+	c.Start()
+	select {
+	case <-entered:
+	case <-time.After(wait):
+		t.Fatal("the send never started")
+	}
+	if err := c.Retry(l.ID); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	rec.until(t, "the attempt recorded", func() bool { return rec.count(nil) >= 1 })
+	rec.mu.Lock()
+	r := rec.outs[0]
+	rec.mu.Unlock()
+	if r.lost || r.err != nil || r.status != lead.StatusRetrying {
+		t.Fatalf("recorded %+v; want retrying (retry_for restarted by the Retry)", r)
+	}
+	if d := get(t, c, l.ID).Deliveries[0]; d.Status != lead.StatusRetrying || d.Attempts != 1 || len(d.History) != 1 {
+		t.Fatalf("delivery %+v", d)
 	}
 }

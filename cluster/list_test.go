@@ -182,6 +182,7 @@ func TestRetryDeleteAndTombstones(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.until(t, "the resend", func() bool { return rec.count(nil) >= 2 })
+	statsExact(t, a)
 	d := get(t, a, l.ID).Deliveries[0]
 	if d.Status != lead.StatusDelivered || d.Attempts != 2 || len(d.History) != 2 || d.History[0].Outcome != "failed" {
 		t.Fatalf("after the resend: %+v", d)
@@ -209,6 +210,7 @@ func TestRetryDeleteAndTombstones(t *testing.T) {
 	if _, err := b.Get(l.ID); !errors.Is(err, queue.ErrNotFound) {
 		t.Fatalf("Get after Delete: %v", err)
 	}
+	statsExact(t, b)
 	ids, next, err := b.ErasedSince(ctx, start)
 	if err != nil {
 		t.Fatal(err)
@@ -235,6 +237,7 @@ func TestRetryDeleteAndTombstones(t *testing.T) {
 	if id, dup := forward(t, b, fresh, "crm"); id != fresh.ID || dup {
 		t.Fatalf("a new lead after the erase: %s %v", id, dup)
 	}
+	statsExact(t, a)
 }
 
 // OAuth tokens and the nodes' heartbeats are the fleet's.
@@ -313,6 +316,15 @@ func TestRetentionErasesFinishedLeadsOnly(t *testing.T) {
 	}
 	get(t, b, waiting.ID)
 	get(t, b, recent.ID)
+	// Retention folded the counts: one row per count.
+	var rows, distinct int
+	if err := a.pool.QueryRow(ctx, "SELECT count(*), count(DISTINCT (kind, dest, status)) FROM leadproxy.counts").Scan(&rows, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if rows != distinct {
+		t.Fatalf("counts: %d rows for %d counts after retention; want them folded", rows, distinct)
+	}
+	statsExact(t, a)
 }
 
 // A cursor is any string a client sends back: it parses to what List gave,

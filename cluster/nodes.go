@@ -114,7 +114,7 @@ func (c *Cluster) beat() {
 
 // retain erases delivered, failed and skipped leads older than Retention
 // (when set), on one node at a time (an advisory lock; the others skip the
-// round), and tombstones older than 30 days.
+// round), and tombstones older than 30 days, and folds the counts.
 func (c *Cluster) retain(ctx context.Context) error {
 	total := int64(0)
 	for c.cfg.Retention > 0 {
@@ -144,6 +144,11 @@ SELECT count(*) FROM gone`), micros(c.cfg.Retention)).Scan(&n)
 		}
 	}
 	if _, err := c.pool.Exec(ctx, c.q("DELETE FROM {s}.tombstones WHERE at < clock_timestamp() - interval '30 days'")); err != nil {
+		return err
+	}
+	// The counts are folded here too, so they stay short when nothing
+	// reads the stats.
+	if err := c.tx(ctx, func(tx pgx.Tx) error { return c.foldCounts(ctx, tx) }); err != nil {
 		return err
 	}
 	if total > 0 {

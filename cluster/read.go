@@ -280,58 +280,69 @@ func (c *Cluster) ErasedSince(ctx context.Context, after int64) (ids []string, n
 }
 
 // Stats counts the fleet's leads by status and destination and measures
-// the queue.
+// the queue. The counts are the sums of the counts table (schema version
+// 5), exact as of the statement; one caller at a time folds its rows into
+// one per count first, so the sums stay short.
 func (c *Cluster) Stats() (queue.Stats, error) {
 	var st queue.Stats
 	err := c.bg("stats", func(ctx context.Context) error {
-		st = queue.Stats{ByStatus: map[string]int{}, ByDestination: map[string]map[string]int{}}
-		rows, err := c.pool.Query(ctx, c.q("SELECT status, count(*) FROM {s}.leads GROUP BY status"))
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var s string
-			var n int
-			if err := rows.Scan(&s, &n); err != nil {
-				rows.Close()
+		return c.tx(ctx, func(tx pgx.Tx) error {
+			st = queue.Stats{ByStatus: map[string]int{}, ByDestination: map[string]map[string]int{}}
+			if err := c.foldCounts(ctx, tx); err != nil {
 				return err
 			}
-			st.ByStatus[s] = n
-			st.Leads += n
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		rows, err = c.pool.Query(ctx, c.q("SELECT dest, status, count(*) FROM {s}.deliveries GROUP BY dest, status"))
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var d, s string
-			var n int
-			if err := rows.Scan(&d, &s, &n); err != nil {
-				rows.Close()
+			rows, err := tx.Query(ctx, c.q("SELECT kind, dest, status, sum(n) FROM {s}.counts GROUP BY kind, dest, status HAVING sum(n) <> 0"))
+			if err != nil {
 				return err
 			}
-			if st.ByDestination[d] == nil {
-				st.ByDestination[d] = map[string]int{}
+			for rows.Next() {
+				var kind, d, s string
+				var n int
+				if err := rows.Scan(&kind, &d, &s, &n); err != nil {
+					rows.Close()
+					return err
+				}
+				if kind == "lead" {
+					st.ByStatus[s] = n
+					st.Leads += n
+					continue
+				}
+				if st.ByDestination[d] == nil {
+					st.ByDestination[d] = map[string]int{}
+				}
+				st.ByDestination[d][s] = n
+				if s == lead.StatusPending || s == lead.StatusRetrying {
+					st.QueueDepth += n
+				}
 			}
-			st.ByDestination[d][s] = n
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		var oldest *float64
-		if err := c.pool.QueryRow(ctx, c.q(`SELECT count(*), extract(epoch FROM clock_timestamp() - min(lead_created))::float8
-FROM {s}.deliveries WHERE status IN ('pending', 'retrying')`)).Scan(&st.QueueDepth, &oldest); err != nil {
-			return err
-		}
-		if oldest != nil {
-			st.OldestPendingSeconds = max(0, *oldest)
-		}
-		return nil
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			// The first entry of the index of open deliveries.
+			var oldest *float64
+			if err := tx.QueryRow(ctx, c.q(`SELECT extract(epoch FROM clock_timestamp() - min(lead_created))::float8
+FROM {s}.deliveries WHERE status IN ('pending', 'retrying')`)).Scan(&oldest); err != nil {
+				return err
+			}
+			if oldest != nil {
+				st.OldestPendingSeconds = max(0, *oldest)
+			}
+			return nil
+		})
 	})
 	return st, err
+}
+
+// foldCounts replaces the counts' rows by one per count, in tx, unless
+// another node is folding them now.
+func (c *Cluster) foldCounts(ctx context.Context, tx pgx.Tx) error {
+	var mine bool
+	if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", c.lockKey("counts")).Scan(&mine); err != nil || !mine {
+		return err
+	}
+	_, err := tx.Exec(ctx, c.q(`WITH d AS (DELETE FROM {s}.counts RETURNING kind, dest, status, n)
+INSERT INTO {s}.counts (kind, dest, status, n) SELECT kind, dest, status, sum(n) FROM d GROUP BY kind, dest, status HAVING sum(n) <> 0`))
+	return err
 }
 
 // Each calls fn for the leads created in [from, to), oldest first, with

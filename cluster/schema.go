@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"go.uber.org/zap"
 )
@@ -108,6 +109,69 @@ CREATE INDEX rate_slots_free ON {s}.rate_slots (account, next_free);
 CREATE INDEX deliveries_due_order ON {s}.deliveries (dest, due_at, lead_id) WHERE lease_token IS NULL AND due_at IS NOT NULL;
 DROP INDEX {s}.deliveries_due;
 `,
+	// 4: slot updates stay HOT (next_free is no longer indexed, and the
+	// pages keep room for the new versions), so a claim reads the
+	// account's few live slot rows instead of an index of dead ones; a
+	// forward's tombstone check reads an index, not the whole table.
+	`
+DROP INDEX {s}.rate_slots_free;
+ALTER TABLE {s}.rate_slots SET (fillfactor = 50);
+CREATE INDEX tombstones_lead ON {s}.tombstones (lead_id);
+`,
+	// 5: Stats reads counts, not the tables: every change of a lead's or a
+	// delivery's status appends its +1/-1 to counts (triggers, so every
+	// writer, cascades and older nodes included, keeps them exact), and
+	// Stats sums them, folding them into one row per count now and then.
+	`
+CREATE TABLE {s}.counts (
+	kind   text NOT NULL,
+	dest   text NOT NULL,
+	status text NOT NULL,
+	n      bigint NOT NULL
+);
+-- Inserts and deletes, of many rows at once: per statement.
+CREATE FUNCTION {s}.count_rows() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+	IF TG_TABLE_NAME = 'leads' AND TG_OP = 'INSERT' THEN
+		INSERT INTO {s}.counts (kind, dest, status, n) SELECT 'lead', '', status, count(*) FROM new_rows GROUP BY status;
+	ELSIF TG_TABLE_NAME = 'leads' THEN
+		INSERT INTO {s}.counts (kind, dest, status, n) SELECT 'lead', '', status, -count(*) FROM old_rows GROUP BY status;
+	ELSIF TG_OP = 'INSERT' THEN
+		INSERT INTO {s}.counts (kind, dest, status, n) SELECT 'delivery', dest, status, count(*) FROM new_rows GROUP BY dest, status;
+	ELSE
+		INSERT INTO {s}.counts (kind, dest, status, n) SELECT 'delivery', dest, status, -count(*) FROM old_rows GROUP BY dest, status;
+	END IF;
+	RETURN NULL;
+END $f$;
+-- A status change: per row, only when status changes.
+CREATE FUNCTION {s}.count_lead_status() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+	INSERT INTO {s}.counts (kind, dest, status, n) VALUES ('lead', '', OLD.status, -1), ('lead', '', NEW.status, 1);
+	RETURN NULL;
+END $f$;
+CREATE FUNCTION {s}.count_delivery_status() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+	INSERT INTO {s}.counts (kind, dest, status, n) VALUES ('delivery', OLD.dest, OLD.status, -1), ('delivery', NEW.dest, NEW.status, 1);
+	RETURN NULL;
+END $f$;
+` + countTriggers("leads", "count_lead_status") + countTriggers("deliveries", "count_delivery_status") + `
+-- The triggers hold writes to both tables until this commits: the counts
+-- start exact.
+INSERT INTO {s}.counts (kind, dest, status, n) SELECT 'lead', '', status, count(*) FROM {s}.leads GROUP BY status;
+INSERT INTO {s}.counts (kind, dest, status, n) SELECT 'delivery', dest, status, count(*) FROM {s}.deliveries GROUP BY dest, status;
+`,
+}
+
+// countTriggers keeps table's counts (schema version 5): per statement for
+// inserts and deletes, per row for a change of status.
+func countTriggers(table, statusFn string) string {
+	return strings.NewReplacer("{t}", table, "{f}", statusFn).Replace(`
+CREATE TRIGGER counts_added AFTER INSERT ON {s}.{t} REFERENCING NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION {s}.count_rows();
+CREATE TRIGGER counts_removed AFTER DELETE ON {s}.{t} REFERENCING OLD TABLE AS old_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION {s}.count_rows();
+CREATE TRIGGER counts_status AFTER UPDATE OF status ON {s}.{t}
+	FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION {s}.{f}();`)
 }
 
 // SchemaVersion is the schema version this build migrates to.

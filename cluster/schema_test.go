@@ -11,6 +11,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
+
+	"github.com/leadproxy/leadproxy/lead"
+	"github.com/leadproxy/leadproxy/queue"
 )
 
 // Five nodes starting at once on an empty database: each migration runs
@@ -160,4 +163,70 @@ func connect(t *testing.T, dsn string) *pgx.Conn {
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
+}
+
+// A fleet on schema version 3 upgrades when a new node starts: its leads,
+// forwards and rate slots are kept, rate_slots_free is gone (slot updates
+// may be HOT), the slot table keeps room on its pages, tombstones are
+// indexed by lead, the counts start from the rows there are, and the old
+// rows are claimed and delivered at the account's rate.
+func TestUpgradeFromVersion3(t *testing.T) {
+	dsn := newDB(t)
+	SchemaVersion = 3
+	old := node(t, dsn, "old")
+	SchemaVersion = len(migrations)
+	ls := []*lead.Lead{newLead(), newLead(), newLead()}
+	for _, l := range ls {
+		forward(t, old, l, "crm")
+	}
+	// The old node writes its account's slots, and is gone.
+	old.Configure(queue.EngineConfig{Senders: map[string]lead.Sender{"crm": senderFunc(func(context.Context, *lead.Lead) (string, error) {
+		return "", errors.New("the old node never sends")
+	})}, Rates: map[string]queue.Rate{"crm": {N: 2, Per: time.Second}}}, nil)
+	conn := connect(t, dsn)
+	ctx := context.Background()
+	var slots int
+	for slots < 2 {
+		old.eng.dispatch() // writes the rates
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM leadproxy.rate_slots").Scan(&slots); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old.Close()
+
+	crm, rec := &fakeCRM{}, &recorder{}
+	c := node(t, dsn, "new")
+	var version int
+	var options []string
+	if err := conn.QueryRow(ctx, "SELECT max(version) FROM leadproxy.schema_migrations").Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	if version != SchemaVersion {
+		t.Fatalf("schema version %d after the upgrade; want %d", version, SchemaVersion)
+	}
+	statsExact(t, c) // the counts start from the rows the old version wrote
+	rows, _ := conn.Query(ctx, "SELECT indexname FROM pg_indexes WHERE schemaname = 'leadproxy' AND tablename IN ('rate_slots', 'tombstones') ORDER BY 1")
+	if indexes, err := pgx.CollectRows(rows, pgx.RowTo[string]); err != nil || strings.Join(indexes, ",") != "rate_slots_pkey,tombstones_lead,tombstones_pkey" {
+		t.Fatalf("indexes after the upgrade: %v %v", indexes, err)
+	}
+	if err := conn.QueryRow(ctx, "SELECT coalesce(reloptions, '{}') FROM pg_class WHERE oid = 'leadproxy.rate_slots'::regclass").Scan(&options); err != nil || strings.Join(options, ",") != "fillfactor=50" {
+		t.Fatalf("rate_slots options: %v %v", options, err)
+	}
+	engineOn(c, crm, rec, queue.EngineConfig{Rates: map[string]queue.Rate{"crm": {N: 2, Per: time.Second}}}, nil, "crm")
+	rec.until(t, "the old leads delivered", func() bool {
+		return rec.count(func(r recorded) bool { return r.status == lead.StatusDelivered }) == len(ls)
+	})
+	for _, l := range ls {
+		if got := get(t, c, l.ID); got.Status() != lead.StatusDelivered || len(got.Deliveries) != 1 {
+			t.Fatalf("lead %s after the upgrade: %+v", l.ID, got.Deliveries)
+		}
+	}
+	statsExact(t, c)
+	var at []time.Time
+	for _, s := range crm.all() {
+		at = append(at, s.at)
+	}
+	if most, from := maxInWindow(at, time.Second); most > 2 {
+		t.Fatalf("%d sends in the second from %v; the rate is 2/1s", most, from)
+	}
 }

@@ -507,6 +507,13 @@ type pooledStore struct {
 	inflight int
 	closed   bool
 	idle     chan struct{} // signalled when inflight drops to 0
+
+	// When the last capture started (cluster_pace.go), and the clock and
+	// timer the forwarder's pacing uses (tests set them; nil: time's).
+	lastCapture atomic.Int64
+	prevCapture atomic.Int64 // the one before
+	paceNow     func() time.Time
+	paceAfter   func(time.Duration) <-chan time.Time
 }
 
 // captureDrain bounds how long closing the store waits for form posts in
@@ -521,6 +528,7 @@ func (p *pooledStore) hold() (release func()) {
 	if p.closed {
 		return func() {}
 	}
+	p.noteCapture()
 	p.inflight++
 	return func() {
 		p.mu.Lock()

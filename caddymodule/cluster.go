@@ -136,6 +136,9 @@ func (f *forwarder) Send(ctx context.Context, l *lead.Lead) (string, error) {
 			return "", err
 		}
 	}
+	if err := f.p.paceForward(ctx); err != nil {
+		return "", &lead.SendError{Msg: "the forward was cut short while it waited for captures to pause", Err: err}
+	}
 	ctx, end := startForwardSpan(ctx, f.dest, l)
 	id, _, err := f.p.fleet.Forward(ctx, l, f.dest, done)
 	end(err)

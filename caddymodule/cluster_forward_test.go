@@ -64,6 +64,14 @@ func (f *fakeFleet) Forward(_ context.Context, l *lead.Lead, dest string, done *
 	}
 	return l.ID, false, nil
 }
+
+// forwardCalls is how many forwards reached the fleet.
+func (f *fakeFleet) forwardCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
 func (f *fakeFleet) forwarded(id, dest string) (done *fallbackDone, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -364,5 +372,72 @@ func TestClusterForwardsOfABurstWaitTogether(t *testing.T) {
 	waitFor(t, "every direct delivery", 30*time.Second, func() bool { return crm.n.Load() == leads })
 	if most := crm.most.Load(); most > queue.DefaultConcurrency {
 		t.Fatalf("%d direct deliveries to one destination at once; want at most %d", most, queue.DefaultConcurrency)
+	}
+}
+
+// TestClusterForwardYieldsToCaptures: a forward waits, while captures
+// arrive fast, for the round's tick (the same for every forward then
+// waiting), and goes at once when no capture started within forwardQuiet
+// or captures come further apart than captureGap.
+func TestClusterForwardYieldsToCaptures(t *testing.T) {
+	fl := newFakeFleet()
+	dir := t.TempDir()
+	st, err := queue.Open(queue.Options{Dir: dir, Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Date(2026, 12, 3, 12, 0, 0, int(40*time.Millisecond), time.UTC)
+	var clockMu sync.Mutex
+	tick := make(chan time.Time)
+	waits := make(chan time.Duration, 8)
+	p := &pooledStore{dir: dir, store: st, logger: zaptest.NewLogger(t), fleet: fl,
+		fbDone: map[string]*fallbackDone{}, limiters: map[string]*nodeShare{},
+		paceNow:   func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now },
+		paceAfter: func(d time.Duration) <-chan time.Time { waits <- d; return tick }}
+	p.book = &fleetBook{fl: fl, local: st}
+	a := &App{senders: map[string]lead.Sender{"hook": &countingSender{}}, cluster: &resolvedCluster{},
+		backoff: queue.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}}
+	eng := queue.NewEngine(st, zaptest.NewLogger(t))
+	eng.Configure(a.forwardConfig(p))
+
+	p.hold()() // two captures at 12:00:00.040: they arrive fast
+	p.hold()()
+	for i := range 3 {
+		addLocal(t, p, 300+i)
+	}
+	eng.Start()
+	defer eng.Stop(context.Background())
+	waitFor(t, "three forwards waiting for the tick", 30*time.Second, func() bool { return len(waits) == 3 || fl.forwardCalls() > 0 })
+	if n := fl.forwardCalls(); n != 0 {
+		t.Fatalf("%d leads forwarded while captures arrive, before the tick", n)
+	}
+	for range 3 {
+		if d := <-waits; d != forwardRound-40*time.Millisecond {
+			t.Fatalf("a forward waits %v; want until the round's tick, %v", d, forwardRound-40*time.Millisecond)
+		}
+	}
+	close(tick)
+	waitFor(t, "the round's forwards", 30*time.Second, func() bool { return fl.forwardCalls() == 3 })
+
+	// Captures paused: no wait.
+	clockMu.Lock()
+	now = now.Add(forwardQuiet)
+	clockMu.Unlock()
+	addLocal(t, p, 310)
+	eng.Notify()
+	waitFor(t, "a forward after captures paused", 30*time.Second, func() bool { return fl.forwardCalls() == 4 })
+	// Captures at a site's pace (further apart than captureGap): no wait.
+	for range 2 {
+		clockMu.Lock()
+		now = now.Add(captureGap)
+		clockMu.Unlock()
+		p.hold()()
+	}
+	addLocal(t, p, 311)
+	eng.Notify()
+	waitFor(t, "a forward between captures at a site's pace", 30*time.Second, func() bool { return fl.forwardCalls() == 5 })
+	if len(waits) != 0 {
+		t.Fatalf("a forward waited %v while captures did not arrive fast", <-waits)
 	}
 }

@@ -19,6 +19,8 @@
 # connections spread over the nodes (one wrk per node). Deliveries per
 # second: leads delivered from the start of the load until the fleet's
 # queue (and every node's unforwarded count) is empty, over that time.
+# Then page views: a GET of a small HTML page on node 1 for DURATION (the
+# engine is off the request path, so cluster mode should not change it).
 #
 # All nodes share this machine's cores with PostgreSQL and wrk, so more
 # nodes do not mean more capacity here: what the ratios show is what the
@@ -27,6 +29,8 @@
 # Needs: go, wrk, curl, jq, PostgreSQL 13+ (initdb, pg_ctl in PATH or
 # /usr/lib/postgresql/*/bin).
 # Knobs (environment): DURATION=5s CONNS=48 THREADS=1 (per wrk) NODES="1 2 3"
+#   ROUNDS=1 (each round runs the base and every node count again, fresh
+#   stores and schemas; with more than one, the median ratios are printed)
 #   DRAIN_MAX=300 (seconds) PORT_BASE=18600 KEEP=1 (keep the work folder)
 #   PGSS=1: load pg_stat_statements and log each cluster mode's top
 #     statements by total time (also in <work>/<mode>/statements.txt)
@@ -41,6 +45,8 @@ DURATION=${DURATION:-5s}
 CONNS=${CONNS:-48}
 THREADS=${THREADS:-1}
 NODES=${NODES:-1 2 3}
+ROUNDS=${ROUNDS:-1}
+ROUND=0
 DRAIN_MAX=${DRAIN_MAX:-300}
 PORT_BASE=${PORT_BASE:-18600}
 SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
@@ -100,6 +106,10 @@ http://127.0.0.1:$UP {
 	handle /hook {
 		header Content-Type application/json
 		respond "{\"id\": \"deal-1\"}" 200
+	}
+	handle /page.html {
+		header Content-Type "text/html; charset=utf-8"
+		respond "<!DOCTYPE html><html lang=ru><head><meta charset=utf-8><title>Окна</title></head><body><form id=f method=post action=/lead><input name=phone></form></body></html>" 200
 	}
 	respond "thanks" 200
 }
@@ -223,7 +233,7 @@ mode() {
 	local outs=() wrks=() w
 	for i in $(seq 1 "$n"); do
 		outs+=("$WORK/$name/wrk.$i")
-		wrk -t"$THREADS" -c"$per" -d"$DURATION" -s bench/post.lua "${urls[$((i - 1))]}" -- $((i * 100000000)) >"$WORK/$name/wrk.$i" &
+		wrk -t"$THREADS" -c"$per" -d"$DURATION" -s bench/post.lua "${urls[$((i - 1))]}" -- $((i * 100000000 + ROUND * 10000000)) >"$WORK/$name/wrk.$i" &
 		wrks+=($!)
 	done
 	for w in "${wrks[@]}"; do wait "$w" || die "$name: wrk failed"; done
@@ -258,25 +268,48 @@ mode() {
 	local got
 	got=$(delivered)
 	[ "$got" -ge "$reqs" ] || die "$name: $reqs POSTs answered, $got delivered"
+	# Page views on node 1, the queue drained: what cluster mode costs a
+	# visitor's GET (nothing, if the engine is off the request path).
+	local v0 v1 vout vrps vn
+	v0=$(ticks "${pids[@]}")
+	vout=$(wrk -t1 -c8 -d"$DURATION" -H "Accept: text/html" "http://127.0.0.1:$((PORT_BASE + 10))/page.html")
+	v1=$(ticks "${pids[@]}")
+	read -r vrps vn < <(awk '/Requests\/sec/ { r = $2 } /requests in/ { n = $1 } END { print r + 0, n + 0 }' <<<"$vout")
+	grep -q "Non-2xx" <<<"$vout" && die "$name: non-2xx answers to page views"
 	for p in "${pids[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
 	awk -v rps="$rps" -v n="$reqs" -v ns=$((end_ns - start_ns)) -v t=$((t1 - t0)) -v pg=$((pg1 - pg0)) -v hz="$HZ" \
-		-v x=$((x1 - x0)) -v rows=$((r1 - r0)) \
-		'BEGIN { printf "%.0f %.0f %d %.0f %.0f %.1f %.0f\n", rps, n / (ns / 1e9), n, t * 1e6 / hz / n, pg * 1e6 / hz / n, x / n, rows / n }'
+		-v x=$((x1 - x0)) -v rows=$((r1 - r0)) -v vrps="$vrps" -v vn="$vn" -v vt=$((v1 - v0)) \
+		'BEGIN { printf "%.0f %.0f %d %.0f %.0f %.1f %.0f %.0f %.0f\n", rps, n / (ns / 1e9), n, t * 1e6 / hz / n, pg * 1e6 / hz / n, x / n, rows / n, vrps, (vn > 0 ? vt * 1e6 / hz / vn : 0) }'
 }
 
-log "mode base: 1 node without cluster"
-read -r b_rps b_dps b_n b_cpu _ < <(mode base 1 "")
-log "base: $b_rps POSTs/s, $b_dps deliveries/s, $b_n leads, node CPU $b_cpu µs/lead"
 rows=()
-for n in $NODES; do
-	log "mode c$n: $n node(s) with cluster"
-	read -r rps dps cnt cpu pgcpu xpl rpl < <(mode "c$n" "$n" "bench_c$n")
-	log "c$n: $rps POSTs/s, $dps deliveries/s, $cnt leads, nodes' CPU $cpu µs/lead, PostgreSQL $pgcpu µs/lead, $xpl transactions and $rpl rows read per lead"
-	rows+=("| $n | $rps ($(awk -v a="$rps" -v b="$b_rps" 'BEGIN { printf "%.2f", a / b }')×) | $dps ($(awk -v a="$dps" -v b="$b_dps" 'BEGIN { printf "%.2f", a / b }')×) | $cpu (+$((cpu - b_cpu))) | $pgcpu | $xpl / $rpl |")
+: >"$WORK/ratios"
+for r in $(seq "$ROUNDS"); do
+	ROUND=$r sfx="" label=""
+	[ "$ROUNDS" = 1 ] || sfx="_r$r" label=" (round $r)"
+	log "mode base$sfx: 1 node without cluster"
+	read -r b_rps b_dps b_n b_cpu _ _ _ b_vrps b_vcpu < <(mode "base$sfx" 1 "")
+	log "base$sfx: $b_rps POSTs/s, $b_dps deliveries/s, $b_n leads, node CPU $b_cpu µs/lead"
+	rows+=("| 1, no cluster$label | $b_rps | $b_dps | $b_cpu | - | - | $b_vrps, $b_vcpu µs |")
+	for n in $NODES; do
+		log "mode c$n$sfx: $n node(s) with cluster"
+		read -r rps dps cnt cpu pgcpu xpl rpl vrps vcpu < <(mode "c$n$sfx" "$n" "bench_c$n$sfx")
+		log "c$n$sfx: $rps POSTs/s, $dps deliveries/s, $cnt leads, nodes' CPU $cpu µs/lead, PostgreSQL $pgcpu µs/lead, $xpl transactions and $rpl rows read per lead"
+		rows+=("| $n$label | $rps ($(awk -v a="$rps" -v b="$b_rps" 'BEGIN { printf "%.2f", a / b }')×) | $dps ($(awk -v a="$dps" -v b="$b_dps" 'BEGIN { printf "%.2f", a / b }')×) | $cpu (+$((cpu - b_cpu))) | $pgcpu | $xpl / $rpl | $vrps ($(awk -v a="$vrps" -v b="$b_vrps" 'BEGIN { printf "%.2f", a / b }')×), $vcpu µs |")
+		echo "$n $(awk -v a="$rps" -v b="$b_rps" 'BEGIN { print a / b }') $(awk -v a="$vrps" -v b="$b_vrps" 'BEGIN { print a / b }') $(awk -v a="$vcpu" -v b="$b_vcpu" 'BEGIN { print (b > 0 ? a / b : 0) }')" >>"$WORK/ratios"
+	done
 done
-echo "| nodes | captured POSTs/s (× one node without cluster) | deliveries/s (×) | nodes' CPU µs per lead (+ over without cluster) | PostgreSQL CPU µs per lead | PostgreSQL transactions / rows read per lead |"
-echo "|---|---|---|---|---|---|"
-echo "| 1, no cluster | $b_rps | $b_dps | $b_cpu | - | - |"
+echo "| nodes | captured POSTs/s (× one node without cluster) | deliveries/s (×) | nodes' CPU µs per lead (+ over without cluster) | PostgreSQL CPU µs per lead | PostgreSQL transactions / rows read per lead | page views/s on node 1 (×), nodes' CPU per view |"
+echo "|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
+if [ "$ROUNDS" -gt 1 ]; then
+	echo
+	for n in $NODES; do
+		awk -v n="$n" '$1 == n { c[++k] = $2; v[k] = $3; u[k] = $4 }
+			function med(a, k,   i, j, t) { for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+				return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2 }
+			END { printf "%d node(s), median of %d rounds (each against its own round'"'"'s base): capture %.2f×, page views %.2f×, CPU per page view %.2f×\n", n, k, med(c, k), med(v, k), med(u, k) }' "$WORK/ratios"
+	done
+fi
 echo
-echo "wrk -t$THREADS, $CONNS connections over the nodes, $DURATION per mode, unique phone per POST, one webhook destination at 1000/1s; load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs"
+echo "wrk -t$THREADS, $CONNS connections over the nodes, $DURATION per mode, unique phone per POST, one webhook destination at 1000/1s; page views: wrk -t1 -c8 -d$DURATION GET of a small HTML page (injected) on node 1 once the queue drained; load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs"

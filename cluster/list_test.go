@@ -316,7 +316,13 @@ func TestRetentionErasesFinishedLeadsOnly(t *testing.T) {
 	}
 	get(t, b, waiting.ID)
 	get(t, b, recent.ID)
-	// Retention folded the counts: one row per count.
+	// A retention round folds the counts: one row per count. (Of the two
+	// rounds at once above, one may fold while the other's erasure is not
+	// yet committed, and the other then skip folding: the next round
+	// folds what that left.)
+	if err := a.call(ctx, "retention", a.retain); err != nil {
+		t.Fatal(err)
+	}
 	var rows, distinct int
 	if err := a.pool.QueryRow(ctx, "SELECT count(*), count(DISTINCT (kind, dest, status)) FROM leadproxy.counts").Scan(&rows, &distinct); err != nil {
 		t.Fatal(err)

@@ -95,7 +95,7 @@ func (a *App) forwardConfig(p *pooledStore) queue.EngineConfig {
 		cfg.Backoff = queue.Backoff{Min: forwardBackoffMin, Max: forwardBackoffMax}
 	}
 	// An account's fallback rate is its strictest destination's, as in the
-	// cluster engine.
+	// cluster engine (queue.Rate.Stricter).
 	rates := map[string]queue.Rate{}
 	for name, s := range a.senders {
 		r, ok := s.(lead.Rated)
@@ -104,7 +104,7 @@ func (a *App) forwardConfig(p *pooledStore) queue.EngineConfig {
 		}
 		var rate queue.Rate
 		rate.N, rate.Per = r.DefaultRate()
-		if old, seen := rates[accounts[name]]; !seen || stricterRate(rate, old) {
+		if old, seen := rates[accounts[name]]; !seen || rate.Stricter(old) {
 			rates[accounts[name]] = rate
 		}
 	}
@@ -115,19 +115,6 @@ func (a *App) forwardConfig(p *pooledStore) queue.EngineConfig {
 		cfg.Senders[name] = f
 	}
 	return cfg
-}
-
-// stricterRate reports whether a allows fewer requests over time than b;
-// an unlimited rate is the least strict (cluster's own rule, unexported
-// there).
-func stricterRate(a, b queue.Rate) bool {
-	switch {
-	case !a.Limited():
-		return false
-	case !b.Limited():
-		return true
-	}
-	return float64(a.N)/a.Per.Seconds() < float64(b.N)/b.Per.Seconds()
 }
 
 // clusterStats is the cluster part of /leadproxy/stats.

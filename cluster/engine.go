@@ -108,7 +108,7 @@ func (c *Cluster) Configure(cfg queue.EngineConfig, accounts map[string]string) 
 			account = name
 		}
 		rate := slotted(cfg.RateOf(name, snd))
-		if r, seen := acc[account]; !seen || stricter(rate, r) {
+		if r, seen := acc[account]; !seen || rate.Stricter(r) {
 			acc[account] = rate
 		}
 		d := e.dests[name]
@@ -140,18 +140,6 @@ func slotted(r queue.Rate) queue.Rate {
 	}
 	k := (r.N + maxSlots - 1) / maxSlots
 	return queue.Rate{N: r.N / k, Per: (r.Per + time.Duration(k) - 1) / time.Duration(k)}
-}
-
-// stricter tells whether rate a lets fewer sends through than b.
-func stricter(a, b queue.Rate) bool {
-	switch {
-	case !a.Limited():
-		return false
-	case !b.Limited():
-		return true
-	}
-	x, y := int64(a.N)*int64(b.Per), int64(b.N)*int64(a.Per) // a.N/a.Per vs b.N/b.Per
-	return x < y || (x == y && a.N < b.N)
 }
 
 // Start starts this node's dispatcher; idempotent.

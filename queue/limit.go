@@ -15,6 +15,22 @@ type Rate struct {
 // Limited tells whether r limits anything (N and Per set).
 func (r Rate) Limited() bool { return r.N > 0 && r.Per > 0 }
 
+// Stricter reports whether r lets fewer sends through over time than b:
+// an unlimited rate is the least strict, and of two equal ones the one
+// with the smaller burst. (Where several destinations share one CRM
+// account, the strictest of their rates applies: the cluster engine and
+// a node's fallback pick it so.)
+func (r Rate) Stricter(b Rate) bool {
+	switch {
+	case !r.Limited():
+		return false
+	case !b.Limited():
+		return true
+	}
+	x, y := int64(r.N)*int64(b.Per), int64(b.N)*int64(r.Per) // r.N/r.Per vs b.N/b.Per
+	return x < y || (x == y && r.N < b.N)
+}
+
 // window is a token bucket of N tokens where each token comes back Per
 // after the send that used it started. Unlike a refilling bucket with a
 // burst of N (which lets 2N through in some windows), no window of length

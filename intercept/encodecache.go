@@ -248,17 +248,7 @@ func writeJoined(w io.Writer, parts ...[]byte) error {
 		}
 		return nil
 	}
-	bp := spliceBufs.Get().(*[]byte)
-	buf := (*bp)[:0]
-	for _, b := range parts {
-		buf = append(buf, b...)
-	}
-	_, err := w.Write(buf)
-	if cap(buf) <= pooledBufMax { // the pool's buffers start at 64 KiB
-		*bp = buf[:0]
-		spliceBufs.Put(bp)
-	}
-	return err
+	return writeConcat(w, parts...)
 }
 
 const joinMax = 64 << 10

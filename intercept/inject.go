@@ -625,9 +625,17 @@ func (iw *injector) injectTag(tag, data, tail []byte, atEOF bool) error {
 		_, err := iw.out.Write(tail)
 		return err
 	}
+	return writeConcat(iw.out, data[:ins], tag, data[ins:])
+}
+
+// writeConcat writes parts as one Write, copied into a pooled buffer.
+func writeConcat(w io.Writer, parts ...[]byte) error {
 	bp := spliceBufs.Get().(*[]byte)
-	buf := append(append(append((*bp)[:0], data[:ins]...), tag...), data[ins:]...)
-	_, err := iw.out.Write(buf)
+	buf := (*bp)[:0]
+	for _, b := range parts {
+		buf = append(buf, b...)
+	}
+	_, err := w.Write(buf)
 	if cap(buf) <= pooledBufMax {
 		*bp = buf[:0]
 		spliceBufs.Put(bp)

@@ -592,10 +592,25 @@ for m in "${MEASURE[@]}"; do
 	MET[$m]="0 0 0 0"
 	for t in $(mtargets "$m"); do : >"$WORK/rps.$m.$t" && : >"$WORK/cpu.$m.$t"; done
 done
+# record measurement target round requests req/s non-2xx ticks [note]: one
+# wrk run's req/s and CPU per request, into the files the tables read.
+record() {
+	local m=$1 t=$2 round=$3 n=$4 r=$5 bad=$6 ticks=$7 cpu
+	[ "$bad" = 0 ] || die "$t: $bad non-2xx answers to $(murl "$m" "$t")"
+	cpu=$(awk -v c="$ticks" -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.1f", (n > 0 ? 1e6 * c / hz / n : 0) }')
+	echo "$r" >>"$WORK/rps.$m.$t"
+	echo "$cpu" >>"$WORK/cpu.$m.$t"
+	log "round $round $m $t${8:-}: $r req/s, $cpu µs CPU/request"
+}
+# leadproxy's counters (MET) gain what changed since before.
+count_since() { # measurement before
+	MET[$1]=$(echo "${MET[$1]} $2 $(lp_counts)" |
+		awk '{ for (k = 1; k <= 4; k++) printf "%d ", $k + $(k + 8) - $(k + 4) }')
+}
 # TOGETHER=1: a page shape's two servers under load at once, one wrk each;
 # each one's CPU ticks over the same seconds.
 together() { # measurement round
-	local m=$1 round=$2 a=$HTML_ACCEPT ae=$BROWSER_AE t before c0 c1 n r bad
+	local m=$1 round=$2 a=$HTML_ACCEPT ae=$BROWSER_AE t before c1 n r bad
 	local -A w0 pid_w
 	if [ "$round" = 1 ]; then
 		for t in caddy leadproxy; do wrk_run "$(murl "$m" "$t")" "$a" 1s "$ae" >/dev/null & pid_w[$t]=$!; done
@@ -608,16 +623,11 @@ together() { # measurement round
 		pid_w[$t]=$!
 	done
 	wait "${pid_w[caddy]}" "${pid_w[leadproxy]}"
-	MET[$m]=$(echo "${MET[$m]} $before $(lp_counts)" |
-		awk '{ for (k = 1; k <= 4; k++) printf "%d ", $k + $(k + 8) - $(k + 4) }')
+	count_since "$m" "$before"
 	for t in caddy leadproxy; do
 		c1=$(tree_ticks "$(pid_of "$t")")
 		read -r n r bad <"$WORK/wrk.$t"
-		[ "$bad" = 0 ] || die "$t: $bad non-2xx answers to $(murl "$m" "$t")"
-		cpu=$(awk -v c=$((c1 - w0[$t])) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.1f", (n > 0 ? 1e6 * c / hz / n : 0) }')
-		echo "$r" >>"$WORK/rps.$m.$t"
-		echo "$cpu" >>"$WORK/cpu.$m.$t"
-		log "round $round $m $t (together): $r req/s, $cpu µs CPU/request"
+		record "$m" "$t" "$round" "$n" "$r" "$bad" $((c1 - w0[$t])) " (together)"
 	done
 }
 for round in $(seq "$ROUNDS"); do
@@ -640,15 +650,8 @@ for round in $(seq "$ROUNDS"); do
 			out=$(wrk_run "$u" "$a" "$DURATION" "$ae")
 			c1=$(tree_ticks "$(pid_of "$t")")
 			read -r n r bad <<<"$out"
-			[ "$bad" = 0 ] || die "$t: $bad non-2xx answers to $u"
-			if [ "$t" = leadproxy ]; then
-				MET[$m]=$(echo "${MET[$m]} $before $(lp_counts)" |
-					awk '{ for (k = 1; k <= 4; k++) printf "%d ", $k + $(k + 8) - $(k + 4) }')
-			fi
-			cpu=$(awk -v c=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.1f", (n > 0 ? 1e6 * c / hz / n : 0) }')
-			echo "$r" >>"$WORK/rps.$m.$t"
-			echo "$cpu" >>"$WORK/cpu.$m.$t"
-			log "round $round $m $t: $r req/s, $cpu µs CPU/request"
+			[ "$t" = leadproxy ] && count_since "$m" "$before"
+			record "$m" "$t" "$round" "$n" "$r" "$bad" $((c1 - c0))
 		done
 	done
 done

@@ -43,6 +43,9 @@ type engine struct {
 	// onRecord, if set (tests), is called when an attempt's outcome is
 	// written (status "" when the lease was lost) or given up.
 	onRecord func(cl *claim, lost bool, status string, err error)
+	// replyLost, if set (tests), turns a record's committed write into the
+	// error a connection that broke before its reply gives.
+	replyLost func() bool
 }
 
 type destination struct {
@@ -615,6 +618,9 @@ func (e *engine) recordOnce(cl *claim, started time.Time, crmID string, sendErr 
 				return nil
 			})
 		})
+		if err == nil && e.replyLost != nil && e.replyLost() {
+			err = errReplyLost
+		}
 		if err != nil || held {
 			return false, status, attempts, err
 		}
@@ -629,9 +635,11 @@ func (e *engine) recordOnce(cl *claim, started time.Time, crmID string, sendErr 
 			var err error
 			rb := &pgx.Batch{}
 			rb.Queue("BEGIN")
-			rb.Queue(c.q(`SELECT attempts, since, history FROM {s}.deliveries
-WHERE lead_id = $1 AND dest = $2 AND lease_token = $3 FOR UPDATE`), cl.id, cl.dest, cl.token).QueryRow(func(row pgx.Row) error {
-				err = row.Scan(&attempts, &since, &hist)
+			var token *int64
+			var rowStatus string
+			rb.Queue(c.q(`SELECT attempts, since, history, lease_token, status FROM {s}.deliveries
+WHERE lead_id = $1 AND dest = $2 FOR UPDATE`), cl.id, cl.dest).QueryRow(func(row pgx.Row) error {
+				err = row.Scan(&attempts, &since, &hist, &token, &rowStatus)
 				return noRows(err)
 			})
 			if berr := w.tx.SendBatch(ctx, rb).Close(); berr != nil {
@@ -639,13 +647,20 @@ WHERE lead_id = $1 AND dest = $2 AND lease_token = $3 FOR UPDATE`), cl.id, cl.de
 			}
 			b := w.b // sent with the COMMIT
 			switch {
-			case errors.Is(err, pgx.ErrNoRows):
-				lost = true
-			case err != nil:
+			case err != nil && !errors.Is(err, pgx.ErrNoRows):
 				return err
-			default:
+			case err == nil && token != nil && *token == cl.token:
 				status, attempts = e.queueOutcome(b, cl, attempts, since, hist, started, crmID, sendErr, cfg, "")
 				b.Queue(c.q(statusSQL), cl.id)
+			case err == nil && recordedBy(hist, cl.token):
+				// An earlier try of this record committed, and only its
+				// reply was lost: the outcome is written, once.
+				status = rowStatus
+				return nil
+			default:
+				// Erased, or leased again since: another node's attempt
+				// owns the row.
+				lost, attempts = true, 0
 			}
 			// The slot and the pause, whether or not the lease still held:
 			// the request went out either way.
@@ -668,7 +683,7 @@ func (e *engine) queueOutcome(b *pgx.Batch, cl *claim, attempts int, since time.
 	var h []history
 	_ = json.Unmarshal(hist, &h)
 	h = append(h, history{At: started.UnixMilli(), TookMs: now.Sub(started).Milliseconds(),
-		Outcome: queue.AttemptOutcome(status), HTTP: lead.HTTPStatusOf(sendErr), CRMID: crmID})
+		Outcome: queue.AttemptOutcome(status), HTTP: lead.HTTPStatusOf(sendErr), CRMID: crmID, Token: cl.token})
 	if len(h) > queue.MaxHistory {
 		h = h[len(h)-queue.MaxHistory:]
 	}
@@ -686,6 +701,24 @@ func (e *engine) queueOutcome(b *pgx.Batch, cl *claim, attempts int, since time.
 	lease_token = NULL, lease_until = NULL, lease_node = NULL, history = $8
 WHERE lead_id = $1 AND dest = $2`+where), append([]any{cl.id, cl.dest, status, attempts, due, lastErr, crmID, hb}, args...)...)
 	return status, attempts
+}
+
+// errReplyLost is what replyLost makes of a committed record.
+var errReplyLost = errors.New("unexpected EOF (the reply was lost)")
+
+// recordedBy reports whether the stored history hist holds the attempt
+// that ran under the fencing token.
+func recordedBy(hist []byte, token int64) bool {
+	var h []history
+	if json.Unmarshal(hist, &h) != nil {
+		return false
+	}
+	for _, a := range h {
+		if a.Token == token {
+			return true
+		}
+	}
+	return false
 }
 
 // runBatch sends the queued statements in one round trip and returns the

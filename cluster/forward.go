@@ -370,6 +370,10 @@ type history struct {
 	Outcome string `json:"outcome"`
 	HTTP    int    `json:"http,omitempty"`
 	CRMID   string `json:"crm_id,omitempty"`
+	// Token is the fencing token of the lease the attempt ran under: a
+	// record retried after its first COMMIT's reply was lost finds its
+	// own write by it. Forwards' entries have none.
+	Token int64 `json:"token,omitempty"`
 }
 
 // newDeliveryStatus is the status of a delivery a forward adds.

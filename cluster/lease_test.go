@@ -372,3 +372,38 @@ func TestRetryDuringAnAttemptRestartsRetryFor(t *testing.T) {
 		t.Fatalf("delivery %+v", d)
 	}
 }
+
+// A record whose COMMIT the server applied but whose reply never came
+// (the connection broke in between) is tried again, finds its own write
+// by the fencing token in the history, and neither writes it twice nor
+// calls the delivery lost.
+func TestRecordRetriedAfterLostReply(t *testing.T) {
+	dsn := newDB(t)
+	a := node(t, dsn, "a")
+	var once sync.Once
+	lostOne := false
+	a.eng.replyLost = func() bool {
+		hit := false
+		once.Do(func() { hit, lostOne = true, true })
+		return hit
+	}
+	crm := &fakeCRM{}
+	rec := &recorder{}
+	engineOn(a, crm, rec, queue.EngineConfig{}, nil, "crm")
+	l := newLead()
+	forward(t, a, l, "crm")
+	rec.until(t, "the attempt recorded", func() bool { return rec.count(nil) >= 1 })
+	if !lostOne {
+		t.Fatal("no reply was lost")
+	}
+	rec.mu.Lock()
+	r := rec.outs[0]
+	rec.mu.Unlock()
+	if r.lost || r.err != nil || r.status != lead.StatusDelivered {
+		t.Fatalf("record: %+v; want delivered, not lost", r)
+	}
+	d := get(t, a, l.ID).Deliveries[0]
+	if d.Status != lead.StatusDelivered || d.Attempts != 1 || len(d.History) != 1 || crm.count() != 1 {
+		t.Fatalf("delivery %+v after %d requests; want delivered once, one attempt recorded", d, crm.count())
+	}
+}

@@ -39,13 +39,14 @@ type engine struct {
 	attempts sync.WaitGroup
 	dead     atomic.Bool // kill(): a crashed node records nothing
 	nextReap time.Time   // the dispatcher's own
+	strays   bool        // the dispatcher's own: a claim failed, and may have leased rows
 
 	// onRecord, if set (tests), is called when an attempt's outcome is
 	// written (status "" when the lease was lost) or given up.
 	onRecord func(cl *claim, lost bool, status string, err error)
-	// replyLost, if set (tests), turns a record's committed write into the
-	// error a connection that broke before its reply gives.
-	replyLost func() bool
+	// replyLost, if set (tests), turns a committed claim or record (op)
+	// into the error a connection that broke before its reply gives.
+	replyLost func(op string) bool
 }
 
 type destination struct {
@@ -298,6 +299,22 @@ func (e *engine) dispatch() time.Duration {
 	} else {
 		next = min(next, time.Until(e.nextReap))
 	}
+	if e.strays {
+		// Every claim this process holds is in flight (dispatch alone
+		// claims, and launches before it returns): any other lease under
+		// this node's name is a failed claim's.
+		e.mu.Lock()
+		keep := make([]int64, 0, len(e.inflight))
+		for token := range e.inflight {
+			keep = append(keep, token)
+		}
+		e.mu.Unlock()
+		if err := c.call(ctx, "release", func(ctx context.Context) error { return c.releaseOwnLeases(ctx, keep) }); err != nil {
+			e.logErr("returning a failed claim's leases failed", err)
+			return min(poll, time.Second)
+		}
+		e.strays = false
+	}
 	for _, w := range wants {
 		claims, wait, err := e.claim(ctx, w.dest, w.account, w.n, w.limited)
 		if err != nil {
@@ -496,11 +513,18 @@ SELECT d.lease_token, l.body, d.attempts, d.since, d.history FROM d JOIN {s}.lea
 			return nil
 		})
 	})
-	if err != nil {
-		claims = nil // not committed: nothing is leased
+	if err == nil && e.replyLost != nil && e.replyLost("claim") {
+		err = errReplyLost
 	}
 	if errors.Is(err, errNothing) {
 		return nil, wait, nil
+	}
+	if err != nil {
+		// Most likely not committed, but a COMMIT whose reply was lost
+		// leased rows no attempt holds: the next dispatch returns them
+		// (releaseOwnLeases) rather than leave them to expire.
+		claims = nil
+		e.strays = true
 	}
 	return claims, wait, err
 }
@@ -618,7 +642,7 @@ func (e *engine) recordOnce(cl *claim, started time.Time, crmID string, sendErr 
 				return nil
 			})
 		})
-		if err == nil && e.replyLost != nil && e.replyLost() {
+		if err == nil && e.replyLost != nil && e.replyLost("record") {
 			err = errReplyLost
 		}
 		if err != nil || held {

@@ -382,9 +382,11 @@ func TestRecordRetriedAfterLostReply(t *testing.T) {
 	a := node(t, dsn, "a")
 	var once sync.Once
 	lostOne := false
-	a.eng.replyLost = func() bool {
+	a.eng.replyLost = func(op string) bool {
 		hit := false
-		once.Do(func() { hit, lostOne = true, true })
+		if op == "record" {
+			once.Do(func() { hit, lostOne = true, true })
+		}
 		return hit
 	}
 	crm := &fakeCRM{}
@@ -405,5 +407,59 @@ func TestRecordRetriedAfterLostReply(t *testing.T) {
 	d := get(t, a, l.ID).Deliveries[0]
 	if d.Status != lead.StatusDelivered || d.Attempts != 1 || len(d.History) != 1 || crm.count() != 1 {
 		t.Fatalf("delivery %+v after %d requests; want delivered once, one attempt recorded", d, crm.count())
+	}
+}
+
+// A claim whose COMMIT the server applied but whose reply never came
+// leased a row no attempt holds. The next dispatch returns it to the
+// queue at once, rather than after the lease (here an hour), and the
+// lead is delivered once; a claim in flight meanwhile keeps its lease.
+func TestClaimAfterLostReply(t *testing.T) {
+	dsn := newDB(t)
+	a := node(t, dsn, "a", func(_ *Config, tm *timing) { tm.leaseFor = time.Hour })
+	var mu sync.Mutex
+	armed, lost := false, 0
+	a.eng.replyLost = func(op string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if op == "claim" && armed && lost == 0 {
+			lost++
+			return true
+		}
+		return false
+	}
+	hung := newStuck("crm-slow")
+	crm := &fakeCRM{}
+	rec := &recorder{}
+	engineOn(a, crm, rec, queue.EngineConfig{Senders: map[string]lead.Sender{"slow": hung}}, nil, "crm")
+	slow := newLead()
+	forward(t, a, slow, "slow")
+	hung.waitEntered(t)
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	l := newLead()
+	forward(t, a, l, "crm")
+	rec.until(t, "the lead delivered", func() bool { return rec.count(nil) >= 1 })
+	mu.Lock()
+	if lost != 1 {
+		t.Fatalf("%d claim replies lost; want 1", lost)
+	}
+	mu.Unlock()
+	d := get(t, a, l.ID).Deliveries[0]
+	if d.Status != lead.StatusDelivered || d.Attempts != 1 || crm.count() != 1 {
+		t.Fatalf("delivery %+v after %d requests; want delivered once", d, crm.count())
+	}
+	var leased bool
+	if err := a.pool.QueryRow(context.Background(), a.q(`SELECT lease_token IS NOT NULL FROM {s}.deliveries WHERE lead_id = $1`), slow.ID).Scan(&leased); err != nil {
+		t.Fatal(err)
+	}
+	if !leased {
+		t.Fatal("the attempt in flight lost its lease to the failed claim's clean-up")
+	}
+	close(hung.release)
+	rec.until(t, "the slow lead delivered", func() bool { return rec.count(nil) >= 2 })
+	if d := get(t, a, slow.ID).Deliveries[0]; d.Status != lead.StatusDelivered || d.Attempts != 1 {
+		t.Fatalf("slow delivery %+v; want delivered by its one attempt", d)
 	}
 }

@@ -67,7 +67,7 @@ ON CONFLICT (name) DO UPDATE SET last_seen = clock_timestamp(), unforwarded = $2
 		return err
 	}
 	if first {
-		if err := c.releaseOwnLeases(ctx); err != nil {
+		if err := c.releaseOwnLeases(ctx, nil); err != nil {
 			return err
 		}
 	}
@@ -197,26 +197,31 @@ func (c *Cluster) listenOnce() (connected bool, err error) {
 	}
 }
 
-// releaseOwnLeases runs once per Open, at registration: leases still held
-// under this node's name belong to a process of this node that died
-// (kill -9, power loss) with attempts in flight, since one process runs
-// per node name. They are returned to the queue now, with their rate
-// slots (free Per from now: their requests, if sent, went out before),
-// instead of waiting out the lease (minutes). An attempt that reached
-// the CRM before the crash is sent again, as after any crash.
-// (Added by glue for the multi-process kill -9 test; core: keep or fold
-// into the reaper as you see fit.)
-func (c *Cluster) releaseOwnLeases(ctx context.Context) error {
+// releaseOwnLeases returns to the queue the leases held under this node's
+// name except keep's tokens, with their rate slots (free Per from now:
+// their requests, if sent, went out before), instead of waiting out the
+// lease (minutes). One process runs per node name, so such a lease is
+// one no attempt of this process holds:
+//   - at registration (keep nil), a previous process's, that died (kill
+//     -9, power loss) with attempts in flight; an attempt that reached
+//     the CRM before the crash is sent again, as after any crash;
+//   - after a claim failed (keep: the attempts in flight), the claim's
+//     own, when its COMMIT landed but the reply was lost.
+func (c *Cluster) releaseOwnLeases(ctx context.Context, keep []int64) error {
+	if keep == nil {
+		keep = []int64{} // NULL would match nothing
+	}
 	var n int64
 	err := c.pool.QueryRow(ctx, c.q(`WITH old AS (
-	SELECT lead_id, dest, lease_token FROM {s}.deliveries WHERE lease_node = $1 AND lease_token IS NOT NULL FOR UPDATE),
+	SELECT lead_id, dest, lease_token FROM {s}.deliveries WHERE lease_node = $1 AND lease_token IS NOT NULL
+		AND NOT lease_token = ANY ($2::bigint[]) FOR UPDATE),
 r AS (UPDATE {s}.deliveries d SET lease_token = NULL, lease_until = NULL, lease_node = NULL, due_at = clock_timestamp()
 	FROM old WHERE d.lead_id = old.lead_id AND d.dest = old.dest RETURNING 1),
 s AS (UPDATE {s}.rate_slots s SET next_free = greatest(clock_timestamp() + a.per, a.paused_until), holder = NULL
 	FROM {s}.rate_accounts a WHERE a.account = s.account AND s.holder IN (SELECT lease_token FROM old))
-SELECT count(*) FROM r`), c.cfg.Node).Scan(&n)
+SELECT count(*) FROM r`), c.cfg.Node, keep).Scan(&n)
 	if err == nil && n > 0 {
-		c.log.Info("leases left by this node's previous process returned to the queue", zap.Int64("count", n))
+		c.log.Info("leases no attempt of this process holds returned to the queue", zap.Int64("count", n))
 	}
 	return err
 }

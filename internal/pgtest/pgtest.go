@@ -88,8 +88,8 @@ func Start(t testing.TB) *Server {
 func Main(m *testing.M) { os.Exit(Run(m)) }
 
 // Run is Main without the exit, for a TestMain with cleanup of its own
-// after the tests (added by glue: caddymodule's TestMain removes the Caddy
-// binary it built).
+// after the tests (caddymodule's TestMain removes the Caddy binary it
+// built).
 func Run(m *testing.M) int {
 	code := m.Run()
 	sharedMu.Lock()

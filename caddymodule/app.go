@@ -196,6 +196,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
+	// Refused here, not only in Start: Caddy starts a config's apps in no
+	// set order, and a listener the HTTP app opened before this app's
+	// Start failed closes with the connections it was about to accept.
+	if p := openStore(a.dir); p != nil && p.clusterKey != a.cluster.key() {
+		return a.errClusterChange()
+	}
 	a.senders = map[string]lead.Sender{}
 	if a.DestinationsRaw != nil {
 		mods, err := ctx.LoadModule(a, "DestinationsRaw")
@@ -296,7 +302,7 @@ func (a *App) Start() error {
 		// The store (and its cluster connection) is shared with the running
 		// config; refusing keeps that one working.
 		stores.Delete(a.dir)
-		return fmt.Errorf("cluster: a reload cannot turn cluster mode on or off or change its dsn, node or schema (the lead store %s is open with the old ones); restart Caddy for that", a.dir)
+		return a.errClusterChange()
 	}
 	a.pooled.Store(p)
 	a.started = true
@@ -320,6 +326,23 @@ func (a *App) Start() error {
 	a.logger.Info("lead store ready", zap.String("dir", a.dir), zap.Bool("shared", loaded),
 		zap.Strings("destinations", a.Destinations()))
 	return nil
+}
+
+func (a *App) errClusterChange() error {
+	return fmt.Errorf("cluster: a reload cannot turn cluster mode on or off or change its dsn, node or schema (the lead store %s is open with the old ones); restart Caddy for that", a.dir)
+}
+
+// openStore returns the store a running config holds open in dir, or nil.
+func openStore(dir string) *pooledStore {
+	var found *pooledStore
+	stores.Range(func(key, value any) bool {
+		if key == dir {
+			found, _ = value.(*pooledStore)
+			return false
+		}
+		return true
+	})
+	return found
 }
 
 // Stop releases this config's hold on the store; the last holder closes it.

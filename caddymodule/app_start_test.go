@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,5 +60,41 @@ func TestCaptureWaitsForAppStart(t *testing.T) {
 	defer stop()
 	if _, _, err := b.Capture(gone, &lead.Lead{Form: "x"}, nil); !errors.Is(err, errStoreNotReady) {
 		t.Fatalf("capture on an app that never starts: %v", err)
+	}
+}
+
+// A reload that would turn cluster mode on for a store a running config
+// holds is refused in Provision, before Caddy starts any app of the new
+// config: the HTTP app, started first in a random order, would have opened
+// listeners whose close drops the connections they were about to accept
+// (a CI run lost a form post so, right after such a refused reload).
+func TestClusterChangeRefusedInProvision(t *testing.T) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	dir := t.TempDir()
+	running := &App{Storage: dir}
+	if err := running.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := running.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer running.Stop()
+	next := &App{Storage: dir, Cluster: &ClusterOptions{DSN: "postgres://leadproxy@127.0.0.1:1/leads", Node: "a"}}
+	err := next.Provision(ctx)
+	if err == nil || !strings.Contains(err.Error(), "restart Caddy") {
+		t.Fatalf("provisioning cluster mode on the running store: %v; want it refused", err)
+	}
+	// The same settings provision (and start, sharing the store).
+	same := &App{Storage: dir}
+	if err := same.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := same.Start(); err != nil {
+		t.Fatal(err)
+	}
+	same.Stop()
+	if running.store() == nil {
+		t.Fatal("the running config lost its store")
 	}
 }

@@ -245,11 +245,56 @@ func (c *caddyProc) Reload(tmpl string) error {
 		return err
 	}
 	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	c.waitOneListener()
 	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(resp.Body)
 		return fmt.Errorf("reload: %d %s", resp.StatusCode, b)
 	}
 	return nil
+}
+
+// waitOneListener waits until each of the process's ports has one
+// listening socket left. Caddy answers a load before the replaced
+// config's servers have closed theirs, and on Linux each config listens
+// on a socket of its own (SO_REUSEPORT): a connection the kernel queued on
+// the closing one is dropped. That loss is Caddy's, on every reload, with
+// or without leadproxy; a test's next request waits for the close so that
+// what it sees is leadproxy's.
+func (c *caddyProc) waitOneListener() {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, port := range c.Ports {
+		for {
+			n, ok := listeningSockets(port)
+			if !ok || n <= 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				c.t.Fatalf("port %d: %d listening sockets 10s after a reload", port, n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// listeningSockets counts the TCP sockets listening on port, from
+// /proc/net/tcp and tcp6; ok is false where there is no /proc.
+func listeningSockets(port int) (n int, ok bool) {
+	want := fmt.Sprintf(":%04X", port)
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		ok = true
+		for line := range strings.Lines(string(b)) {
+			fields := strings.Fields(line)
+			if len(fields) > 3 && fields[3] == "0A" && strings.HasSuffix(fields[1], want) {
+				n++
+			}
+		}
+	}
+	return n, ok
 }
 
 // URL is the site URL on the named port.

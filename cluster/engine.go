@@ -727,7 +727,7 @@ WHERE lead_id = $1 AND dest = $2`+where), append([]any{cl.id, cl.dest, status, a
 	return status, attempts
 }
 
-// errReplyLost is what replyLost makes of a committed record.
+// errReplyLost is what replyLost makes of a committed claim or record.
 var errReplyLost = errors.New("unexpected EOF (the reply was lost)")
 
 // recordedBy reports whether the stored history hist holds the attempt
